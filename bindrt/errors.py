@@ -1,0 +1,76 @@
+"""The one exception hierarchy every bindrt stage raises.
+
+Callers catch :class:`BindrtError` for anything bindrt rejects; the subclasses
+say which stage rejected it. Each subclass also derives from the builtin that
+describes the failure (``ValueError``, ``FileNotFoundError``...), so code that
+already catches builtins keeps working.
+"""
+
+from __future__ import annotations
+
+
+class BindrtError(Exception):
+    """Base class of every error bindrt raises on purpose."""
+
+
+class ConfigError(BindrtError, ValueError):
+    """A model configuration, preset name or option value is invalid."""
+
+
+class UnknownModalityError(BindrtError, KeyError):
+    """A modality name that bindrt (or this bundle/backend) does not have."""
+
+    def __str__(self) -> str:  # KeyError quotes its message; keep it readable
+        return str(self.args[0]) if self.args else ""
+
+
+class InputError(BindrtError, ValueError):
+    """An input item is malformed: wrong shape, dtype, NaN/Inf, empty list...
+
+    ``modality`` and ``item`` (index in the caller's list, when known) say which
+    input was wrong, so a message in a batch of a thousand files is actionable.
+    """
+
+    def __init__(self, message: str, *, modality: str | None = None, item: int | str | None = None):
+        prefix = ""
+        if modality is not None:
+            prefix += f"[{modality}"
+            if item is not None:
+                prefix += f" item {item}"
+            prefix += "] "
+        super().__init__(prefix + message)
+        self.modality = modality
+        self.item = item
+
+
+class MediaDecodeError(InputError):
+    """A media file or buffer could not be decoded (unreadable, truncated, wrong format)."""
+
+
+class CheckpointError(BindrtError, ValueError):
+    """A checkpoint is not a plain state dict or does not match the model's layout."""
+
+
+class BundleError(BindrtError, ValueError):
+    """A bundle is missing files, has a corrupted file, or an invalid manifest."""
+
+
+class ExportError(BindrtError, RuntimeError):
+    """An ONNX export, build or validation failed."""
+
+
+class BackendError(BindrtError, RuntimeError):
+    """A backend cannot run here (missing library, no device) or failed to run."""
+
+
+__all__ = [
+    "BindrtError",
+    "ConfigError",
+    "UnknownModalityError",
+    "InputError",
+    "MediaDecodeError",
+    "CheckpointError",
+    "BundleError",
+    "ExportError",
+    "BackendError",
+]

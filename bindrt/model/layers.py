@@ -1,0 +1,104 @@
+"""Transformer building blocks with the reference's parameter names.
+
+Attention keeps ``torch.nn.MultiheadAttention``'s packed parameters
+(``in_proj_weight``, ``in_proj_bias``, ``bias_k``, ``bias_v``, ``out_proj``) so
+reference checkpoints load unchanged, but splits the math into a projection and
+a swappable ``core``: the Triton backend replaces ``core`` with a fused kernel
+that reads the packed projection output directly.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+AttentionCore = Callable[[Tensor, Optional[Tensor], Optional[Tensor], int, bool], Tensor]
+
+
+def sdpa_attention(qkv: Tensor, bias_k: Optional[Tensor], bias_v: Optional[Tensor], num_heads: int, causal: bool) -> Tensor:
+    """MultiheadAttention math on a packed (B, N, 3D) projection; returns (B, N, D).
+
+    bias_k/bias_v (1, 1, D) are appended as one extra key/value at the end of the
+    sequence, as ``nn.MultiheadAttention(add_bias_kv=True)`` does.
+    """
+    batch, seq, three_d = qkv.shape
+    dim = three_d // 3
+    head_dim = dim // num_heads
+    q, k, v = qkv.split(dim, dim=-1)
+    if bias_k is not None and bias_v is not None:
+        k = torch.cat([k, bias_k.to(k.dtype).expand(batch, 1, dim)], dim=1)
+        v = torch.cat([v, bias_v.to(v.dtype).expand(batch, 1, dim)], dim=1)
+    q = q.reshape(batch, seq, num_heads, head_dim).transpose(1, 2)
+    k = k.reshape(batch, k.shape[1], num_heads, head_dim).transpose(1, 2)
+    v = v.reshape(batch, v.shape[1], num_heads, head_dim).transpose(1, 2)
+    out = F.scaled_dot_product_attention(q, k, v, is_causal=causal)
+    return out.transpose(1, 2).reshape(batch, seq, dim)
+
+
+class Attention(nn.Module):
+    def __init__(self, dim: int, num_heads: int, bias_kv: bool) -> None:
+        super().__init__()
+        self.num_heads = num_heads
+        self.in_proj_weight = nn.Parameter(torch.empty(3 * dim, dim))
+        self.in_proj_bias = nn.Parameter(torch.zeros(3 * dim))
+        if bias_kv:
+            self.bias_k = nn.Parameter(torch.empty(1, 1, dim))
+            self.bias_v = nn.Parameter(torch.empty(1, 1, dim))
+        else:
+            self.bias_k = self.bias_v = None
+        self.out_proj = nn.Linear(dim, dim)
+        self.core: AttentionCore = sdpa_attention
+        nn.init.xavier_uniform_(self.in_proj_weight)
+        if bias_kv:
+            nn.init.xavier_normal_(self.bias_k)
+            nn.init.xavier_normal_(self.bias_v)
+        nn.init.zeros_(self.out_proj.bias)
+
+    def forward(self, x: Tensor, causal: bool = False) -> Tensor:
+        qkv = F.linear(x, self.in_proj_weight, self.in_proj_bias)
+        return self.out_proj(self.core(qkv, self.bias_k, self.bias_v, self.num_heads, causal))
+
+
+class Mlp(nn.Module):
+    def __init__(self, dim: int, hidden: int) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden)
+        self.act = nn.GELU()
+        self.fc2 = nn.Linear(hidden, dim)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.fc2(self.act(self.fc1(x)))
+
+
+class Block(nn.Module):
+    """Pre-norm block; drop path and layer scale of the reference are inactive at inference."""
+
+    def __init__(self, dim: int, num_heads: int, bias_kv: bool) -> None:
+        super().__init__()
+        self.norm_1 = nn.LayerNorm(dim, eps=1e-6)
+        self.attn = Attention(dim, num_heads, bias_kv)
+        self.norm_2 = nn.LayerNorm(dim, eps=1e-6)
+        self.mlp = Mlp(dim, 4 * dim)
+
+    def forward(self, x: Tensor, causal: bool = False) -> Tensor:
+        x = x + self.attn(self.norm_1(x), causal)
+        return x + self.mlp(self.norm_2(x))
+
+
+class Trunk(nn.Module):
+    def __init__(self, dim: int, num_blocks: int, num_heads: int, bias_kv: bool, pre_norm: bool, causal: bool) -> None:
+        super().__init__()
+        self.causal = causal
+        # Key name mirrors the reference's Sequential(LayerNorm, Rearrange).
+        self.pre_transformer_layer = nn.Sequential(nn.LayerNorm(dim, eps=1e-6)) if pre_norm else None
+        self.blocks = nn.ModuleList(Block(dim, num_heads, bias_kv) for _ in range(num_blocks))
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.pre_transformer_layer is not None:
+            x = self.pre_transformer_layer(x)
+        for block in self.blocks:
+            x = block(x, self.causal)
+        return x
