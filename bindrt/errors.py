@@ -39,8 +39,15 @@ class InputError(BindrtError, ValueError):
                 prefix += f" item {item}"
             prefix += "] "
         super().__init__(prefix + message)
+        self.detail = message
         self.modality = modality
         self.item = item
+
+    def shifted(self, offset: int) -> "InputError":
+        """The same error with the item index counted from an earlier position (batched callers)."""
+        if not isinstance(self.item, int) or not offset:
+            return self
+        return type(self)(self.detail, modality=self.modality, item=self.item + offset)
 
 
 class MediaDecodeError(InputError):
@@ -53,6 +60,10 @@ class CheckpointError(BindrtError, ValueError):
 
 class BundleError(BindrtError, ValueError):
     """A bundle is missing files, has a corrupted file, or an invalid manifest."""
+
+
+class OutputError(BindrtError, OSError):
+    """An output path exists, is not writable, or is not a directory."""
 
 
 class ExportError(BindrtError, RuntimeError):
@@ -71,6 +82,7 @@ __all__ = [
     "MediaDecodeError",
     "CheckpointError",
     "BundleError",
+    "OutputError",
     "ExportError",
     "BackendError",
 ]

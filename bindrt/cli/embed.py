@@ -1,0 +1,79 @@
+"""bindrt embed: raw files/texts -> embeddings (.npz), with a similarity matrix."""
+
+from __future__ import annotations
+
+import argparse
+
+KINDS = ("text", "vision", "video", "audio", "depth", "thermal", "imu")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "embed",
+        help="embed files and texts, write .npz, print similarities",
+        description="Embed raw inputs with any backend. Writes one array per input kind to an .npz file; "
+        "with several kinds, prints their cosine-similarity matrices.",
+    )
+    p.add_argument("model", help="bundle directory, or a reference checkpoint with --config")
+    p.add_argument("--config", help="preset or JSON config when MODEL is a checkpoint file")
+    for kind in KINDS:
+        what = "texts" if kind == "text" else f"{kind} files"
+        p.add_argument(f"--{kind}", nargs="+", metavar="X", help=what)
+    p.add_argument("--backend", default="torch", help="torch | onnxruntime | triton | tensorrt (default torch)")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--precision", default="fp32")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--out", help="output .npz (default: embeddings.npz)", default="embeddings.npz")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import numpy as np
+    from rich.console import Console
+
+    import bindrt
+    from bindrt.config import INPUT_KINDS
+    from bindrt.errors import InputError
+    from bindrt.fileio import atomic_path
+
+    inputs = {k: getattr(args, k) for k in KINDS if getattr(args, k)}
+    if not inputs:
+        raise InputError("nothing to embed; give at least one of " + ", ".join(f"--{k}" for k in KINDS))
+    modalities = sorted({INPUT_KINDS[k] for k in inputs})
+    model = bindrt.load(
+        args.model, args.backend, device=args.device, precision=args.precision,
+        modalities=modalities, config=args.config, batch_size=args.batch_size,
+    )
+    with model:
+        embeddings = model.embed(**inputs)
+    out = args.out if args.out.endswith(".npz") else args.out + ".npz"
+    with atomic_path(out) as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, **embeddings)
+    console = Console()
+    console.print(f"wrote {out}: " + ", ".join(f"{k} {v.shape}" for k, v in embeddings.items()))
+    print_similarities(console, inputs, embeddings)
+    return 0
+
+
+def print_similarities(console, inputs: dict, embeddings: dict) -> None:
+    from rich.table import Table
+
+    from bindrt.runtime.embedder import similarity
+
+    kinds = list(embeddings)
+    for i, a in enumerate(kinds):
+        for b in kinds[i + 1 :]:
+            sim = similarity(embeddings[a], embeddings[b])
+            table = Table(f"{a} \\ {b}", *[_short(x) for x in inputs[b]], title=f"cosine similarity {a} x {b}")
+            for name, row in zip(inputs[a], sim):
+                best = row.argmax()
+                table.add_row(_short(name), *[f"[bold]{v:+.3f}[/]" if j == best else f"{v:+.3f}" for j, v in enumerate(row)])
+            console.print(table)
+
+
+def _short(x: object, width: int = 24) -> str:
+    import os
+
+    s = os.path.basename(str(x)) if isinstance(x, str) and os.sep in x else str(x)
+    return s if len(s) <= width else s[: width - 1] + "…"

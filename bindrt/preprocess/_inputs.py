@@ -1,0 +1,121 @@
+"""Input plumbing shared by every modality: item kinds, list checks, array checks.
+
+Every loader accepts an *item* that is a path (``str`` / ``os.PathLike``), raw
+file bytes, or an in-memory object (numpy array, Pillow image, ...). Problems are
+raised as :class:`~bindrt.errors.InputError` (or :class:`MediaDecodeError` for
+files that exist but cannot be decoded) whose message names the modality, the
+item's index in the caller's list and what was expected, so one bad file in a
+batch of thousands is easy to find.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+import numpy as np
+
+from bindrt.errors import InputError, MediaDecodeError
+
+T = TypeVar("T")
+Source = str | io.BytesIO  # what decoders (Pillow, soundfile, PyAV) are handed
+
+
+def describe(item: Any) -> str:
+    """A short human description of an item for error messages (never its full bytes)."""
+    if isinstance(item, (str, os.PathLike)):
+        return repr(os.fspath(item))
+    if isinstance(item, (bytes, bytearray, memoryview)):
+        return f"<{len(item)} bytes>"
+    if isinstance(item, np.ndarray):
+        return f"<array shape={item.shape} dtype={item.dtype}>"
+    return f"<{type(item).__name__}>"
+
+
+def is_pathlike(item: Any) -> bool:
+    return isinstance(item, (str, os.PathLike))
+
+
+def is_bytes(item: Any) -> bool:
+    return isinstance(item, (bytes, bytearray, memoryview))
+
+
+def to_source(item: Any, modality: str, index: int | None, expected: str) -> Source:
+    """Turn a path or bytes item into something a decoder can open.
+
+    Missing paths and empty buffers are caught here so decoders only ever see
+    something that exists. Other item kinds are rejected with ``expected``.
+    """
+    if is_pathlike(item):
+        path = os.fspath(item)
+        if isinstance(path, bytes):
+            path = os.fsdecode(path)
+        if not os.path.exists(path):
+            raise InputError(f"file not found: {path!r} (expected an existing {expected})",
+                             modality=modality, item=index)
+        if not os.path.isfile(path):
+            raise InputError(f"not a regular file: {path!r} (expected an existing {expected})",
+                             modality=modality, item=index)
+        return path
+    if is_bytes(item):
+        data = bytes(item)
+        if not data:
+            raise InputError(f"empty bytes (expected the contents of a {expected})",
+                             modality=modality, item=index)
+        return io.BytesIO(data)
+    raise InputError(f"unsupported item type {type(item).__name__} (expected {expected})",
+                     modality=modality, item=index)
+
+
+@contextmanager
+def decoding(item: Any, modality: str, index: int | None, expected: str) -> Iterator[None]:
+    """Re-raise any decoder failure as MediaDecodeError naming the item and the expectation."""
+    try:
+        yield
+    except InputError:
+        raise
+    except MemoryError:
+        raise
+    except Exception as exc:  # decoders raise OSError, ValueError, RuntimeError, their own types...
+        reason = str(exc).strip() or type(exc).__name__
+        raise MediaDecodeError(f"cannot decode {describe(item)} as {expected}: {reason}",
+                               modality=modality, item=index) from exc
+
+
+def as_item_list(items: Any, modality: str) -> list[Any]:
+    """Validate a batch argument: a non-empty list or tuple of items."""
+    if isinstance(items, (str, bytes, bytearray, np.ndarray)) or not isinstance(items, Sequence):
+        raise InputError(f"expected a list of items, got {type(items).__name__}", modality=modality)
+    if len(items) == 0:
+        raise InputError("expected at least one item, got an empty list", modality=modality)
+    return list(items)
+
+
+def map_items(items: Any, modality: str, fn: Callable[[Any, int], np.ndarray]) -> np.ndarray:
+    """Apply ``fn(item, index)`` to every item and stack the results into one batch."""
+    seq = as_item_list(items, modality)
+    return np.stack([fn(item, i) for i, item in enumerate(seq)])
+
+
+def check_array(arr: Any, modality: str, index: int | None, *, ndims: Sequence[int],
+                kinds: str, expected: str) -> np.ndarray:
+    """Check an array's rank, dtype kind ('u','i','f','b') and finiteness.
+
+    ``expected`` is the human description used in every message (e.g.
+    "an (H, W, 3) uint8 RGB array").
+    """
+    a = np.asarray(arr)
+    if a.dtype.kind not in kinds:
+        raise InputError(f"array has dtype {a.dtype} (expected {expected})", modality=modality, item=index)
+    if a.ndim not in ndims:
+        raise InputError(f"array has shape {a.shape} (expected {expected})", modality=modality, item=index)
+    if a.size == 0:
+        raise InputError(f"array is empty, shape {a.shape} (expected {expected})", modality=modality, item=index)
+    if a.dtype.kind == "f" and not np.isfinite(a).all():
+        bad = "NaN" if np.isnan(a).any() else "Inf"
+        raise InputError(f"array contains {bad} values (expected finite values: {expected})",
+                         modality=modality, item=index)
+    return a

@@ -1,0 +1,140 @@
+"""What ``bindrt.load`` returns: raw inputs in, embeddings out, on any backend."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+
+from bindrt.config import INPUT_KINDS
+from bindrt.errors import InputError, UnknownModalityError
+from bindrt.layouts import INPUT_LAYOUTS
+from bindrt.runtime.base import Backend
+
+TEXT_VOCAB = 49408
+
+class Embedder:
+    """Validates, preprocesses and batches inputs, then calls one backend.
+
+    ``embed`` takes raw inputs (paths, bytes, images, arrays, strings);
+    ``encode`` takes preprocessed batches in the reference layouts.
+    """
+
+    def __init__(self, backend: Backend, batch_size: int = 32) -> None:
+        if batch_size < 1:
+            raise InputError(f"batch_size must be >= 1, got {batch_size}")
+        self.backend = backend
+        self.batch_size = batch_size
+
+    @property
+    def config(self):
+        return self.backend.config
+
+    @property
+    def modalities(self) -> tuple[str, ...]:
+        return self.backend.modalities
+
+    @property
+    def input_kinds(self) -> tuple[str, ...]:
+        return self.backend.input_kinds
+
+    def __repr__(self) -> str:
+        d = self.backend.describe()
+        return f"Embedder(backend={d['backend']!r}, device={d['device']!r}, precision={d['precision']!r}, modalities={list(self.modalities)})"
+
+    # -- preprocessed batches ------------------------------------------------------
+    def encode(self, kind: str, batch: Any) -> np.ndarray:
+        """Embed a preprocessed batch (reference layout) of input ``kind``; returns (B, out_dim) float32."""
+        array = self.check_batch(kind, batch)
+        step = min(self.batch_size, self.backend.max_batch_size(kind) or self.batch_size)
+        parts = [self.backend.run(kind, array[i : i + step]) for i in range(0, len(array), step)]
+        return np.concatenate(parts, axis=0).astype(np.float32, copy=False)
+
+    def check_batch(self, kind: str, batch: Any) -> np.ndarray:
+        self._check_kind(kind)
+        layout = INPUT_LAYOUTS[kind]
+        trailing, has_clips = layout.shape, layout.multi_clip
+        if not isinstance(batch, np.ndarray):
+            try:
+                batch = np.asarray(batch)
+            except Exception as exc:  # ragged lists etc.
+                raise InputError(f"could not convert input to an array: {exc}", modality=kind) from None
+        if kind == "audio" and batch.ndim == 4:  # single clip per item
+            batch = batch[:, None]
+        expected = tuple(layout.symbolic_shape())
+        if batch.ndim != len(expected) or tuple(batch.shape[len(expected) - len(trailing):]) != trailing:
+            raise InputError(f"expected a batch of shape {expected}, got {tuple(batch.shape)}", modality=kind)
+        if batch.shape[0] == 0 or (has_clips and batch.shape[1] == 0):
+            raise InputError(f"empty batch {tuple(batch.shape)}; expected at least one item (and one clip)", modality=kind)
+        if layout.dtype == "int64":
+            if not np.issubdtype(batch.dtype, np.integer):
+                raise InputError(f"expected integer token ids (int64), got dtype {batch.dtype}", modality=kind)
+            bad = np.argwhere((batch < 0) | (batch >= TEXT_VOCAB))
+            if len(bad):
+                raise InputError(f"token id {batch[tuple(bad[0])]} out of range [0, {TEXT_VOCAB})", modality=kind, item=int(bad[0][0]))
+            return np.ascontiguousarray(batch, dtype=np.int64)
+        if not np.issubdtype(batch.dtype, np.floating):
+            raise InputError(f"expected floating-point values (float32), got dtype {batch.dtype}", modality=kind)
+        finite = np.isfinite(batch).reshape(len(batch), -1).all(axis=1)
+        if not finite.all():
+            raise InputError("contains NaN or Inf; expected finite values", modality=kind, item=int(np.argmin(finite)))
+        return np.ascontiguousarray(batch, dtype=np.float32)
+
+    # -- raw inputs ---------------------------------------------------------------------
+    def embed(self, **inputs: Any) -> dict[str, np.ndarray]:
+        """Embed raw inputs: ``embed(text=[...], vision=[paths], audio=..., video=..., depth=..., thermal=..., imu=...)``.
+
+        A single item is treated as a list of one. Preprocessing runs one batch at a
+        time, so a long list never holds all decoded media in memory.
+        """
+        from bindrt.preprocess import preprocess
+
+        if not inputs:
+            raise InputError("no inputs given; expected keyword arguments such as text=[...], vision=[...]")
+        out: dict[str, np.ndarray] = {}
+        for kind, items in inputs.items():
+            self._check_kind(kind)
+            items = _as_list(kind, items)
+            parts = []
+            for start in range(0, len(items), self.batch_size):
+                chunk = items[start : start + self.batch_size]
+                try:
+                    batch = preprocess(kind, chunk)
+                except InputError as exc:
+                    raise exc.shifted(start) from None
+                parts.append(self.encode(kind, batch))
+            out[kind] = np.concatenate(parts, axis=0)
+        return out
+
+    def _check_kind(self, kind: str) -> None:
+        if kind not in INPUT_KINDS:
+            raise UnknownModalityError(f"unknown input kind {kind!r}; expected one of {', '.join(INPUT_KINDS)}")
+        if kind not in self.input_kinds:
+            raise UnknownModalityError(
+                f"this model was loaded without the {INPUT_KINDS[kind]!r} encoder; it has {', '.join(self.modalities)}"
+            )
+
+    def close(self) -> None:
+        self.backend.close()
+
+    def __enter__(self) -> "Embedder":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _as_list(kind: str, items: Any) -> Sequence[Any]:
+    if isinstance(items, (str, bytes)) or not isinstance(items, (list, tuple)):
+        items = [items]
+    if len(items) == 0:
+        raise InputError("empty input list; expected at least one item", modality=kind)
+    return list(items)
+
+
+def similarity(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Cosine similarity matrix between two sets of embeddings (scales removed)."""
+    a = a / np.linalg.norm(a, axis=-1, keepdims=True)
+    b = b / np.linalg.norm(b, axis=-1, keepdims=True)
+    return a @ b.T
+

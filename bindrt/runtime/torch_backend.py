@@ -1,0 +1,74 @@
+"""The reference-exact PyTorch backend (and the base of the Triton-kernel backend)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from bindrt.errors import BackendError
+from bindrt.model.checkpoint import read_state_dict, split_state_dict
+from bindrt.model.encoders import ModalityEncoder
+from bindrt.model.imagebind import load_encoder
+from bindrt.runtime.base import Backend, ModelSource
+
+DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+def resolve_device(device: str) -> torch.device:
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise BackendError(f"device {device!r} requested but torch sees no CUDA device; use device='cpu'")
+    if dev.type not in ("cpu", "cuda"):
+        raise BackendError(f"unsupported device {device!r}; expected 'cpu' or 'cuda[:N]'")
+    return dev
+
+
+def load_encoders(source: ModelSource, modalities: tuple[str, ...], verify: bool = True) -> dict[str, ModalityEncoder]:
+    """Eval-mode fp32 CPU encoders for ``modalities`` only; other towers are never read."""
+    if source.bundle is not None:
+        return {m: load_encoder(m, source.config, source.bundle.load_weights(m, verify=verify)) for m in modalities}
+    state = read_state_dict(source.checkpoint)
+    per_modality = split_state_dict(state, source.config, modalities)
+    return {m: load_encoder(m, source.config, per_modality[m]) for m in modalities}
+
+
+class TorchBackend(Backend):
+    name = "torch"
+    precisions = ("fp32", "fp16", "bf16")
+
+    def __init__(self, encoders: dict[str, ModalityEncoder], config, device: str = "cpu", precision: str = "fp32") -> None:
+        if precision not in DTYPES:
+            raise BackendError(f"the {self.name} backend runs {', '.join(DTYPES)}, not {precision!r}")
+        super().__init__(config, tuple(encoders), device, precision)
+        self.torch_device = resolve_device(device)
+        self.dtype = DTYPES[precision]
+        self.encoders = {m: e.to(self.torch_device, self.dtype).eval() for m, e in encoders.items()}
+
+    @classmethod
+    def open(cls, source: ModelSource, *, modalities, device: str = "cpu", precision: str = "fp32", verify: bool = True, **options: Any):
+        if options:
+            raise BackendError(f"unknown option(s) for the {cls.name} backend: {sorted(options)}")
+        resolve_device(device)
+        return cls(load_encoders(source, modalities, verify), source.config, device, precision)
+
+    def to_tensor(self, kind: str, batch: np.ndarray) -> torch.Tensor:
+        tensor = torch.from_numpy(batch).to(self.torch_device, non_blocking=True)
+        return tensor if kind == "text" else tensor.to(self.dtype)
+
+    def encoder_for(self, kind: str) -> ModalityEncoder:
+        return self.encoders["vision" if kind == "video" else kind]
+
+    @torch.inference_mode()
+    def run(self, kind: str, batch: np.ndarray) -> np.ndarray:
+        out = self.encoder_for(kind)(self.to_tensor(kind, batch))
+        return out.float().cpu().numpy()
+
+    def describe(self) -> dict[str, Any]:
+        return super().describe() | {"torch": torch.__version__, "threads": torch.get_num_threads()}
+
+    def close(self) -> None:
+        self.encoders.clear()
+        if self.torch_device.type == "cuda":
+            torch.cuda.empty_cache()
