@@ -26,7 +26,10 @@ def atomic_path(final: "str | os.PathLike[str]") -> Iterator[Path]:
     """Yield a temporary sibling path; rename it onto ``final`` only if the block succeeds."""
     final = Path(final)
     _check_writable_dir(final.parent)
-    fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
+    except OSError as exc:
+        raise OutputError(f"output directory {final.parent} is not writable: {exc.strerror or exc}") from None
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -52,9 +55,15 @@ def atomic_directory(final: "str | os.PathLike[str]", overwrite: bool = False) -
     final = Path(final)
     if final.exists() and not overwrite:
         raise OutputError(f"{final} already exists; pass overwrite=True (CLI: --overwrite) to replace it")
-    final.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot create output directory {final.parent}: {exc.strerror or exc}") from None
     _check_writable_dir(final.parent)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".partial", dir=final.parent))
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".partial", dir=final.parent))
+    except OSError as exc:
+        raise OutputError(f"output directory {final.parent} is not writable: {exc.strerror or exc}") from None
     try:
         yield tmp
         if final.exists():

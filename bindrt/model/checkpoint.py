@@ -65,7 +65,7 @@ def read_state_dict(path: "str | PathLike[str]") -> Mapping[str, Tensor]:
     except (pickle.UnpicklingError, zipfile.BadZipFile, EOFError, RuntimeError, ValueError) as exc:
         raise CheckpointError(
             f"checkpoint {path} could not be loaded as a plain state dict with weights_only=True "
-            f"(expected a dict of tensors as saved by torch.save(model.state_dict())): {str(exc).splitlines()[0]}"
+            f"(expected a dict of tensors as saved by torch.save(model.state_dict())): {(str(exc).splitlines() or [type(exc).__name__])[0]}"
         ) from None
     return check_plain_state_dict(obj, str(path))
 

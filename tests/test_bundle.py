@@ -1,0 +1,188 @@
+"""Bundles: manifest schema, checksums, atomic writes, paths that escape."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import bindrt
+from bindrt.bundle import MANIFEST, Bundle
+from bindrt.convert import convert_checkpoint
+from bindrt.errors import BundleError, OutputError, UnknownModalityError
+from conftest import GOLDEN_DIR
+
+
+@pytest.fixture()
+def bundle_copy(golden_bundle, tmp_path) -> Path:
+    dst = tmp_path / "b"
+    shutil.copytree(golden_bundle, dst)
+    return dst
+
+
+def _edit_manifest(path: Path, edit) -> None:
+    manifest = json.loads((path / MANIFEST).read_text())
+    edit(manifest)
+    (path / MANIFEST).write_text(json.dumps(manifest))
+
+
+def test_manifest_describes_the_model(golden_bundle):
+    bundle = Bundle.open(golden_bundle)
+    m = bundle.manifest
+    assert m["schema_version"] == 1 and m["format"] == "bindrt-bundle"
+    assert bundle.config == bindrt.PRESETS["golden"]
+    assert bundle.modalities == ("vision", "text", "audio", "depth", "thermal", "imu")
+    assert m["modalities"]["audio"]["inputs"]["audio"] == {"shape": ["batch", "clips", 1, 128, 204], "dtype": "float32"}
+    assert m["modalities"]["vision"]["inputs"]["video"]["shape"] == ["batch", "clips", 3, 2, 224, 224]
+    assert m["modalities"]["text"]["inputs"]["text"] == {"shape": ["batch", 77], "dtype": "int64"}
+    assert m["modalities"]["imu"]["output"] == {"shape": ["batch", 32], "dtype": "float32"}
+    assert {"python", "bindrt", "torch", "safetensors"} <= set(m["producer"])
+    assert m["history"][0]["stage"] == "convert" and m["history"][0]["source"] == "weights.pth"
+    for rel in m["files"]:
+        bundle.file(rel, verify=True)  # every checksum holds
+
+
+def test_bundle_weights_are_reference_keyed_safetensors(golden_bundle):
+    import torch
+    from safetensors.torch import load_file
+
+    reference = torch.load(GOLDEN_DIR / "weights.pth", weights_only=True)
+    loaded = {}
+    for f in sorted((golden_bundle / "weights").iterdir()):
+        loaded.update(load_file(f))
+    assert set(loaded) == set(reference)
+    assert all(torch.equal(loaded[k], reference[k]) for k in reference)
+
+
+def test_convert_subset_of_modalities(tmp_path):
+    bundle = convert_checkpoint(GOLDEN_DIR / "weights.pth", "golden", tmp_path / "v", modalities=["depth", "vision"])
+    assert bundle.modalities == ("vision", "depth")
+    assert sorted(p.name for p in (tmp_path / "v" / "weights").iterdir()) == ["depth.safetensors", "vision.safetensors"]
+    with pytest.raises(UnknownModalityError, match="has no 'text' modality"):
+        bundle.modality("text")
+    with pytest.raises(UnknownModalityError, match="unknown modality 'smell'"):
+        convert_checkpoint(GOLDEN_DIR / "weights.pth", "golden", tmp_path / "w", modalities=["smell"])
+
+
+def test_interrupted_convert_leaves_nothing_that_loads(tmp_path, monkeypatch):
+    import safetensors.torch
+
+    calls = {"n": 0}
+    real = safetensors.torch.save_file
+
+    def dying_save(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt  # as if the user pressed Ctrl-C mid-write
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(safetensors.torch, "save_file", dying_save)
+    with pytest.raises(KeyboardInterrupt):
+        convert_checkpoint(GOLDEN_DIR / "weights.pth", "golden", tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+    assert list(tmp_path.iterdir()) == []  # no partial directory left behind
+    with pytest.raises(BundleError):
+        Bundle.open(tmp_path / "out")
+
+
+def test_existing_output_needs_overwrite(golden_bundle, tmp_path):
+    out = tmp_path / "b"
+    convert_checkpoint(GOLDEN_DIR / "weights.pth", "golden", out, modalities=["imu"])
+    with pytest.raises(OutputError, match="already exists"):
+        convert_checkpoint(GOLDEN_DIR / "weights.pth", "golden", out)
+    convert_checkpoint(GOLDEN_DIR / "weights.pth", "golden", out, modalities=["depth"], overwrite=True)
+    assert Bundle.open(out).modalities == ("depth",)
+
+
+def test_unwritable_output_directory_even_for_root():
+    """/proc refuses new entries whatever the user, so this runs under root CI too."""
+    with pytest.raises(OutputError, match="/proc"):
+        convert_checkpoint(GOLDEN_DIR / "weights.pth", "golden", "/proc/bindrt-test-bundle")
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores directory permissions")
+def test_unwritable_output_directory(tmp_path):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        with pytest.raises(OutputError, match="not writable"):
+            convert_checkpoint(GOLDEN_DIR / "weights.pth", "golden", locked / "b")
+    finally:
+        locked.chmod(0o700)
+
+
+def test_output_parent_is_a_file(tmp_path):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(OutputError):
+        convert_checkpoint(GOLDEN_DIR / "weights.pth", "golden", tmp_path / "file" / "b")
+
+
+def test_corrupted_weights_file_is_detected(bundle_copy):
+    path = bundle_copy / "weights" / "depth.safetensors"
+    data = bytearray(path.read_bytes())
+    data[-100] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(BundleError, match="depth.safetensors is corrupted or was modified"):
+        bindrt.load(bundle_copy, modalities=["depth"])
+    bindrt.load(bundle_copy, modalities=["audio"])  # the intact modalities still load
+
+
+def test_missing_weights_file_is_detected(bundle_copy):
+    (bundle_copy / "weights" / "imu.safetensors").unlink()
+    with pytest.raises(BundleError, match="missing weights/imu.safetensors"):
+        bindrt.load(bundle_copy, modalities=["imu"])
+
+
+@pytest.mark.parametrize("evil", ["../outside.safetensors", "/etc/passwd", "weights/../../x", "C:/x", "..\\x"])
+def test_manifest_paths_outside_the_bundle_are_rejected(bundle_copy, evil):
+    def edit(m):
+        m["files"][evil] = m["files"].pop("weights/text.safetensors")
+        m["modalities"]["text"]["weights"] = evil
+
+    _edit_manifest(bundle_copy, edit)
+    with pytest.raises(BundleError, match="outside the bundle directory"):
+        Bundle.open(bundle_copy)
+
+
+def test_symlink_escaping_the_bundle_is_not_followed(bundle_copy, tmp_path):
+    secret = tmp_path / "secret.safetensors"
+    shutil.copy(bundle_copy / "weights" / "text.safetensors", secret)
+    (bundle_copy / "weights" / "text.safetensors").unlink()
+    (bundle_copy / "weights" / "text.safetensors").symlink_to(secret)
+    with pytest.raises(BundleError, match="resolves outside the bundle directory"):
+        Bundle.open(bundle_copy)
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda m: m.update(schema_version=99), "schema_version 99 is not supported"),
+        (lambda m: m.update(format="something"), "format is 'something'"),
+        (lambda m: m.pop("files"), "missing or invalid 'files'"),
+        (lambda m: m["config"].update(vision_num_heads=7), "not divisible"),
+        (lambda m: m["modalities"].update(smell={"weights": "weights/vision.safetensors"}), "unknown modality 'smell'"),
+    ],
+)
+def test_invalid_manifests(bundle_copy, edit, message):
+    _edit_manifest(bundle_copy, edit)
+    with pytest.raises(BundleError, match=message):
+        Bundle.open(bundle_copy)
+
+
+def test_not_a_bundle(tmp_path):
+    with pytest.raises(BundleError, match="no manifest.json"):
+        Bundle.open(tmp_path)
+    (tmp_path / MANIFEST).write_text("{ nope")
+    with pytest.raises(BundleError, match="not valid JSON"):
+        Bundle.open(tmp_path)
+
+
+def test_bundle_embeddings_equal_checkpoint_embeddings(golden_bundle, golden):
+    a = bindrt.load(golden_bundle, modalities=["thermal"]).encode("thermal", golden["in_thermal"])
+    b = bindrt.load(GOLDEN_DIR / "weights.pth", config="golden", modalities=["thermal"]).encode("thermal", golden["in_thermal"])
+    np.testing.assert_array_equal(a, b)

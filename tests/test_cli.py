@@ -1,0 +1,71 @@
+"""The bindrt command line, run as users run it (a real subprocess)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from bindrt.cli import COMMAND_MODULES, build_parser
+from conftest import GOLDEN_DIR
+
+
+def bindrt_cli(*args: str, cwd=None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "bindrt", *map(str, args)], capture_output=True, text=True, cwd=cwd)
+
+
+def _commands() -> list[str]:
+    sub = next(a for a in build_parser()._actions if a.dest == "command")
+    return sorted(sub.choices)
+
+
+def test_every_command_has_help():
+    commands = _commands()
+    assert {"convert", "embed", "info", "demo"} <= set(commands)
+    assert len(commands) >= len(COMMAND_MODULES)
+    for command in commands:
+        result = bindrt_cli(command, "--help")
+        assert result.returncode == 0, result.stderr
+        assert f"usage: bindrt {command}" in result.stdout
+
+
+def test_convert_info_embed(tmp_path):
+    bundle = tmp_path / "bundle"
+    result = bindrt_cli("convert", GOLDEN_DIR / "weights.pth", "--config", "golden", "--out", bundle, "--modalities", "vision,text")
+    assert result.returncode == 0, result.stderr
+    assert "vision, text" in result.stdout
+
+    info = json.loads(bindrt_cli("info", bundle, "--json").stdout)
+    assert sorted(info["modalities"]) == ["text", "vision"]
+    assert info["config"]["vision_embed_dim"] == 64
+
+    text_out = bindrt_cli("info", bundle, "--verify")
+    assert text_out.returncode == 0 and "all checksums verified" in text_out.stdout
+
+    out = tmp_path / "emb.npz"
+    media = GOLDEN_DIR / "media"
+    result = bindrt_cli("embed", bundle, "--text", "a photo", "a logo", "--vision", media / "photo.jpg", media / "logo.png", "--out", out)
+    assert result.returncode == 0, result.stderr
+    assert "cosine similarity text x vision" in result.stdout
+    with np.load(out) as data:
+        assert data["text"].shape == (2, 32) and data["vision"].shape == (2, 32)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["convert", "missing.pth", "--config", "golden", "--out", "x"], "checkpoint missing.pth does not exist"),
+        (["convert", str(GOLDEN_DIR / "weights.pth"), "--config", "tiny", "--out", "x"], "shape mismatches"),
+        (["info", "."], "has no manifest.json"),
+        (["embed", str(GOLDEN_DIR / "weights.pth"), "--config", "golden"], "nothing to embed"),
+        (["embed", str(GOLDEN_DIR / "weights.pth"), "--config", "golden", "--vision", "nope.png"], "vision item 0"),
+    ],
+)
+def test_errors_are_one_line_with_exit_code_2(tmp_path, args, message):
+    result = bindrt_cli(*args, cwd=tmp_path)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
