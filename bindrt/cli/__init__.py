@@ -15,6 +15,7 @@ COMMAND_MODULES = (
     "bindrt.cli.convert",
     "bindrt.cli.embed",
     "bindrt.cli.info",
+    "bindrt.cli.bench",
 )
 
 

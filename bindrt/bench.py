@@ -1,0 +1,184 @@
+"""Latency benchmarks of any backends on one bundle: medians, ratios against a baseline run in the same process.
+
+Torch-free unless a torch-based backend is asked for. Results carry the machine,
+versions and date so a recorded run can be compared with the next one.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import platform
+import statistics
+import subprocess
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import numpy as np
+
+from bindrt.layouts import INPUT_LAYOUTS
+
+
+@dataclass
+class BenchRow:
+    backend: str
+    precision: str
+    kind: str
+    batch: int
+    median_ms: float
+    p10_ms: float
+    p90_ms: float
+    items_per_s: float
+    speedup: float | None = None  # vs the baseline backend, same kind and batch
+    min_cosine: float | None = None  # vs the baseline's embeddings of the same inputs
+
+
+def time_call(fn: Callable[[], Any], warmup: int = 2, repeats: int = 10) -> list[float]:
+    """Wall-clock seconds of ``repeats`` calls after ``warmup`` calls."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def random_batch(kind: str, batch: int, seed: int = 0, clips: int | None = None) -> np.ndarray:
+    """Fresh random inputs in the kind's layout (text: random ids ending in end-of-text)."""
+    rng = np.random.default_rng(seed)
+    layout = INPUT_LAYOUTS[kind]
+    if kind == "text":
+        ids = np.zeros((batch, 77), np.int64)
+        for i in range(batch):
+            n = int(rng.integers(3, 40))
+            ids[i, 0], ids[i, 1 : n - 1], ids[i, n - 1] = 49406, rng.integers(1, 49405, n - 2), 49407
+        return ids
+    shape = (batch, *((clips or layout.default_clips,) if layout.multi_clip else ()), *layout.shape)
+    return rng.standard_normal(shape, dtype=np.float32)
+
+
+def parse_backend_spec(spec: str) -> tuple[str, str]:
+    """'onnxruntime:int8' -> ('onnxruntime', 'int8'); a bare name means fp32."""
+    name, _, precision = spec.partition(":")
+    return name, precision or "fp32"
+
+
+def bench_bundle(
+    bundle: "str | os.PathLike[str]",
+    backends: Iterable[str],
+    kinds: Iterable[str],
+    batch_sizes: Iterable[int],
+    *,
+    device: str = "cpu",
+    repeats: int = 10,
+    warmup: int = 2,
+    clips: int | None = None,
+    options: dict[str, dict[str, Any]] | None = None,
+    on_row: Callable[[BenchRow], None] | None = None,
+) -> list[BenchRow]:
+    """Time every (backend, kind, batch); the first backend is the baseline for speedup and cosine."""
+    import bindrt
+
+    specs = [parse_backend_spec(s) for s in backends]
+    kinds, batch_sizes = list(kinds), list(batch_sizes)
+    modalities = sorted({INPUT_LAYOUTS[k].encoder for k in kinds})
+    rows: list[BenchRow] = []
+    baseline: dict[tuple[str, int], tuple[float, np.ndarray]] = {}
+    for index, (name, precision) in enumerate(specs):
+        extra = (options or {}).get(f"{name}:{precision}", (options or {}).get(name, {}))
+        with bindrt.load(bundle, name, device=device, precision=precision, modalities=modalities, batch_size=max(batch_sizes), **extra) as model:
+            for kind in kinds:
+                for batch in batch_sizes:
+                    x = random_batch(kind, batch, seed=batch, clips=clips)
+                    out = model.encode(kind, x)
+                    times = time_call(lambda: model.encode(kind, x), warmup=warmup, repeats=repeats)
+                    median = statistics.median(times)
+                    row = BenchRow(
+                        backend=name, precision=precision, kind=kind, batch=batch,
+                        median_ms=median * 1e3,
+                        p10_ms=float(np.percentile(times, 10)) * 1e3,
+                        p90_ms=float(np.percentile(times, 90)) * 1e3,
+                        items_per_s=batch / median,
+                    )
+                    if index == 0:
+                        baseline[(kind, batch)] = (median, out)
+                        row.speedup, row.min_cosine = 1.0, 1.0
+                    elif (kind, batch) in baseline:
+                        base_time, base_out = baseline[(kind, batch)]
+                        row.speedup = base_time / median
+                        row.min_cosine = float(min_row_cosine(out, base_out))
+                    rows.append(row)
+                    if on_row:
+                        on_row(row)
+    return rows
+
+
+def min_row_cosine(a: np.ndarray, b: np.ndarray) -> float:
+    cos = (a * b).sum(-1) / (np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1))
+    return float(cos.min())
+
+
+def machine_info() -> dict[str, Any]:
+    """CPU/GPU, core count, library versions and the date: recorded with every result."""
+    from bindrt.bundle import producer_versions
+
+    info: dict[str, Any] = {
+        "date": _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat(),
+        "platform": platform.platform(),
+        "cpu": _cpu_model(),
+        "cpu_cores": os.cpu_count(),
+        "versions": producer_versions("numpy", "torch", "onnx", "onnxruntime", "triton", "tensorrt"),
+    }
+    try:
+        gpu = subprocess.run(
+            ["nvidia-smi", "--query-gpu=name,driver_version,memory.total", "--format=csv,noheader"],
+            capture_output=True, text=True, timeout=10,
+        )
+        if gpu.returncode == 0 and gpu.stdout.strip():
+            info["gpu"] = gpu.stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        pass
+    return info
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def rows_to_markdown(rows: list[BenchRow]) -> str:
+    head = "| backend | precision | input | batch | median ms | p10-p90 ms | items/s | speedup | min cosine |\n|---|---|---|---:|---:|---:|---:|---:|---:|\n"
+    body = "".join(
+        f"| {r.backend} | {r.precision} | {r.kind} | {r.batch} | {r.median_ms:.2f} | {r.p10_ms:.2f}-{r.p90_ms:.2f} | "
+        f"{r.items_per_s:.1f} | {'' if r.speedup is None else f'{r.speedup:.2f}x'} | {'' if r.min_cosine is None else f'{r.min_cosine:.5f}'} |\n"
+        for r in rows
+    )
+    return head + body
+
+
+def write_results(rows: list[BenchRow], out_dir: "str | os.PathLike[str]", name: str, extra: dict[str, Any] | None = None) -> tuple[Path, Path]:
+    """Write ``<out_dir>/<date>-<name>.json`` and ``.md`` with the machine description."""
+    from bindrt.fileio import atomic_write_bytes
+
+    info = machine_info()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    stem = f"{info['date'][:10]}-{name}"
+    payload = {"machine": info, **(extra or {}), "rows": [asdict(r) for r in rows]}
+    json_path, md_path = out / f"{stem}.json", out / f"{stem}.md"
+    atomic_write_bytes(json_path, (json.dumps(payload, indent=1) + "\n").encode())
+    machine = f"{info['cpu']} ({info['cpu_cores']} cores)" + (f", GPU {info['gpu']}" if "gpu" in info else "")
+    versions = ", ".join(f"{k} {v}" for k, v in info["versions"].items())
+    md = f"# {name}\n\n- date: {info['date']}\n- machine: {machine}\n- versions: {versions}\n\n{rows_to_markdown(rows)}"
+    atomic_write_bytes(md_path, md.encode())
+    return json_path, md_path
