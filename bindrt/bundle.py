@@ -54,7 +54,9 @@ def input_specs(modality: str) -> dict[str, Any]:
 
 
 def preprocessing_constants(modality: str) -> dict[str, Any]:
-    return {}  # filled from bindrt.preprocess once it lands
+    from bindrt.preprocess import constants
+
+    return constants(modality)
 
 
 class Bundle:

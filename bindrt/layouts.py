@@ -18,6 +18,11 @@ class InputLayout:
     multi_clip: bool = False
     default_clips: int = 1
 
+    @property
+    def item_shape(self) -> tuple[int, ...]:
+        """One preprocessed item (no batch axis), clips at their default count."""
+        return ((self.default_clips,) if self.multi_clip else ()) + self.shape
+
     def symbolic_shape(self) -> list[int | str]:
         return ["batch", *(["clips"] if self.multi_clip else []), *self.shape]
 

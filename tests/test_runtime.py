@@ -124,3 +124,38 @@ def test_importing_bindrt_does_not_import_torch():
     code = "import sys, bindrt, bindrt.bundle, bindrt.runtime, bindrt.preprocess, bindrt.cli; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_embed_raw_media_reproduces_reference(model, golden, golden_inputs):
+    from conftest import MEDIA_DIR
+
+    out = model.embed(
+        text=golden_inputs["texts"],
+        vision=[str(MEDIA_DIR / f) for f in golden_inputs["images"]],
+        audio=[str(MEDIA_DIR / f) for f in golden_inputs["audio"]],
+    )
+    assert row_relative_error(out["text"], golden["emb_text"]) <= 1e-5
+    assert row_relative_error(out["vision"], golden["emb_vision"]) <= 1e-5
+    # audio preprocessing matches the reference to ~1e-4 (float32 fbank), so embeddings agree closely
+    assert row_relative_error(out["audio"], golden["emb_audio"]) <= 1e-3
+
+
+def test_embed_errors_name_the_item_across_batches(golden_bundle, tmp_path):
+    from conftest import MEDIA_DIR
+
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes((MEDIA_DIR / "photo.jpg").read_bytes()[:2000])
+    small = bindrt.load(golden_bundle, modalities=["vision"], batch_size=2)
+    good = str(MEDIA_DIR / "photo.jpg")
+    with pytest.raises(InputError, match=r"\[vision item 2\]") as err:
+        small.embed(vision=[good, good, str(broken)])
+    assert "broken.jpg" in str(err.value)
+
+
+def test_embed_single_items_and_audio_arrays(model):
+    rng = np.random.default_rng(2)
+    wave = (0.1 * rng.standard_normal(16000 * 3)).astype(np.float32)
+    out = model.embed(text="a single string", audio=(wave, 16000))
+    assert out["text"].shape == (1, 32) and out["audio"].shape == (1, 32)
+    with pytest.raises(InputError, match=r"\[audio item 0\].*400"):
+        model.embed(audio=(wave[:100], 16000))

@@ -14,13 +14,12 @@ import io
 import os
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 
 from bindrt.errors import InputError, MediaDecodeError
 
-T = TypeVar("T")
 Source = str | io.BytesIO  # what decoders (Pillow, soundfile, PyAV) are handed
 
 
@@ -81,7 +80,7 @@ def decoding(item: Any, modality: str, index: int | None, expected: str) -> Iter
         raise
     except Exception as exc:  # decoders raise OSError, ValueError, RuntimeError, their own types...
         reason = str(exc).strip() or type(exc).__name__
-        raise MediaDecodeError(f"cannot decode {describe(item)} as {expected}: {reason}",
+        raise MediaDecodeError(f"cannot decode {describe(item)}: {reason} (expected {expected})",
                                modality=modality, item=index) from exc
 
 
@@ -119,3 +118,23 @@ def check_array(arr: Any, modality: str, index: int | None, *, ndims: Sequence[i
         raise InputError(f"array contains {bad} values (expected finite values: {expected})",
                          modality=modality, item=index)
     return a
+
+
+NPY_MAGIC = b"\x93NUMPY"
+
+
+def is_npy_item(item: Any) -> bool:
+    """A ``.npy`` path or bytes that start with the npy magic."""
+    if is_pathlike(item):
+        return os.fsdecode(os.fspath(item)).lower().endswith(".npy")
+    return is_bytes(item) and bytes(item[:6]) == NPY_MAGIC
+
+
+def load_npy(item: Any, modality: str, index: int | None, expected: str) -> np.ndarray:
+    """Load a .npy path/bytes item (no pickles: arrays only)."""
+    src = to_source(item, modality, index, ".npy file")
+    with decoding(item, modality, index, f"a .npy file holding {expected}"):
+        arr = np.load(src, allow_pickle=False)
+    if not isinstance(arr, np.ndarray):
+        raise InputError(f"{describe(item)} is not a single array (expected {expected})", modality=modality, item=index)
+    return arr

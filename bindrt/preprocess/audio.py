@@ -24,7 +24,6 @@ import io
 import math
 import os
 import struct
-from fractions import Fraction
 from typing import Any, BinaryIO, NamedTuple
 
 import numpy as np
@@ -32,6 +31,7 @@ import soundfile as sf
 
 from bindrt.errors import InputError, MediaDecodeError
 
+from ._clips import clip_timepoints
 from ._inputs import check_array, decoding, describe, is_bytes, is_pathlike, map_items, to_source
 
 SAMPLE_RATE = 16000
@@ -104,16 +104,18 @@ def _read_pyav(src: str | io.BytesIO) -> tuple[np.ndarray, int]:
         if not container.streams.audio:
             raise ValueError("no audio stream")
         stream = container.streams.audio[0]
-        chunks = [fr.to_ndarray() for fr in container.decode(stream)]
-        sr = stream.codec_context.sample_rate
-        if not chunks:
-            raise ValueError("no audio frames decoded")
-        fmt = stream.codec_context.format
-    planar = fmt.is_planar
-    parts = [c if planar else c.reshape(-1, stream.codec_context.channels).T for c in chunks]
+        ctx = stream.codec_context
+        parts = []
+        for frame in container.decode(stream):
+            a = frame.to_ndarray()  # planar: (channels, n); packed: (1, n * channels)
+            parts.append(a if frame.format.is_planar else a.reshape(-1, frame.layout.nb_channels).T)
+        sr = ctx.sample_rate
+    if not parts:
+        raise ValueError("no audio frames decoded")
     data = np.concatenate(parts, axis=1)
-    if data.dtype.kind in "iu":
-        data = data.astype(np.float32) / np.float32(2 ** (8 * data.dtype.itemsize - 1))
+    if data.dtype.kind in "iu":  # integer PCM -> [-1, 1) (unsigned 8-bit is offset by 128)
+        half = 2.0 ** (8 * data.dtype.itemsize - 1)
+        data = (data.astype(np.float64) - (half if data.dtype.kind == "u" else 0.0)) / half
     return np.ascontiguousarray(data, dtype=np.float32), int(sr)
 
 
@@ -149,11 +151,11 @@ def load_audio(item: Any, *, index: int | None = None) -> tuple[np.ndarray, int]
         wav, sr = _read_soundfile(src)
     except sf.LibsndfileError as exc:
         if "Format not recognised" not in str(exc) and "unknown format" not in str(exc).lower():
-            raise MediaDecodeError(f"cannot decode {describe(item)} as {expected}: {exc}", modality=modality, item=index) from exc
+            raise MediaDecodeError(f"cannot decode {describe(item)}: {exc} (expected {expected})", modality=modality, item=index) from exc
         with decoding(item, modality, index, expected):
             wav, sr = _read_pyav(src)
     except Exception as exc:
-        raise MediaDecodeError(f"cannot decode {describe(item)} as {expected}: {exc}", modality=modality, item=index) from exc
+        raise MediaDecodeError(f"cannot decode {describe(item)}: {exc} (expected {expected})", modality=modality, item=index) from exc
     if wav.shape[1] == 0:
         raise InputError(f"{describe(item)} has no samples (expected at least {MIN_CLIP_SAMPLES} at {SAMPLE_RATE} Hz)",
                          modality=modality, item=index)
@@ -175,6 +177,7 @@ def _sinc_kernel(orig: int, new: int, lowpass_filter_width: int, rolloff: float)
     with np.errstate(invalid="ignore", divide="ignore"):
         kernel = np.where(t == 0, f32(1.0), np.sin(t) / t).astype(f32)
     kernel *= window * f32(base / orig)
+    kernel.setflags(write=False)  # cached: shared by every call
     return kernel, width  # (new, 2*width + orig)
 
 
@@ -203,19 +206,8 @@ def resample(waveform: np.ndarray, orig_sr: int, new_sr: int, *, lowpass_filter_
 
 
 # ---------------------------------------------------------------- clips
-def clip_timepoints(duration: float, clip_seconds: float = CLIP_SECONDS, num_clips: int = NUM_CLIPS) -> list[tuple[Fraction, Fraction]]:
-    """pytorchvideo ``ConstantClipsPerVideoSampler`` as the reference drives it: exact fractions.
-
-    ``max_start = max(d - clip, 0)``, ``step = max_start / num_clips``, clip i spans
-    ``[i*step, i*step + clip)`` seconds (a float duration enters as its exact binary value).
-    """
-    max_start = Fraction(max(duration - clip_seconds, 0))
-    step = max_start / num_clips
-    return [(step * i, step * i + Fraction(clip_seconds)) for i in range(num_clips)]
-
-
 def sample_clips(num_samples: int, sr: int, clip_seconds: float = CLIP_SECONDS, num_clips: int = NUM_CLIPS) -> list[tuple[int, int]]:
-    """Sample-index ranges ``[start, end)`` of the reference's clips (end may exceed num_samples)."""
+    """Sample-index ranges ``[start, end)`` of the reference's clips: ``int(t * sr)`` of exact times (end may exceed num_samples)."""
     return [(int(s * sr), int(e * sr)) for s, e in clip_timepoints(num_samples / sr, clip_seconds, num_clips)]
 
 
@@ -240,8 +232,9 @@ def _mel_banks(num_bins: int, padded: int, sr: float, low: float = 20.0, high: f
     m = (f32(1127.0) * np.log(f32(1.0) + freqs / f32(700.0)))[None, :]
     up = (m - left) / (center - left)
     down = (right - m) / (right - center)
-    banks = np.maximum(f32(0.0), np.minimum(up, down)).astype(f32)
-    return np.pad(banks, ((0, 0), (0, 1)))
+    banks = np.pad(np.maximum(f32(0.0), np.minimum(up, down)).astype(f32), ((0, 0), (0, 1)))
+    banks.setflags(write=False)  # cached: shared by every call
+    return banks
 
 
 def kaldi_fbank(clip: np.ndarray, sr: int = SAMPLE_RATE, num_mel_bins: int = NUM_MEL_BINS) -> np.ndarray:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -87,14 +87,16 @@ class Embedder:
         A single item is treated as a list of one. Preprocessing runs one batch at a
         time, so a long list never holds all decoded media in memory.
         """
-        from bindrt.preprocess import preprocess
+        from bindrt.preprocess import as_items, preprocess
 
         if not inputs:
             raise InputError("no inputs given; expected keyword arguments such as text=[...], vision=[...]")
         out: dict[str, np.ndarray] = {}
         for kind, items in inputs.items():
             self._check_kind(kind)
-            items = _as_list(kind, items)
+            items = as_items(kind, items)
+            if not items:
+                raise InputError("empty input list; expected at least one item", modality=kind)
             parts = []
             for start in range(0, len(items), self.batch_size):
                 chunk = items[start : start + self.batch_size]
@@ -122,14 +124,6 @@ class Embedder:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def _as_list(kind: str, items: Any) -> Sequence[Any]:
-    if isinstance(items, (str, bytes)) or not isinstance(items, (list, tuple)):
-        items = [items]
-    if len(items) == 0:
-        raise InputError("empty input list; expected at least one item", modality=kind)
-    return list(items)
 
 
 def similarity(a: np.ndarray, b: np.ndarray) -> np.ndarray:
