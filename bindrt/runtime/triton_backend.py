@@ -1,0 +1,201 @@
+"""The ``triton`` backend: the torch encoders with bindrt's Triton kernels swapped in.
+
+Swaps, per encoder: the attention core (fused attention on the packed
+projection, bias_kv folded in), the patch stem (GEMM + LayerNorm + CLS + position
+in one pass), and each block's LayerNorms / residual adds / bias+GELU. On CUDA,
+fixed batch buckets are captured as CUDA graphs so small batches pay one launch
+instead of hundreds.
+
+Without a CUDA device the kernels cannot run natively: the backend then either
+runs them through Triton's CPU interpreter (``interpret=True``; slow, for tests),
+or falls back to the plain torch encoders with a warning (``fallback=True``,
+the default), or refuses (``fallback=False``).
+"""
+
+from __future__ import annotations
+
+import os
+import types
+import warnings
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from bindrt.errors import BackendError
+from bindrt.model.encoders import ImuTokenizer, ModalityEncoder, PatchTokenizer
+from bindrt.model.layers import Block
+from bindrt.runtime.base import ModelSource
+from bindrt.runtime.torch_backend import TorchBackend, load_encoders
+
+DEFAULT_BUCKETS = (1, 2, 4, 8, 16, 32, 64)
+FUSIONS = ("attention", "patch_embed", "norms")
+
+
+class TritonKernelFallbackWarning(UserWarning):
+    """The triton backend is running plain torch encoders (no CUDA, no interpreter)."""
+
+
+def _prepare_kernels(device: str, interpret: bool, fallback: bool) -> str | None:
+    """Return None when kernels can run, else the reason they cannot (fallback mode)."""
+    if interpret:
+        if device != "cpu":
+            raise BackendError("interpret=True runs Triton's CPU interpreter; use device='cpu' with it")
+        os.environ.setdefault("TRITON_INTERPRET", "1")
+    from bindrt import kernels
+
+    if interpret and not kernels.interpreting():
+        raise BackendError("interpret=True but TRITON_INTERPRET is set to a false value in the environment")
+    ok, reason = kernels.available()
+    if interpret and ok:
+        return None
+    if device.startswith("cuda") and torch.cuda.is_available() and ok:
+        return None
+    if not ok:
+        why = reason
+    elif not torch.cuda.is_available():
+        why = "torch sees no CUDA device"
+    else:
+        why = f"device {device!r} is not a CUDA device"
+    if not fallback:
+        raise BackendError(
+            f"the triton backend cannot run its kernels here: {why}. Use a CUDA device, pass interpret=True "
+            "(Triton's CPU interpreter, slow), or use backend='torch'"
+        )
+    return why
+
+
+def _fused_patch_forward(tok: PatchTokenizer, modality: str):
+    from bindrt import kernels
+
+    stem = tok.stem
+    norm = stem.norm_layer
+    nw, nb, eps = (norm.weight, norm.bias, norm.eps) if norm is not None else (None, None, 1e-5)
+    original = tok.forward
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pos = self.position
+        if modality == "vision":
+            if x.ndim != 4:  # real two-frame clips use the full 3-D kernel in torch
+                return original(x)
+            return kernels.patch_embed_vision(x, stem.proj[1].weight, self.cls_token, pos)
+        if isinstance(self, ImuTokenizer):
+            return kernels.patch_embed_imu(x, stem.proj.weight, self.cls_token, pos, nw, nb, eps)
+        conv = stem.proj
+        return kernels.patch_embed_conv(x, conv.weight, self.cls_token, pos, nw, nb, eps, conv.stride)
+
+    return types.MethodType(forward, tok)
+
+
+def _fused_block_forward(block: Block):
+    from bindrt import kernels
+
+    n1, n2, fc1, fc2 = block.norm_1, block.norm_2, block.mlp.fc1, block.mlp.fc2
+
+    def forward(self, x: torch.Tensor, causal: bool = False) -> torch.Tensor:
+        h = kernels.layer_norm(x, n1.weight, n1.bias, n1.eps)
+        x, h = kernels.add_layer_norm(self.attn(h, causal), x, n2.weight, n2.bias, n2.eps)
+        return x + fc2(kernels.bias_gelu(F.linear(h, fc1.weight), fc1.bias))
+
+    return types.MethodType(forward, block)
+
+
+def patch_with_kernels(encoder: ModalityEncoder, fusions: tuple[str, ...] = FUSIONS) -> dict[str, int]:
+    """Swap kernels into one encoder in place; returns how many modules each fusion replaced."""
+    from bindrt import kernels
+
+    counts = {f: 0 for f in fusions}
+    if "attention" in fusions:
+        counts["attention"] = kernels.patch_encoder(encoder)
+    if "patch_embed" in fusions and isinstance(encoder.preprocessor, PatchTokenizer):
+        encoder.preprocessor.forward = _fused_patch_forward(encoder.preprocessor, encoder.modality)
+        counts["patch_embed"] = 1
+    if "norms" in fusions:
+        for block in encoder.trunk.blocks:
+            block.forward = _fused_block_forward(block)
+            counts["norms"] += 1
+    return counts
+
+
+class TritonBackend(TorchBackend):
+    name = "triton"
+    precisions = ("fp32", "fp16", "bf16")
+
+    def __init__(self, encoders, config, device="cuda", precision="fp32", *, kernels_off_reason: str | None = None,
+                 fusions: tuple[str, ...] = FUSIONS, cuda_graphs: bool = True, buckets: tuple[int, ...] = DEFAULT_BUCKETS):
+        super().__init__(encoders, config, device, precision)
+        self.kernels_off_reason = kernels_off_reason
+        self.fusion_counts: dict[str, dict[str, int]] = {}
+        if kernels_off_reason is None:
+            self.fusion_counts = {m: patch_with_kernels(e, fusions) for m, e in self.encoders.items()}
+        self.buckets = tuple(sorted(set(buckets)))
+        self.use_graphs = cuda_graphs and kernels_off_reason is None and self.torch_device.type == "cuda"
+        self._graphs: dict[tuple, tuple[torch.cuda.CUDAGraph, torch.Tensor, torch.Tensor]] = {}
+
+    @classmethod
+    def open(cls, source: ModelSource, *, modalities, device: str = "cuda", precision: str = "fp32",
+             interpret: bool = False, fallback: bool = True, fusions: tuple[str, ...] | list[str] = FUSIONS,
+             cuda_graphs: bool = True, buckets: tuple[int, ...] = DEFAULT_BUCKETS, verify: bool = True, **options: Any):
+        if options:
+            raise BackendError(f"unknown option(s) for the triton backend: {sorted(options)}")
+        unknown = sorted(set(fusions) - set(FUSIONS))
+        if unknown:
+            raise BackendError(f"unknown fusion(s) {unknown}; expected a subset of {list(FUSIONS)}")
+        reason = _prepare_kernels(device, interpret, fallback)
+        if reason is not None:
+            warnings.warn(
+                f"triton backend: kernels are off ({reason}); running the plain torch encoders", TritonKernelFallbackWarning, stacklevel=3
+            )
+            if device.startswith("cuda") and not torch.cuda.is_available():
+                device = "cpu"
+        encoders = load_encoders(source, modalities, verify)
+        return cls(encoders, source.config, device, precision, kernels_off_reason=reason, fusions=tuple(fusions),
+                   cuda_graphs=cuda_graphs, buckets=tuple(buckets))
+
+    def max_batch_size(self, kind: str) -> int | None:
+        return self.buckets[-1] if self.use_graphs else None
+
+    @torch.inference_mode()
+    def run(self, kind: str, batch: np.ndarray) -> np.ndarray:
+        if not self.use_graphs:
+            return super().run(kind, batch)
+        n = len(batch)
+        bucket = next(b for b in self.buckets if b >= n)
+        graph, static_in, static_out = self._graph_for(kind, bucket, batch.shape[1:])
+        static_in[:n].copy_(self.to_tensor(kind, batch))
+        if n < bucket:  # replicate a real row: padding must be valid input (e.g. text ids with an EOT)
+            static_in[n:].copy_(static_in[:1].expand(bucket - n, *static_in.shape[1:]))
+        graph.replay()
+        return static_out[:n].float().cpu().numpy()
+
+    def _graph_for(self, kind: str, bucket: int, item_shape: tuple[int, ...]):
+        key = (kind, bucket, item_shape)
+        if key not in self._graphs:
+            encoder = self.encoder_for(kind)
+            dtype = torch.int64 if kind == "text" else self.dtype
+            static_in = torch.zeros((bucket, *item_shape), dtype=dtype, device=self.torch_device)
+            if kind == "text":
+                static_in[:, 0] = 49407  # a valid end-of-text position for the warm-up runs
+            stream = torch.cuda.Stream()
+            stream.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(stream):  # warm-up compiles kernels outside the capture
+                for _ in range(2):
+                    encoder(static_in)
+            torch.cuda.current_stream().wait_stream(stream)
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph):
+                static_out = encoder(static_in)
+            self._graphs[key] = (graph, static_in, static_out)
+        return self._graphs[key]
+
+    def describe(self) -> dict[str, Any]:
+        info = super().describe()
+        info["kernels"] = "off: " + self.kernels_off_reason if self.kernels_off_reason else "on"
+        info["fusions"] = self.fusion_counts
+        info["cuda_graphs"] = self.use_graphs
+        return info
+
+    def close(self) -> None:
+        self._graphs.clear()
+        super().close()
