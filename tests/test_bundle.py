@@ -14,7 +14,7 @@ import bindrt
 from bindrt.bundle import MANIFEST, Bundle
 from bindrt.convert import convert_checkpoint
 from bindrt.errors import BundleError, OutputError, UnknownModalityError
-from conftest import GOLDEN_DIR
+from helpers import GOLDEN_DIR
 
 
 @pytest.fixture()

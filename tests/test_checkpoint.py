@@ -13,7 +13,7 @@ from bindrt.errors import CheckpointError
 from bindrt.model import ImageBind
 from bindrt.model.checkpoint import read_state_dict, reference_layout, split_state_dict
 from bindrt.model.imagebind import load_encoder
-from conftest import GOLDEN_DIR
+from helpers import GOLDEN_DIR
 from pathlib import Path
 
 TSV = Path(__file__).parent / "data" / "imagebind_huge_state_dict.tsv"

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from bindrt.cli import COMMAND_MODULES, build_parser
-from conftest import GOLDEN_DIR
+from helpers import GOLDEN_DIR
 
 
 def bindrt_cli(*args: str, cwd=None) -> subprocess.CompletedProcess:

@@ -9,7 +9,7 @@ import torch
 from bindrt.config import ImageBindConfig, resolve_config
 from bindrt.model import ImageBind
 from bindrt.model.checkpoint import read_state_dict
-from conftest import GOLDEN_DIR, GOLDEN_INPUTS, row_relative_error
+from helpers import GOLDEN_DIR, GOLDEN_INPUTS, row_relative_error
 
 
 @pytest.fixture(scope="module")

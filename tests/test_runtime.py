@@ -7,7 +7,7 @@ import pytest
 
 import bindrt
 from bindrt.errors import BackendError, ConfigError, InputError, UnknownModalityError
-from conftest import GOLDEN_DIR, GOLDEN_INPUTS, row_relative_error
+from helpers import GOLDEN_DIR, GOLDEN_INPUTS, row_relative_error
 
 
 @pytest.fixture(scope="module")
@@ -127,7 +127,7 @@ def test_importing_bindrt_does_not_import_torch():
 
 
 def test_embed_raw_media_reproduces_reference(model, golden, golden_inputs):
-    from conftest import MEDIA_DIR
+    from helpers import MEDIA_DIR
 
     out = model.embed(
         text=golden_inputs["texts"],
@@ -141,7 +141,7 @@ def test_embed_raw_media_reproduces_reference(model, golden, golden_inputs):
 
 
 def test_embed_errors_name_the_item_across_batches(golden_bundle, tmp_path):
-    from conftest import MEDIA_DIR
+    from helpers import MEDIA_DIR
 
     broken = tmp_path / "broken.jpg"
     broken.write_bytes((MEDIA_DIR / "photo.jpg").read_bytes()[:2000])

@@ -11,7 +11,7 @@ import torch
 
 import bindrt
 from bindrt.errors import BackendError
-from conftest import GOLDEN_INPUTS
+from helpers import GOLDEN_INPUTS
 
 ON_GPU = torch.cuda.is_available()
 if not ON_GPU:

@@ -1,0 +1,153 @@
+"""Shared plumbing of the kernel benchmarks: environment record, timing, peak, output files.
+
+Imported by ``bench_attention.py`` / ``bench_patch_embed.py`` (run as scripts, so
+this folder is on ``sys.path``). ``--smoke`` runs use the Triton interpreter on
+CPU when there is no GPU; ``setup_interpreter`` must run before
+``bindrt.kernels`` submodules are imported.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import platform
+import statistics
+import subprocess
+import time
+from pathlib import Path
+
+
+def setup_interpreter(smoke: bool) -> bool:
+    """Turn on the Triton interpreter for a smoke run without a GPU. Returns True if on."""
+    import torch
+
+    if smoke and not torch.cuda.is_available():
+        os.environ["TRITON_INTERPRET"] = "1"
+        return True
+    return os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+
+def environment() -> dict:
+    import torch
+
+    info = {
+        "date_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "host": platform.node(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torch_cuda": torch.version.cuda,
+        "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
+        "triton_interpret": os.environ.get("TRITON_INTERPRET", "0") == "1",
+    }
+    try:
+        import triton
+
+        info["triton"] = triton.__version__
+    except Exception as exc:  # pragma: no cover
+        info["triton"] = f"unavailable: {exc}"
+    if torch.cuda.is_available():
+        props = torch.cuda.get_device_properties(0)
+        info.update(
+            gpu=torch.cuda.get_device_name(0),
+            gpu_capability=f"{props.major}.{props.minor}",
+            gpu_memory_gib=round(props.total_memory / 2**30, 1),
+            gpu_sms=props.multi_processor_count,
+        )
+        try:
+            out = subprocess.run(
+                ["nvidia-smi", "--query-gpu=driver_version,clocks.max.sm,power.limit", "--format=csv,noheader"],
+                capture_output=True, text=True, timeout=20,
+            ).stdout.strip().splitlines()
+            if out:
+                parts = [p.strip() for p in out[0].split(",")]
+                info["driver"] = parts[0]
+                if len(parts) > 2:
+                    info["max_sm_clock"], info["power_limit"] = parts[1], parts[2]
+        except Exception as exc:
+            info["driver"] = f"unknown ({exc})"
+    else:
+        info["gpu"] = None
+        info["cpu"] = platform.processor() or platform.machine()
+    return info
+
+
+def bench(fn, *, warmup: int = 25, rep: int = 100, smoke: bool = False) -> float:
+    """Median milliseconds of ``fn()``: triton.testing.do_bench on a GPU, wall clock in smoke runs."""
+    import torch
+
+    if torch.cuda.is_available() and not smoke:
+        import triton.testing
+
+        return float(triton.testing.do_bench(fn, warmup=warmup, rep=rep, return_mode="median"))
+    fn()  # warm-up / compile
+    times = []
+    for _ in range(3 if smoke else 10):
+        t0 = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - t0) * 1e3)
+    return float(statistics.median(times))
+
+
+def measure_peak(dtype, smoke: bool = False) -> dict:
+    """Dense matmul TFLOP/s in ``dtype`` (8192^3 on a GPU; tiny on CPU smoke runs)."""
+    import torch
+
+    n = 8192 if torch.cuda.is_available() and not smoke else 256
+    dev = "cuda" if torch.cuda.is_available() else "cpu"
+    if dev == "cpu" and dtype != torch.float32:
+        dtype_run = torch.float32  # CPU half matmuls are not representative
+    else:
+        dtype_run = dtype
+    a = torch.randn(n, n, device=dev, dtype=dtype_run)
+    b = torch.randn(n, n, device=dev, dtype=dtype_run)
+    ms = bench(lambda: torch.matmul(a, b), smoke=smoke)
+    return {"n": n, "dtype": str(dtype_run).replace("torch.", ""), "ms": ms, "tflops": 2 * n**3 / (ms * 1e-3) / 1e12}
+
+
+def measure_bandwidth(smoke: bool = False) -> dict:
+    """Device-to-device copy GB/s (read + write), the roofline for memory-bound kernels."""
+    import torch
+
+    dev = "cuda" if torch.cuda.is_available() else "cpu"
+    n = (1 << 28) if dev == "cuda" and not smoke else (1 << 20)
+    a = torch.empty(n, device=dev, dtype=torch.float32)
+    b = torch.empty_like(a)
+    ms = bench(lambda: b.copy_(a), smoke=smoke)
+    return {"bytes": 8 * n, "ms": ms, "gbps": 8 * n / (ms * 1e-3) / 1e9}
+
+
+def out_paths(out: str) -> tuple[Path, Path]:
+    p = Path(out)
+    if p.suffix in (".json", ".md"):
+        p = p.with_suffix("")
+    p.parent.mkdir(parents=True, exist_ok=True)
+    return p.with_suffix(".json"), p.with_suffix(".md")
+
+
+def write_outputs(out: str, payload: dict, table_rows: list[list], headers: list[str], title: str, notes: list[str]):
+    json_path, md_path = out_paths(out)
+    json_path.write_text(json.dumps(payload, indent=1, default=str))
+    env = payload["environment"]
+    lines = [f"# {title}", ""]
+    lines.append(
+        f"GPU: {env.get('gpu') or 'none (CPU / interpreter smoke run)'}; driver {env.get('driver', '-')}; "
+        f"torch {env['torch']} (CUDA {env.get('torch_cuda')}); triton {env.get('triton')}; "
+        f"date {env['date_utc']}"
+    )
+    lines.append("")
+    for note in notes:
+        lines.append(f"- {note}")
+    lines += ["", "| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    for row in table_rows:
+        lines.append("| " + " | ".join(str(c) for c in row) + " |")
+    md_path.write_text("\n".join(lines) + "\n")
+    return json_path, md_path
+
+
+def fmt(x, nd=3):
+    if x is None:
+        return "-"
+    if isinstance(x, float):
+        return f"{x:.{nd}f}"
+    return str(x)

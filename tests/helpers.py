@@ -1,0 +1,30 @@
+"""Shared test constants and metrics (importable as ``helpers``: tests/ is on pytest's pythonpath)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+GOLDEN_DIR = Path(__file__).parent / "golden"
+MEDIA_DIR = GOLDEN_DIR / "media"
+
+#: input kind -> key of the reference input in golden.npz; embeddings are emb_<kind>.
+GOLDEN_INPUTS = {
+    "vision": "pre_vision",
+    "text": "pre_text",
+    "audio": "pre_audio",
+    "depth": "in_depth",
+    "thermal": "in_thermal",
+    "imu": "in_imu",
+    "video": "in_video",
+}
+
+
+def row_relative_error(actual: np.ndarray, expected: np.ndarray) -> float:
+    """max |diff| per row relative to the reference row's L2 norm (the issues' tolerance)."""
+    return float((np.abs(actual - expected).max(axis=-1) / np.linalg.norm(expected, axis=-1)).max())
+
+
+def min_row_cosine(a: np.ndarray, b: np.ndarray) -> float:
+    return float(((a * b).sum(-1) / (np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1))).min())
