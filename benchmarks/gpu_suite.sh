@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# The one GPU run: kernel tests natively on the GPU, then the kernel and end-to-end
+# benchmarks at ImageBind-huge shapes. Budget: under 8 minutes on one A100/H100/H200.
+#
+#   bash benchmarks/gpu_suite.sh [OUT_DIR]      (default benchmarks/results/<date>-<gpu>)
+#
+# Writes OUT_DIR/{tests.txt, attention.{json,md}, patch_embed.{json,md}, encoders.{json,md}, env.txt}.
+# Each step runs even if an earlier one failed; the exit status is the first failure.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+if ! python -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)"; then
+  echo "gpu_suite: no CUDA device visible to torch; nothing to do" >&2
+  exit 3
+fi
+gpu=$(python -c "import torch; print(torch.cuda.get_device_name(0).replace(' ', '-'))")
+out=${1:-benchmarks/results/$(date -u +%F)-$gpu}
+mkdir -p "$out"
+unset TRITON_INTERPRET
+status=0
+step() {  # step NAME TIMEOUT_S CMD...
+  local name=$1 limit=$2; shift 2
+  echo "== $name (limit ${limit}s)"
+  local t0=$SECONDS
+  timeout "$limit" "$@"; local rc=$?
+  echo "== $name: rc=$rc in $((SECONDS - t0))s" | tee -a "$out/steps.txt"
+  [ $rc -ne 0 ] && [ $status -eq 0 ] && status=$rc
+  return 0
+}
+{ nvidia-smi; python -c "import torch, triton; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'triton', triton.__version__)"; date -u; } > "$out/env.txt" 2>&1
+step tests 180 python -m pytest tests/kernels tests/runtime/test_triton_backend.py -q -x -p no:cacheprovider -o addopts="" \
+  --junitxml="$out/tests.xml" 2>&1 | tail -n 30 | tee "$out/tests.txt"
+step attention 120 python benchmarks/kernels/bench_attention.py "$out/attention" --batches 64,256
+step patch_embed 60 python benchmarks/kernels/bench_patch_embed.py "$out/patch_embed"
+step encoders 180 python benchmarks/kernels/bench_encoder_e2e.py "$out/encoders" --modalities vision,audio,depth --batches 1,8,64
+echo "results in $out"
+exit $status
