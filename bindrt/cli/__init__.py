@@ -15,7 +15,9 @@ COMMAND_MODULES = (
     "bindrt.cli.convert",
     "bindrt.cli.embed",
     "bindrt.cli.info",
+    "bindrt.export.cli",
     "bindrt.cli.bench",
+    "bindrt.training.cli",
 )
 
 

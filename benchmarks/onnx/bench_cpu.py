@@ -1,0 +1,353 @@
+"""ONNX Runtime (fp32 / fused / int8) against PyTorch eager on a real-size ImageBind encoder, on CPU.
+
+Builds one imagebind_huge encoder with random weights (``--modality depth`` by
+default: 384 wide, 12 blocks, 8 heads, 197 tokens; ``audio``: 768 wide, 12
+blocks, 229 tokens), writes it as a bundle, exports it with ``bindrt export``
+(fp32, int8, fused variants -- each validated against torch at export), then
+times every engine at batch 1 and 8 with the same thread count, interleaving the
+engines round by round so that machine noise hits all of them alike. Reports
+medians (and minima), ratios against torch measured in the same run, and the
+cosine of every engine's embeddings against torch's on the same inputs.
+
+    python benchmarks/onnx/bench_cpu.py                 # depth, batch 1 and 8
+    python benchmarks/onnx/bench_cpu.py --modality audio --rounds 15
+
+Writes ``benchmarks/onnx/results/<date>-cpu.{json,md}``. Not a test: timings
+depend on the machine (and on whatever else runs on it; the load average is
+recorded before and after).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+
+
+def machine() -> dict:
+    info = {"platform": platform.platform(), "python": platform.python_version(), "cpu_count": os.cpu_count()}
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+        info["cpu_model"] = next(line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("model name"))
+        flags = next(line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags"))
+        info["isa"] = [f for f in ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8", "avx512_bf16") if f in flags]
+    except (OSError, StopIteration):
+        info["cpu_model"] = platform.processor()
+    try:
+        info["affinity_cores"] = len(os.sched_getaffinity(0))
+    except AttributeError:
+        pass
+    return info
+
+
+def versions() -> dict:
+    from importlib import metadata
+
+    out = {}
+    for name in ("bindrt", "torch", "onnx", "onnxruntime", "onnxscript", "numpy"):
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def build_bundle(modality: str, out: Path, seed: int) -> None:
+    import torch
+
+    from bindrt.bundle import write_bundle
+    from bindrt.config import PRESETS
+    from bindrt.model import build_encoder
+    from bindrt.model.checkpoint import to_reference_key
+
+    torch.manual_seed(seed)
+    config = PRESETS["imagebind_huge"]
+    encoder = build_encoder(modality, config)
+    weights = {to_reference_key(modality, k): v for k, v in encoder.state_dict().items()}
+    write_bundle(out, config, {modality: weights}, stage="bench", overwrite=True)
+
+
+def input_batch(modality: str, batch: int, seed: int = 0) -> np.ndarray:
+    """Real-like inputs: the export validation's 'real' suite (sample media), tiled to the batch size."""
+    from bindrt.export.validate import suite_inputs
+
+    x, _ = suite_inputs(modality, "real")
+    reps = -(-batch // len(x))
+    return np.ascontiguousarray(np.concatenate([x] * reps)[:batch])
+
+
+def make_session(path: Path, threads: int, opt_level: str = "all", spinning: bool = True):
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    if not spinning:
+        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.graph_optimization_level = {
+        "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+        "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+        "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+    }[opt_level]
+    so.log_severity_level = 3
+    sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    sess._bindrt_path = str(path)
+    return sess
+
+
+def interleaved(calls: dict, rounds: int, warmup: int, clock, block: int = 4) -> dict[str, list[float]]:
+    """Time the engines in blocks of ``block + 1`` consecutive calls, cycling through them (order
+    alternating each cycle) until each has ``rounds`` timed calls; returns seconds per call.
+
+    The first call of every block is not timed: thread pools of the engine that ran before
+    (ONNX Runtime's spinning workers, OpenMP's spin-wait) may still hold the cores for a
+    moment after their last call, which would otherwise be charged to the next engine.
+    """
+    times: dict[str, list[float]] = {name: [] for name in calls}
+    for _ in range(warmup):
+        for fn in calls.values():
+            fn()
+    cycle = 0
+    while min(len(t) for t in times.values()) < rounds:
+        order = list(calls) if cycle % 2 == 0 else list(reversed(list(calls)))
+        for name in order:
+            calls[name]()  # settle: not timed
+            for _ in range(min(block, rounds - len(times[name]))):
+                start = clock()
+                calls[name]()
+                times[name].append(clock() - start)
+        cycle += 1
+    return times
+
+
+def cosine(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = a.astype(np.float64), b.astype(np.float64)
+    return float(((a * b).sum(-1) / (np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1))).min())
+
+
+def run(args: argparse.Namespace) -> dict:
+    import torch
+
+    from bindrt.bundle import Bundle
+    from bindrt.export import export_bundle
+    from bindrt.export.spec import graph_records
+    from bindrt.model import load_encoder
+
+    threads = args.threads or os.cpu_count() or 1
+    torch.set_num_threads(threads)
+    work = Path(args.workdir or tempfile.mkdtemp(prefix="bindrt-bench-onnx-"))
+    bundle_dir = work / f"huge-{args.modality}"
+    load_before = os.getloadavg()
+    t0 = time.perf_counter()
+    built = not (bundle_dir / "manifest.json").exists() or args.rebuild
+    if built:
+        print(f"building imagebind_huge {args.modality} bundle (random weights) in {bundle_dir}", flush=True)
+        build_bundle(args.modality, bundle_dir, args.seed)
+        print("exporting fp32 / int8 / fused (validated against torch at export)", flush=True)
+        export_bundle(bundle_dir, modalities=[args.modality], precisions=("fp32", "int8"), fused=True,
+                      int8_method=args.int8_method, progress=lambda m: print("  " + m, flush=True))
+    export_seconds = round(time.perf_counter() - t0, 1) if built else None  # None: bundle reused from --workdir
+    bundle = Bundle.open(bundle_dir)
+    records = graph_records(bundle.modality(args.modality))
+    kind = args.modality
+    encoder = load_encoder(kind, bundle.config, bundle.load_weights(kind))
+
+    engines: dict[str, object] = {}
+    engine_info: dict[str, dict] = {"torch_eager": {"what": f"bindrt torch encoder, eager, fp32, {threads} threads"}}
+    for name, key in (("ort_fp32", f"{kind}.fp32"), ("ort_fused_fp32", f"{kind}.fp32.fused"),
+                      ("ort_int8", f"{kind}.int8"), ("ort_fused_int8", f"{kind}.int8.fused")):
+        if key in records:
+            engines[name] = make_session(bundle.file(records[key]["file"]), threads)
+            rec = records[key]
+            engine_info[name] = {"graph": rec["file"], "validation_worst": rec["validation"]["worst"],
+                                 "fusions": rec.get("fusions", {}).get("fused_operator_statistics"),
+                                 "quantization": (rec.get("quantization") or {}).get("method")}
+
+    if args.compare_static:  # static QDQ int8 (calibrated on real inputs) from the same fp32 graphs, outside the bundle
+        import onnx
+
+        from bindrt.export.int8 import quantize
+        from bindrt.export.validate import calibration_feeds
+
+        feeds = calibration_feeds(kind, kind)
+        for name, key in (("ort_int8_static", f"{kind}.fp32"), ("ort_fused_int8_static", f"{kind}.fp32.fused")):
+            if key not in records:
+                continue
+            q, summary = quantize(onnx.load(str(bundle.file(records[key]["file"]))), method="static", calibration=feeds)
+            path = work / f"{name}.onnx"
+            onnx.save_model(q, str(path))
+            engines[name] = make_session(path, threads)
+            engine_info[name] = {"graph": f"{key} quantized statically (QDQ, per-channel, MinMax on {len(feeds)} real inputs)",
+                                 "quantization": summary["method"]}
+
+    results: dict[str, dict] = {}
+    for batch in args.batches:
+        x = input_batch(kind, batch)
+        xt = torch.from_numpy(x)
+        calls = {"torch_eager": lambda: encoder(xt)}
+        for name, sess in engines.items():
+            calls[name] = (lambda s=sess: s.run(None, {kind: x})[0])
+        with torch.inference_mode():
+            ref = encoder(xt).numpy()
+            outputs = {"torch_eager": ref}
+            for name, sess in engines.items():
+                outputs[name] = sess.run(None, {kind: x})[0]
+            rounds = args.rounds if batch == 1 else max(args.rounds // 2, 5)
+            times = interleaved(calls, rounds, args.warmup, time.perf_counter)
+        base = statistics.median(times["torch_eager"])
+        base_min = min(times["torch_eager"])
+        results[f"batch_{batch}"] = {
+            name: {
+                "median_ms": round(1000 * statistics.median(t), 2),
+                "min_ms": round(1000 * min(t), 2),
+                "speedup_vs_torch_median": round(base / statistics.median(t), 3),
+                "speedup_vs_torch_min": round(base_min / min(t), 3),
+                "items_per_s": round(batch / statistics.median(t), 2),
+                "min_cosine_vs_torch": round(cosine(outputs[name], ref), 6),
+                "runs": len(t),
+            }
+            for name, t in times.items()
+        }
+        print(f"batch {batch}:", flush=True)
+        for name, r in results[f"batch_{batch}"].items():
+            print(f"  {name:22s} {r['median_ms']:9.1f} ms  x{r['speedup_vs_torch_median']:.2f}  (min {r['min_ms']:.1f} ms, "
+                  f"x{r['speedup_vs_torch_min']:.2f})  cos {r['min_cosine_vs_torch']:.6f}", flush=True)
+
+    cpu_time: dict[str, dict] = {}
+    if args.cpu_time_check:
+        # Contention-robust cross-check: one thread everywhere, CPU seconds of this process per call
+        # (time-slicing by other processes does not count; no spin-waiting threads exist).
+        torch.set_num_threads(1)
+        single = {name: make_session(Path(sess._bindrt_path), 1, spinning=False) for name, sess in engines.items()}
+        for batch in args.batches:
+            x = input_batch(kind, batch)
+            xt = torch.from_numpy(x)
+            calls = {"torch_eager": lambda: encoder(xt)}
+            for name, sess in single.items():
+                calls[name] = (lambda s=sess: s.run(None, {kind: x})[0])
+            with torch.inference_mode():
+                times = interleaved(calls, max(args.rounds // 3, 5), 1, time.process_time)
+            base = statistics.median(times["torch_eager"])
+            cpu_time[f"batch_{batch}"] = {
+                name: {"median_cpu_ms": round(1000 * statistics.median(t), 2), "min_cpu_ms": round(1000 * min(t), 2),
+                       "speedup_vs_torch_median": round(base / statistics.median(t), 3), "runs": len(t)}
+                for name, t in times.items()
+            }
+            print(f"1 thread, CPU time, batch {batch}:", flush=True)
+            for name, r in cpu_time[f"batch_{batch}"].items():
+                print(f"  {name:22s} {r['median_cpu_ms']:9.1f} ms  x{r['speedup_vs_torch_median']:.2f}", flush=True)
+        torch.set_num_threads(threads)
+    load_after = os.getloadavg()
+    if not args.keep and not args.workdir:
+        shutil.rmtree(work, ignore_errors=True)
+    return {
+        "benchmark": "bindrt ONNX Runtime CPU vs torch eager",
+        "date": dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat(),
+        "model": {"preset": "imagebind_huge", "modality": kind, "weights": f"random (build_encoder, seed {args.seed})",
+                  "embed_dim": bundle.config.embed_dim(kind), "blocks": bundle.config.num_blocks(kind),
+                  "heads": bundle.config.num_heads(kind)},
+        "inputs": "the export validation's real-media suite (bindrt.export.validate.suite_inputs), tiled to the batch",
+        "threads": threads,
+        "int8_method": args.int8_method,
+        "machine": machine(),
+        "versions": versions(),
+        "load_average": {"before": [round(v, 2) for v in load_before], "after": [round(v, 2) for v in load_after]},
+        "export_seconds": export_seconds,
+        "engines": engine_info,
+        "results": results,
+        "single_thread_cpu_time": cpu_time,
+        "method": f"{args.warmup} warm-up calls per engine, then cycles over all engines (order alternating) of 1 untimed "
+                  "+ 4 timed consecutive calls each, until every engine has its rounds; median and min per engine; "
+                  "speed-ups = torch time / engine time in the same run",
+    }
+
+
+def markdown(report: dict) -> str:
+    m, v = report["machine"], report["versions"]
+    lines = [
+        f"# ONNX Runtime vs torch eager on CPU — imagebind_huge {report['model']['modality']} encoder",
+        "",
+        f"- date: {report['date']}",
+        f"- machine: {m.get('cpu_model')} — {m.get('cpu_count')} cores ({', '.join(m.get('isa', []))}), {m['platform']}",
+        f"- threads: {report['threads']} (torch.set_num_threads and ORT intra_op_num_threads)",
+        "- versions: " + ", ".join(f"{k} {val}" for k, val in v.items()),
+        f"- model: {report['model']['embed_dim']} wide, {report['model']['blocks']} blocks, {report['model']['heads']} heads, {report['model']['weights']}",
+        f"- inputs: {report['inputs']}",
+        f"- int8: {report['int8_method']} quantization; load average before/after: {report['load_average']['before']} / {report['load_average']['after']}",
+        f"- method: {report['method']}",
+        "",
+    ]
+    busy = max(report["load_average"]["before"][0], report["load_average"]["after"][0]) > 0.5 * (m.get("cpu_count") or 1)
+    if busy:
+        lines += [
+            "> **The machine was busy with other work during this run** (load average above). Wall-clock medians "
+            "then mostly measure how each engine's threads cope with sharing the cores (PyTorch's OpenMP barriers "
+            "suffer most, which inflates ORT's median ratios); minima approximate the uncontended latency. The "
+            "single-thread CPU-time table at the end is the contention-robust comparison of the engines' work.",
+            "",
+        ]
+    for batch, rows in report["results"].items():
+        lines += [f"## {batch.replace('_', ' ')}", "",
+                  "| engine | median ms | min ms | speed-up vs torch (median) | (min) | items/s | min cosine vs torch |",
+                  "|---|---:|---:|---:|---:|---:|---:|"]
+        for name, r in rows.items():
+            lines.append(f"| {name} | {r['median_ms']:.1f} | {r['min_ms']:.1f} | {r['speedup_vs_torch_median']:.2f}x | "
+                         f"{r['speedup_vs_torch_min']:.2f}x | {r['items_per_s']:.1f} | {r['min_cosine_vs_torch']:.6f} |")
+        lines.append("")
+    if report.get("single_thread_cpu_time"):
+        lines += ["## Cross-check: one thread, CPU time per call", "",
+                  "CPU seconds this process spent per call with 1 thread everywhere (no spin-waiting threads): "
+                  "insensitive to other processes time-slicing the cores, unlike wall-clock latency.", ""]
+        for batch, rows in report["single_thread_cpu_time"].items():
+            lines += [f"### {batch.replace('_', ' ')}", "", "| engine | median CPU ms | min CPU ms | speed-up vs torch |",
+                      "|---|---:|---:|---:|"]
+            for name, r in rows.items():
+                lines.append(f"| {name} | {r['median_cpu_ms']:.1f} | {r['min_cpu_ms']:.1f} | {r['speedup_vs_torch_median']:.2f}x |")
+            lines.append("")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--modality", default="depth", choices=("depth", "audio", "thermal", "imu"))
+    p.add_argument("--batches", type=lambda s: [int(x) for x in s.split(",")], default=[1, 8])
+    p.add_argument("--rounds", type=int, default=21)
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--int8-method", default="dynamic", choices=("dynamic", "static"))
+    p.add_argument("--no-cpu-time", dest="cpu_time_check", action="store_false",
+                   help="skip the single-thread CPU-time cross-check")
+    p.add_argument("--no-static", dest="compare_static", action="store_false",
+                   help="skip the static-quantization (QDQ) comparison engines")
+    p.add_argument("--workdir", help="keep/reuse the bundle here")
+    p.add_argument("--rebuild", action="store_true")
+    p.add_argument("--keep", action="store_true")
+    p.add_argument("--out", default=str(HERE / "results"))
+    p.add_argument("--tag", default="cpu")
+    args = p.parse_args(argv)
+    report = run(args)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    stem = f"{report['date'][:10]}-{args.tag}"
+    (out / f"{stem}.json").write_text(json.dumps(report, indent=1) + "\n")
+    (out / f"{stem}.md").write_text(markdown(report) + "\n")
+    print(f"wrote {out / stem}.json and .md")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,335 @@
+"""ONNX Runtime backend: runs the bundle's exported graphs on CPU, CUDA or TensorRT. Torch-free.
+
+``bindrt.load(bundle, backend="onnxruntime", device=..., precision=..., **options)``
+loads, for every requested modality, the graphs ``bindrt export`` recorded in the
+manifest (checksum-verified) and creates one ``InferenceSession`` per input kind
+(vision and video are separate graphs of the vision encoder).
+
+Devices: ``"cpu"``; ``"cuda[:N]"`` (CUDA EP, CPU fallback); ``"tensorrt[:N]"``
+(TensorRT EP, then CUDA, then CPU). Options:
+
+* ``variant``: ``"auto"`` (default: the fused graph when exported, else plain),
+  ``"plain"`` or ``"fused"``;
+* ``intra_op_num_threads`` / ``inter_op_num_threads``; ``graph_optimization_level``
+  (``"disable" | "basic" | "extended" | "all"``, default ``"all"``);
+* ``session_config``: extra ``SessionOptions.add_session_config_entry`` pairs;
+* CUDA: ``cuda_options`` (provider options dict); ``io_binding`` (default True on
+  CUDA/TensorRT): inputs that already live on the GPU (torch CUDA tensors, CuPy
+  arrays -- anything with ``__cuda_array_interface__`` or ``__dlpack__``) are bound
+  in place, outputs are allocated on the device; ``return_device_outputs=True``
+  returns the ``OrtValue`` instead of copying to numpy;
+* TensorRT: ``trt_cache_dir`` (default ``<bundle>/engines/onnxruntime-trt``: engine
+  and timing caches live inside the bundle), ``trt_fp16`` (default: precision is
+  fp16), ``trt_options`` (extra TensorRT provider options);
+* ``preprocessing=True``: also load the raw-input graphs (``audio_waveform``:
+  ``(B, clips, samples)`` float32 16 kHz; ``vision_uint8``: ``(B, 224, 224, 3)``
+  uint8), run with ``backend.run("audio_waveform", x)``;
+* ``verify`` (default True): check every graph file's sha256 before loading.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bindrt.errors import BackendError, InputError, UnknownModalityError
+from bindrt.export.spec import (
+    GRAPH_KINDS,
+    OUTPUT_NAME,
+    RAW_KINDS,
+    base_kinds,
+    export_hint,
+    graph_key,
+    graph_records,
+)
+from bindrt.runtime.base import Backend, ModelSource
+
+OPT_LEVELS = ("disable", "basic", "extended", "all")
+VARIANT_CHOICES = ("auto", "plain", "fused")
+
+
+def _ort():
+    try:
+        import onnxruntime as ort
+    except ImportError as exc:
+        raise BackendError(
+            "the onnxruntime backend needs the onnxruntime package (pip install 'bindrt[onnx]', "
+            "or 'bindrt[onnx-gpu]' for CUDA/TensorRT)"
+        ) from exc
+    return ort
+
+
+def parse_device(device: str) -> tuple[str, int]:
+    name, _, index = str(device).partition(":")
+    if name not in ("cpu", "cuda", "tensorrt") or (index and not index.isdigit()):
+        raise BackendError(f"unsupported device {device!r} for the onnxruntime backend; expected 'cpu', 'cuda[:N]' or 'tensorrt[:N]'")
+    return name, int(index or 0)
+
+
+class OnnxRuntimeBackend(Backend):
+    name = "onnxruntime"
+    precisions = ("fp32", "fp16", "int8")
+
+    def __init__(self, config, modalities, device, precision, sessions: dict[str, Any], graphs: dict[str, dict[str, Any]],
+                 providers: list[Any], *, io_binding: bool, device_id: int, return_device_outputs: bool) -> None:
+        super().__init__(config, modalities, device, precision)
+        self.sessions = sessions
+        self.graphs = graphs
+        self.providers = providers
+        self.io_binding = io_binding
+        self.device_id = device_id
+        self.return_device_outputs = return_device_outputs
+        self.bind_device = "cpu" if device.split(":")[0] == "cpu" else "cuda"
+        self._input_names = {k: s.get_inputs()[0].name for k, s in sessions.items()}
+
+    # -- opening -----------------------------------------------------------------
+    @classmethod
+    def open(
+        cls,
+        source: ModelSource,
+        *,
+        modalities: tuple[str, ...],
+        device: str = "cpu",
+        precision: str = "fp32",
+        variant: str = "auto",
+        intra_op_num_threads: int | None = None,
+        inter_op_num_threads: int | None = None,
+        graph_optimization_level: str = "all",
+        session_config: dict[str, str] | None = None,
+        cuda_options: dict[str, Any] | None = None,
+        trt_cache_dir: "str | os.PathLike[str] | None" = None,
+        trt_fp16: bool | None = None,
+        trt_options: dict[str, Any] | None = None,
+        io_binding: bool | None = None,
+        return_device_outputs: bool = False,
+        preprocessing: bool = False,
+        verify: bool = True,
+        **options: Any,
+    ) -> "OnnxRuntimeBackend":
+        if options:
+            raise BackendError(f"unknown option(s) for the onnxruntime backend: {sorted(options)}")
+        if precision not in cls.precisions:
+            raise BackendError(f"the onnxruntime backend runs {', '.join(cls.precisions)}, not {precision!r}")
+        if variant not in VARIANT_CHOICES:
+            raise BackendError(f"unknown variant {variant!r}; expected one of {', '.join(VARIANT_CHOICES)}")
+        if graph_optimization_level not in OPT_LEVELS:
+            raise BackendError(f"unknown graph_optimization_level {graph_optimization_level!r}; expected one of {', '.join(OPT_LEVELS)}")
+        bundle = source.bundle
+        if bundle is None:
+            raise BackendError(
+                "the onnxruntime backend runs exported graphs from a bundle; convert the checkpoint "
+                "(`bindrt convert CKPT --config ... --out BUNDLE`) and run `bindrt export BUNDLE` first"
+            )
+        ort = _ort()
+        dev, device_id = parse_device(device)
+        providers = cls._providers(ort, dev, device_id, precision, bundle.path, cuda_options, trt_cache_dir, trt_fp16, trt_options)
+
+        so = ort.SessionOptions()
+        so.log_severity_level = 3
+        so.graph_optimization_level = {
+            "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+            "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+            "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+            "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+        }[graph_optimization_level]
+        if intra_op_num_threads is not None:
+            so.intra_op_num_threads = int(intra_op_num_threads)
+        if inter_op_num_threads is not None:
+            so.inter_op_num_threads = int(inter_op_num_threads)
+        for key, value in (session_config or {}).items():
+            so.add_session_config_entry(str(key), str(value))
+
+        sessions: dict[str, Any] = {}
+        graphs: dict[str, dict[str, Any]] = {}
+        for m in modalities:
+            records = graph_records(bundle.modality(m))
+            kinds = list(base_kinds(m)) + (list(RAW_KINDS.get(m, ())) if preprocessing else [])
+            for kind in kinds:
+                record = cls._pick(records, kind, precision, variant, bundle.path, m)
+                path = bundle.file(record["file"], verify=verify)
+                for rel in record.get("external_data", []):
+                    bundle.file(rel, verify=verify)
+                try:
+                    sessions[kind] = ort.InferenceSession(str(path), so, providers=providers)
+                except Exception as exc:
+                    raise BackendError(f"ONNX Runtime cannot load {record['file']} ({kind}, {precision}) on {device}: "
+                                       f"{str(exc).splitlines()[0][:300]}") from exc
+                graphs[kind] = record
+        return cls(source.config, modalities, device, precision, sessions, graphs, providers,
+                   io_binding=(dev != "cpu") if io_binding is None else bool(io_binding), device_id=device_id,
+                   return_device_outputs=return_device_outputs)
+
+    @staticmethod
+    def _pick(records: dict[str, dict[str, Any]], kind: str, precision: str, variant: str, bundle_path: Path, modality: str) -> dict[str, Any]:
+        order = ["fused", "plain"] if variant == "auto" else [variant]
+        for v in order:
+            record = records.get(graph_key(kind, precision, v))
+            if record is not None:
+                return record
+        have = ", ".join(sorted(records)) or "none"
+        wanted = graph_key(kind, precision, "plain" if variant == "auto" else variant)
+        hint = export_hint(bundle_path, modality, precision, "fused" if variant == "fused" else "plain")
+        if GRAPH_KINDS[kind].raw:
+            hint = hint.replace("` first", " --with-preprocessing` first")
+        raise BackendError(f"bundle {bundle_path} has no exported ONNX graph {modality}/{wanted} (it has: {have}); {hint}")
+
+    @staticmethod
+    def _providers(ort, dev: str, device_id: int, precision: str, bundle_path: Path, cuda_options, trt_cache_dir,
+                   trt_fp16, trt_options) -> list[Any]:
+        available = ort.get_available_providers()
+        if dev == "cpu":
+            return ["CPUExecutionProvider"]
+        cuda = ("CUDAExecutionProvider", {"device_id": device_id, **(cuda_options or {})})
+        if "CUDAExecutionProvider" not in available:
+            raise BackendError(f"device {dev!r} needs onnxruntime's CUDA execution provider (pip install onnxruntime-gpu); "
+                               f"this onnxruntime has {', '.join(available)}")
+        if dev == "cuda":
+            return [cuda, "CPUExecutionProvider"]
+        if "TensorrtExecutionProvider" not in available:
+            raise BackendError(f"device 'tensorrt' needs onnxruntime's TensorRT execution provider; this onnxruntime has {', '.join(available)}")
+        cache = Path(trt_cache_dir) if trt_cache_dir is not None else Path(bundle_path) / "engines" / "onnxruntime-trt"
+        cache.mkdir(parents=True, exist_ok=True)
+        trt = {
+            "device_id": device_id,
+            "trt_engine_cache_enable": True,
+            "trt_engine_cache_path": str(cache),
+            "trt_timing_cache_enable": True,
+            "trt_timing_cache_path": str(cache),
+            "trt_fp16_enable": bool(precision == "fp16" if trt_fp16 is None else trt_fp16),
+            **(trt_options or {}),
+        }
+        return [("TensorrtExecutionProvider", trt), cuda, "CPUExecutionProvider"]
+
+    # -- running -----------------------------------------------------------------
+    def run(self, kind: str, batch: Any) -> Any:
+        session = self.sessions.get(kind)
+        if session is None:
+            if kind in GRAPH_KINDS and GRAPH_KINDS[kind].raw:
+                raise BackendError(f"the {kind!r} graph is not loaded; pass preprocessing=True to bindrt.load "
+                                   "(and export with --with-preprocessing)")
+            raise UnknownModalityError(f"input kind {kind!r} is not loaded; this backend has {', '.join(self.sessions)}")
+        name = self._input_names[kind]
+        if self.io_binding:
+            return self._run_bound(session, name, batch)
+        if not isinstance(batch, np.ndarray):
+            batch = _to_host(batch)
+        return session.run([OUTPUT_NAME], {name: batch})[0].astype(np.float32, copy=False)
+
+    def _run_bound(self, session, name: str, batch: Any) -> Any:
+        binding = session.io_binding()
+        device = self.bind_device
+        keep_alive = None
+        if isinstance(batch, np.ndarray):
+            binding.bind_cpu_input(name, np.ascontiguousarray(batch))
+        else:
+            buf = device_buffer(batch) if device == "cuda" else None
+            if buf is None:  # a host object that is not numpy (lists, CPU DLPack...)
+                binding.bind_cpu_input(name, _to_host(batch))
+            else:
+                ptr, shape, dtype, keep_alive = buf
+                binding.bind_input(name, device, self.device_id, dtype, list(shape), ptr)
+        binding.bind_output(OUTPUT_NAME, device, self.device_id)
+        session.run_with_iobinding(binding)
+        del keep_alive
+        if self.return_device_outputs:
+            return binding.get_outputs()[0]
+        return binding.copy_outputs_to_cpu()[0].astype(np.float32, copy=False)
+
+    # -- info --------------------------------------------------------------------
+    def describe(self) -> dict[str, Any]:
+        ort = _ort()
+        return super().describe() | {
+            "onnxruntime": ort.__version__,
+            "providers": {k: s.get_providers() for k, s in self.sessions.items()},
+            "graphs": {k: {"file": r["file"], "variant": r["variant"], "opset": r.get("opset")} for k, r in self.graphs.items()},
+            "io_binding": self.io_binding,
+        }
+
+    def close(self) -> None:
+        self.sessions.clear()
+
+
+# ----------------------------------------------------------------------------- device buffers
+def _to_host(batch: Any) -> np.ndarray:
+    try:
+        if hasattr(batch, "__dlpack__"):
+            return np.ascontiguousarray(np.from_dlpack(batch))
+        return np.ascontiguousarray(np.asarray(batch))
+    except Exception as exc:
+        raise InputError(f"cannot read a {type(batch).__name__} as a host array: {exc}") from None
+
+
+_TYPESTR = {"<f4": np.float32, "<f2": np.float16, "<i8": np.int64, "|u1": np.uint8, "<i4": np.int32}
+
+
+class _DLDevice(ctypes.Structure):
+    _fields_ = [("device_type", ctypes.c_int32), ("device_id", ctypes.c_int32)]
+
+
+class _DLDataType(ctypes.Structure):
+    _fields_ = [("code", ctypes.c_uint8), ("bits", ctypes.c_uint8), ("lanes", ctypes.c_uint16)]
+
+
+class _DLTensor(ctypes.Structure):
+    _fields_ = [
+        ("data", ctypes.c_void_p), ("device", _DLDevice), ("ndim", ctypes.c_int32), ("dtype", _DLDataType),
+        ("shape", ctypes.POINTER(ctypes.c_int64)), ("strides", ctypes.POINTER(ctypes.c_int64)),
+        ("byte_offset", ctypes.c_uint64),
+    ]
+
+
+_DL_CODES = {(2, 32): np.float32, (2, 16): np.float16, (0, 64): np.int64, (1, 8): np.uint8, (0, 32): np.int32}
+_DL_CUDA = (2, 13)  # kDLCUDA, kDLCUDAManaged
+
+
+def device_buffer(obj: Any) -> tuple[int, tuple[int, ...], Any, Any] | None:
+    """(device pointer, shape, numpy dtype, keep-alive) of a C-contiguous GPU array, or None for host objects.
+
+    Reads ``__cuda_array_interface__`` (torch CUDA tensors, CuPy, Numba) or a DLPack
+    capsule (``__dlpack__``), so no torch import is needed.
+    """
+    cai = getattr(obj, "__cuda_array_interface__", None)
+    if cai is not None:
+        shape = tuple(int(d) for d in cai["shape"])
+        dtype = np.dtype(cai["typestr"])
+        strides = cai.get("strides")
+        if strides is not None and tuple(strides) != _contiguous_strides(shape, dtype.itemsize):
+            raise InputError("GPU input must be C-contiguous (call .contiguous() first)")
+        return int(cai["data"][0]), shape, dtype.type, obj
+    if hasattr(obj, "__dlpack__") and hasattr(obj, "__dlpack_device__"):
+        dev_type, _ = obj.__dlpack_device__()
+        if int(dev_type) not in _DL_CUDA:
+            return None
+        capsule = obj.__dlpack__()
+        tensor = dlpack_tensor(capsule)
+        shape = tuple(tensor.shape[i] for i in range(tensor.ndim))
+        dtype = _DL_CODES.get((tensor.dtype.code, tensor.dtype.bits))
+        if dtype is None or tensor.dtype.lanes != 1:
+            raise InputError(f"unsupported DLPack dtype code={tensor.dtype.code} bits={tensor.dtype.bits}")
+        if tensor.strides and tuple(tensor.strides[i] for i in range(tensor.ndim)) != _contiguous_strides(shape, 1):
+            raise InputError("GPU input must be C-contiguous (call .contiguous() first)")
+        return int(tensor.data or 0) + int(tensor.byte_offset), shape, dtype, (obj, capsule)
+    return None
+
+
+def dlpack_tensor(capsule: Any) -> _DLTensor:
+    """The DLTensor inside a ``dltensor`` capsule (DLManagedTensor starts with it); the capsule keeps it alive."""
+    get = ctypes.pythonapi.PyCapsule_GetPointer
+    get.restype = ctypes.c_void_p
+    get.argtypes = [ctypes.py_object, ctypes.c_char_p]
+    ptr = get(capsule, b"dltensor")
+    if not ptr:
+        raise InputError("invalid DLPack capsule")
+    return _DLTensor.from_address(ptr)
+
+
+def _contiguous_strides(shape: tuple[int, ...], itemsize: int) -> tuple[int, ...]:
+    strides, acc = [], itemsize
+    for d in reversed(shape):
+        strides.append(acc)
+        acc *= max(d, 1)
+    return tuple(reversed(strides))

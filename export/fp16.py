@@ -1,0 +1,229 @@
+"""fp32 -> fp16 graph conversion with explicit, consistent types (TensorRT strongly-typed friendly).
+
+Strategy (one pass over a topologically sorted graph):
+
+* graph inputs and outputs stay float32 (callers feed and read fp32);
+* every node gets one compute type: **fp32** for the numerically sensitive parts
+  (``LayerNormalization`` and ``Softmax`` -- their statistics / exponent sums --
+  and the whole post-processing tail from the first ``ReduceL2`` on: L2
+  normalisation, logit scale, the clip average), **fp16** for everything else
+  (matmuls, convolutions, GELU, residual adds, reshapes...);
+* a float input whose producer has the other type gets an explicit ``Cast``
+  (one per tensor and target type, shared by all consumers); float initializers
+  are stored once per type they are read in (no Cast of constants at run time);
+* ``Cast(to=float)`` / ``Constant`` / ``ConstantOfShape`` values inside the fp16
+  region are retyped, so no op ever sees mixed float types.
+
+Because every type is explicit, TensorRT (10.12+, 11) can build the graph as a
+strongly typed network (``--stronglyTyped``): it runs each layer in exactly the
+precision the graph states, and there is no precision search. ONNX Runtime's CPU
+EP runs the same graph by inserting fp32 casts around ops it has no fp16 kernel
+for, which is how validation runs on machines without a GPU.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from typing import Any, Iterable
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+FP32_OPS: tuple[str, ...] = ("LayerNormalization", "SkipLayerNormalization", "Softmax")
+TAIL_FROM: tuple[str, ...] = ("ReduceL2",)
+FLOAT, HALF = TensorProto.FLOAT, TensorProto.FLOAT16
+
+
+def _elem_types(model: onnx.ModelProto) -> dict[str, int]:
+    """Element type of every value, by ONNX shape inference on a data-free copy (works for >2 GB graphs)."""
+    light = onnx.ModelProto()
+    _copy_without_data(model, light)
+    types: dict[str, int] = {}
+    for init in light.graph.initializer:
+        types[init.name] = init.data_type
+    existing = {i.name for i in light.graph.input}
+    for init in list(light.graph.initializer):
+        if init.name not in existing:
+            light.graph.input.append(helper.make_tensor_value_info(init.name, init.data_type, list(init.dims)))
+    del light.graph.initializer[:]
+    inferred = onnx.shape_inference.infer_shapes(light, strict_mode=False)
+    for vi in (*inferred.graph.input, *inferred.graph.value_info, *inferred.graph.output):
+        if vi.type.HasField("tensor_type"):
+            types.setdefault(vi.name, vi.type.tensor_type.elem_type)
+    return types
+
+
+def _copy_without_data(model: onnx.ModelProto, out: onnx.ModelProto) -> None:
+    out.ir_version = model.ir_version
+    out.opset_import.extend(model.opset_import)
+    out.functions.extend(model.functions)
+    out.graph.name = model.graph.name
+    out.graph.node.extend(model.graph.node)
+    out.graph.input.extend(model.graph.input)
+    out.graph.output.extend(model.graph.output)
+    for init in model.graph.initializer:
+        out.graph.initializer.append(TensorProto(name=init.name, dims=init.dims, data_type=init.data_type))
+
+
+def _descendants(nodes: list[onnx.NodeProto], roots: Iterable[int]) -> set[int]:
+    consumers: dict[str, list[int]] = defaultdict(list)
+    for i, n in enumerate(nodes):
+        for name in n.input:
+            consumers[name].append(i)
+    seen: set[int] = set()
+    stack = list(roots)
+    while stack:
+        i = stack.pop()
+        if i in seen:
+            continue
+        seen.add(i)
+        for out in nodes[i].output:
+            stack.extend(consumers.get(out, ()))
+    return seen
+
+
+def convert_to_fp16(
+    model: onnx.ModelProto, *, fp32_ops: Iterable[str] = FP32_OPS, tail_from: Iterable[str] = TAIL_FROM
+) -> tuple[onnx.ModelProto, dict[str, Any]]:
+    """Return the fp16 graph (fp32 I/O) and a summary for the manifest."""
+    fp32_ops, tail_from = tuple(fp32_ops), tuple(tail_from)
+    model = _constants_to_initializers(model)
+    types = _elem_types(model)
+    graph = model.graph
+    nodes = list(graph.node)
+    fp32_nodes = {i for i, n in enumerate(nodes) if n.op_type in fp32_ops}
+    fp32_nodes |= _descendants(nodes, [i for i, n in enumerate(nodes) if n.op_type in tail_from])
+
+    inits = {t.name: t for t in graph.initializer}
+    half_inits: dict[str, str] = {}  # fp32 initializer -> its fp16 copy's name
+    new_inits: list[TensorProto] = []
+    current: dict[str, int] = {vi.name: vi.type.tensor_type.elem_type for vi in graph.input}
+    cast_cache: dict[tuple[str, int], str] = {}
+    out_nodes: list[onnx.NodeProto] = []
+    counts: Counter = Counter()
+    used_names = {o for n in nodes for o in n.output} | set(inits) | set(current)
+
+    def fresh(base: str) -> str:
+        name, k = base, 0
+        while name in used_names:
+            k += 1
+            name = f"{base}_{k}"
+        used_names.add(name)
+        return name
+
+    def as_type(name: str, target: int) -> str:
+        if name in inits and inits[name].data_type == FLOAT:
+            if target == FLOAT:
+                return name
+            if name not in half_inits:
+                half = numpy_helper.from_array(_to_half(numpy_helper.to_array(inits[name])), fresh(name + "_fp16"))
+                new_inits.append(half)
+                half_inits[name] = half.name
+            return half_inits[name]
+        have = current.get(name, types.get(name))
+        if have not in (FLOAT, HALF) or have == target:
+            return name
+        key = (name, target)
+        if key not in cast_cache:
+            cast_out = fresh(f"{name}_to_{'fp32' if target == FLOAT else 'fp16'}")
+            out_nodes.append(helper.make_node("Cast", [name], [cast_out], name=fresh(f"Cast_{cast_out}"), to=target))
+            counts["casts_inserted"] += 1
+            cast_cache[key] = cast_out
+        return cast_cache[key]
+
+    for i, node in enumerate(nodes):
+        target = FLOAT if i in fp32_nodes else HALF
+        counts[f"{'fp32' if target == FLOAT else 'fp16'}_nodes"] += 1
+        for j, name in enumerate(node.input):
+            if name and types.get(name) in (FLOAT, HALF):
+                node.input[j] = as_type(name, target)
+        if target == HALF:
+            _retype_attributes(node)
+        for name in node.output:
+            t = types.get(name)
+            if t == FLOAT:
+                current[name] = target
+            elif t is not None:
+                current[name] = t
+        out_nodes.append(node)
+
+    # graph outputs stay float32
+    for vi in graph.output:
+        if types.get(vi.name) == FLOAT and current.get(vi.name) == HALF:
+            internal = fresh(vi.name + "_fp16")
+            for n in out_nodes:
+                for j, o in enumerate(n.output):
+                    if o == vi.name:
+                        n.output[j] = internal
+                for j, o in enumerate(n.input):
+                    if o == vi.name:
+                        n.input[j] = internal
+            out_nodes.append(helper.make_node("Cast", [internal], [vi.name], name=fresh("Cast_output"), to=FLOAT))
+            counts["casts_inserted"] += 1
+
+    # initializers read only in fp16 are stored only in fp16
+    read = {name for n in out_nodes for name in n.input}
+    kept = [t for t in graph.initializer if t.name in read]
+    del graph.node[:]
+    graph.node.extend(out_nodes)
+    del graph.initializer[:]
+    graph.initializer.extend(kept + new_inits)
+    del graph.value_info[:]
+    summary = {
+        "io_dtype": "float32",
+        "fp32_ops": sorted({nodes[i].op_type for i in fp32_nodes}),
+        "fp32_regions": {"ops": list(fp32_ops), "tail_from": list(tail_from)},
+        "casts_inserted": counts["casts_inserted"],
+        "fp16_nodes": counts["fp16_nodes"],
+        "fp32_nodes": counts["fp32_nodes"],
+        "fp16_initializers": sum(1 for t in graph.initializer if t.data_type == HALF),
+        "fp32_initializers": sum(1 for t in graph.initializer if t.data_type == FLOAT),
+        "strongly_typed": True,
+    }
+    return model, summary
+
+
+def _retype_attributes(node: onnx.NodeProto) -> None:
+    for attr in node.attribute:
+        if node.op_type == "Cast" and attr.name == "to" and attr.i == FLOAT:
+            attr.i = HALF
+        elif attr.type == onnx.AttributeProto.TENSOR and attr.t.data_type == FLOAT:
+            attr.t.CopyFrom(numpy_helper.from_array(_to_half(numpy_helper.to_array(attr.t)), attr.t.name))
+
+
+def _to_half(a: np.ndarray) -> np.ndarray:
+    """fp16 copy; finite values beyond fp16's range (e.g. -3.4e38 mask fills) saturate at +-65504, not inf."""
+    finite = np.isfinite(a)
+    return np.where(finite, np.clip(a, -65504.0, 65504.0), a).astype(np.float16)
+
+
+def _constants_to_initializers(model: onnx.ModelProto) -> onnx.ModelProto:
+    """``Constant`` nodes with a tensor value become initializers (so they are retyped per consumer)."""
+    graph = model.graph
+    keep = []
+    for node in graph.node:
+        value = next((a for a in node.attribute if a.name == "value"), None)
+        if node.op_type == "Constant" and node.domain in ("", "ai.onnx") and value is not None and len(node.attribute) == 1:
+            t = TensorProto()
+            t.CopyFrom(value.t)
+            t.name = node.output[0]
+            graph.initializer.append(t)
+        else:
+            keep.append(node)
+    del graph.node[:]
+    graph.node.extend(keep)
+    return model
+
+
+def check_strongly_typed(model: onnx.ModelProto) -> list[str]:
+    """Nodes whose float inputs mix fp16 and fp32 (should be none; TensorRT strong typing rejects them)."""
+    types = _elem_types(model)
+    problems = []
+    for node in model.graph.node:
+        if node.op_type == "Cast":
+            continue
+        kinds = {types.get(n) for n in node.input if n and types.get(n) in (FLOAT, HALF)}
+        if len(kinds) > 1:
+            problems.append(f"{node.op_type} {node.name}")
+    return problems

@@ -1,0 +1,441 @@
+"""``bindrt export`` / ``bindrt validate``: bundle -> validated ONNX graphs recorded in the manifest.
+
+All graphs of one export are built and validated in a hidden staging directory
+inside the bundle first; only when every graph passes its checks and its
+tolerance are they moved in (``Bundle.add_file``: atomic rename + sha256) and the
+manifest rewritten once. A failure therefore leaves no graph behind and the
+manifest unchanged.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+from bindrt.bundle import Bundle, now_iso, producer_versions
+from bindrt.config import check_modalities
+from bindrt.errors import BundleError, ConfigError, ExportError, OutputError
+from bindrt.export.spec import (
+    ARTIFACT_KEY,
+    DEFAULT_OPSET,
+    EXTERNAL_DATA_THRESHOLD,
+    GRAPH_KINDS,
+    MIN_OPSET,
+    ONNX_FORMAT,
+    ONNX_FORMAT_VERSION,
+    PRECISIONS,
+    RAW_KINDS,
+    base_kinds,
+    graph_key,
+    graph_records,
+    graph_relpath,
+)
+
+Progress = Callable[[str], None]
+VOCAB_FILE = "bpe_simple_vocab_16e6.txt.gz"
+
+
+@dataclass
+class StagedGraph:
+    modality: str
+    kind: str
+    precision: str
+    variant: str
+    key: str
+    path: Path  # staged .onnx
+    external: list[str]  # staged external-data file names next to it
+    record: dict[str, Any]
+
+
+def parse_precisions(precisions: "str | Iterable[str]") -> tuple[str, ...]:
+    items = [p.strip() for p in (precisions.split(",") if isinstance(precisions, str) else precisions) if p.strip()]
+    if not items:
+        raise ConfigError(f"no precision given; expected some of {', '.join(PRECISIONS)}")
+    bad = [p for p in items if p not in PRECISIONS]
+    if bad:
+        raise ConfigError(f"unsupported precision(s) {bad}; ONNX export supports {', '.join(PRECISIONS)}")
+    return tuple(p for p in PRECISIONS if p in items)
+
+
+def check_opset(opset: int) -> int:
+    from bindrt.export.onnx_utils import max_supported_opset
+
+    top = max_supported_opset()
+    if not isinstance(opset, int) or isinstance(opset, bool) or not MIN_OPSET <= opset <= top:
+        raise ExportError(
+            f"unsupported opset {opset!r}; expected {MIN_OPSET}..{top} (LayerNormalization needs >= {MIN_OPSET}; "
+            f"the installed onnx {__import__('onnx').__version__} knows opsets up to {top})"
+        )
+    return opset
+
+
+def _check_writable(bundle: Bundle) -> None:
+    onnx_dir = bundle.path / "onnx"
+    if onnx_dir.exists() and not onnx_dir.is_dir():
+        raise OutputError(f"cannot write ONNX graphs: {onnx_dir} exists and is not a directory")
+    for directory in (bundle.path, onnx_dir):
+        if directory.exists() and not os.access(directory, os.W_OK | os.X_OK):
+            raise OutputError(f"cannot write ONNX graphs into {directory}: directory is not writable")
+    try:
+        probe = tempfile.mkdtemp(prefix=".onnx-probe-", dir=bundle.path)
+        os.rmdir(probe)
+    except OSError as exc:
+        raise OutputError(f"cannot write ONNX graphs into bundle {bundle.path}: {exc.strerror or exc}") from None
+
+
+def tokenizer_contract() -> dict[str, Any]:
+    from bindrt.preprocess.text import CONTEXT_LENGTH, EOT_TOKEN, SOT_TOKEN, VOCAB_SIZE
+
+    return {
+        "type": "clip_bpe_tokenizer",
+        "input": "token ids (batch, 77) int64; the graph pools at argmax(ids) = the end-of-text token",
+        "vocab_file": f"onnx/text/{VOCAB_FILE}",
+        "merges_used": 48894,
+        "sot_token": SOT_TOKEN,
+        "eot_token": EOT_TOKEN,
+        "context_length": CONTEXT_LENGTH,
+        "pad_token": 0,
+        "vocab_size": VOCAB_SIZE,
+        "truncation": "[sot] + first 75 tokens + [eot], right-padded with pad_token",
+        "cleaning": "ftfy.fix_text, html.unescape twice, strip, collapse whitespace, lower-case",
+        "reference_implementation": "bindrt.preprocess.text.tokenize",
+    }
+
+
+class _Exporter:
+    def __init__(self, bundle: Bundle, staging: Path, opset: int, threshold: int, progress: Progress,
+                 int8_method: str, per_channel: bool) -> None:
+        self.bundle = bundle
+        self.staging = staging
+        self.opset = opset
+        self.threshold = threshold
+        self.progress = progress
+        self.int8_method = int8_method
+        self.per_channel = per_channel
+        self.config = bundle.config
+        self.staged: list[StagedGraph] = []
+
+    # -- one graph -------------------------------------------------------------
+    def stage(self, model, modality: str, kind: str, precision: str, variant: str, extra: dict[str, Any],
+              reference, validate: bool) -> StagedGraph:
+        from bindrt.export import onnx_utils
+        from bindrt.export.validate import raise_if_failed, validate_graph
+
+        key = graph_key(kind, precision, variant)
+        where = f"{modality}/{key}"
+        directory = self.staging / modality
+        directory.mkdir(parents=True, exist_ok=True)
+        path = directory / f"{key}.onnx"
+        t0 = time.perf_counter()
+        external = onnx_utils.save(model, path, threshold=self.threshold)
+        checked = onnx_utils.check_and_infer(path, where=where)
+        inputs, outputs = onnx_utils.io_records(checked)
+        record: dict[str, Any] = {
+            "kind": kind,
+            "modality": modality,
+            "precision": precision,
+            "variant": variant,
+            "file": graph_relpath(modality, key),
+            "external_data": [f"onnx/{modality}/{name}" for name in external],
+            "opset": onnx_utils.opset_of(checked),
+            "ir_version": checked.ir_version,
+            "domains": sorted({o.domain or "ai.onnx" for o in checked.opset_import}),
+            "inputs": inputs,
+            "outputs": outputs,
+            "op_counts": onnx_utils.op_counts(checked),
+            "nodes": len(checked.graph.node),
+            **extra,
+        }
+        if validate:
+            self.progress(f"  validating {where}")
+            record["validation"] = validate_graph(str(path), kind, precision, reference, where=where)
+            raise_if_failed(record["validation"], where)
+        record["seconds"] = round(time.perf_counter() - t0, 2)
+        staged = StagedGraph(modality, kind, precision, variant, key, path, external, record)
+        self.staged.append(staged)
+        return staged
+
+    # -- one modality ----------------------------------------------------------
+    def export_modality(self, modality: str, encoder, precisions: tuple[str, ...], fused: bool,
+                        with_preprocessing: bool, reference, validate: bool) -> None:
+        import onnx
+        import torch
+
+        from bindrt.export import onnx_utils
+        from bindrt.export.fp16 import check_strongly_typed, convert_to_fp16
+        from bindrt.export.torch_export import EXPORTER, export_encoder
+
+        cfg = self.config
+        out_dim = cfg.out_embed_dim
+        base_info = {"exporter": EXPORTER, "torch": torch.__version__, "onnx": onnx.__version__,
+                     "created": now_iso()}
+        passes_export = [
+            "torch.onnx.export(dynamo=True, optimize=True): onnxscript constant folding, CSE, dead-code removal",
+            "symbolic axes renamed (batch, clips), output named 'embedding'",
+        ]
+        passes_check = ["onnx.shape_inference (strict, data_prop)", "onnx.checker.check_model(full_check=True)"]
+        # graphs per base kind, kept in memory for derived variants: (kind, precision, variant) -> ModelProto
+        built: dict[tuple[str, str, str], Any] = {}
+        for kind in base_kinds(modality):
+            prep = {"text": tokenizer_contract()}.get(kind)
+            self.progress(f"exporting {modality}/{kind} (opset {self.opset})")
+            fp32 = export_encoder(kind, encoder, opset=self.opset)
+            onnx_utils.set_io_signature(fp32, kind, out_dim)
+            common = {**base_info, "preprocessing": prep}
+            if "fp32" in precisions:
+                self.stage(fp32, modality, kind, "fp32", "plain", {**common, "passes": passes_export + passes_check},
+                           reference, validate)
+            built[(kind, "fp32", "plain")] = fp32
+            if "fp16" in precisions:
+                half = onnx.ModelProto()
+                half.CopyFrom(fp32)
+                half, summary = convert_to_fp16(half)
+                mixed = check_strongly_typed(half)
+                if mixed:
+                    raise ExportError(f"[{modality}/{kind}.fp16] nodes mix fp16 and fp32 inputs: {mixed[:5]}")
+                self.stage(half, modality, kind, "fp16", "plain",
+                           {**common, "fp16": summary, "passes": passes_export + ["bindrt fp16 conversion (explicit Casts)"] + passes_check},
+                           reference, validate)
+                built[(kind, "fp16", "plain")] = half
+            if "int8" in precisions:
+                q, summary = self._quantize(fp32, kind)
+                self.stage(q, modality, kind, "int8", "plain",
+                           {**common, "quantization": summary, "passes": passes_export + ["onnxruntime.quantization"] + passes_check},
+                           reference, validate)
+                built[(kind, "int8", "plain")] = q
+            if fused and ("fp32" in precisions or "int8" in precisions):
+                fz, fusions = self._fused(kind, encoder, out_dim)
+                passes_fused = passes_export + ["Attention modules -> com.microsoft.Attention (custom op at export)",
+                                                "onnxruntime.transformers.optimizer fusions"]
+                if "fp32" in precisions:
+                    self.stage(fz, modality, kind, "fp32", "fused", {**common, "fusions": fusions, "passes": passes_fused + passes_check},
+                               reference, validate)
+                    built[(kind, "fp32", "fused")] = fz
+                if "int8" in precisions:
+                    from bindrt.export.fusion import approximate_gelu
+
+                    q, summary = self._quantize(fz, kind)
+                    fast = approximate_gelu(q)
+                    fusions_int8 = {**fusions, "fused_operator_statistics": dict(fusions["fused_operator_statistics"])}
+                    if fast:
+                        stats = fusions_int8["fused_operator_statistics"]
+                        stats["FastGelu"] = fast
+                        stats.pop("BiasGelu", None)
+                        fusions_int8["gelu"] = "FastGelu (tanh approximation; int8 only)"
+                    self.stage(q, modality, kind, "int8", "fused",
+                               {**common, "fusions": fusions_int8, "quantization": summary,
+                                "passes": passes_fused + ["onnxruntime.quantization"] + passes_check},
+                               reference, validate)
+                    built[(kind, "int8", "fused")] = q
+        if with_preprocessing:
+            from bindrt.export import preprocessing as pp
+
+            for raw_kind in RAW_KINDS.get(modality, ()):
+                base = GRAPH_KINDS[raw_kind].based_on
+                for (kind, precision, variant), model in list(built.items()):
+                    if kind != base or precision not in precisions:
+                        continue
+                    self.progress(f"composing {modality}/{graph_key(raw_kind, precision, variant)}")
+                    target = onnx_utils.opset_of(model)
+                    pre = pp.PREPROCESSING_BUILDERS[raw_kind](f"{raw_kind}_features", opset=max(target, 18),
+                                                               ir_version=model.ir_version, input_name=raw_kind)
+                    if target == 17:
+                        pre = onnx_utils.downgrade_to_opset17(pre)
+                        pre.ir_version = model.ir_version
+                    encoder_copy = onnx.ModelProto()
+                    encoder_copy.CopyFrom(model)
+                    composed = pp.compose(pre, encoder_copy, kind)
+                    composed.graph.name = f"bindrt_{modality}_{raw_kind}"
+                    self.stage(composed, modality, raw_kind, precision, variant,
+                               {**base_info, "preprocessing": pp.describe(raw_kind), "composed_from": graph_key(kind, precision, variant),
+                                "passes": ["bindrt in-graph preprocessing (standard ONNX ops) + onnx.compose.merge_models"] + passes_check},
+                               reference, validate)
+
+    def _quantize(self, model, kind: str):
+        from bindrt.export.int8 import quantize
+        from bindrt.export.validate import calibration_feeds
+
+        calibration = calibration_feeds(kind, kind) if self.int8_method == "static" else None
+        return quantize(model, method=self.int8_method, per_channel=self.per_channel, calibration=calibration)
+
+    def _fused(self, kind: str, encoder, out_dim: int):
+        from bindrt.export import onnx_utils
+        from bindrt.export.fusion import fused_attention, ort_transformer_fusions, translation_table
+        from bindrt.export.torch_export import export_encoder
+
+        modality = GRAPH_KINDS[kind].modality
+        self.progress(f"exporting {modality}/{kind} fused variant")
+        with fused_attention(encoder):
+            model = export_encoder(kind, encoder, opset=self.opset, custom_translation_table=translation_table())
+        onnx_utils.set_io_signature(model, kind, out_dim)
+        attention = sum(1 for n in model.graph.node if n.op_type == "Attention" and n.domain == "com.microsoft")
+        model, fusions = ort_transformer_fusions(model, self.config.num_heads(modality), self.config.embed_dim(modality))
+        onnx_utils.set_io_signature(model, kind, out_dim)
+        stats = fusions["fused_operator_statistics"]
+        stats["Attention"] = max(stats.get("Attention", 0), attention)
+        return model, fusions
+
+    # -- commit ----------------------------------------------------------------
+    def commit(self, text_vocab: bool) -> None:
+        bundle = self.bundle
+        before = copy.deepcopy(bundle.manifest)
+        backups: dict[str, Path] = {}
+        added: list[str] = []
+        backup_dir = self.staging / ".backup"
+        try:
+            for g in self.staged:
+                for rel_name in [*g.external, g.path.name]:
+                    rel = f"onnx/{g.modality}/{rel_name}"
+                    final = bundle.path / rel
+                    if final.exists():
+                        backup_dir.mkdir(exist_ok=True)
+                        backups[rel] = backup_dir / f"{len(backups)}"
+                        shutil.copy2(final, backups[rel])
+                    src = g.path.parent / rel_name
+                    bundle.add_file(rel, lambda tmp, s=src: os.replace(s, tmp))
+                    added.append(rel)
+                entry = bundle.manifest["modalities"][g.modality]
+                section = entry.setdefault("artifacts", {}).setdefault(ARTIFACT_KEY, {})
+                section["format"] = ONNX_FORMAT
+                section["version"] = ONNX_FORMAT_VERSION
+                old = section.setdefault("graphs", {}).get(g.key)
+                if old:  # a replaced graph may have had external data that is no longer used
+                    for rel in old.get("external_data", []):
+                        if rel not in g.record["external_data"] and rel in bundle.manifest["files"]:
+                            bundle.remove_file(rel)
+                section["graphs"][g.key] = g.record
+            if text_vocab:
+                from importlib import resources
+
+                data = resources.files("bindrt.preprocess").joinpath(VOCAB_FILE).read_bytes()
+                rel = f"onnx/text/{VOCAB_FILE}"
+                bundle.add_file(rel, lambda tmp: tmp.write_bytes(data))
+                added.append(rel)
+            bundle.manifest.setdefault("history", []).append({
+                "stage": "export", "time": now_iso(),
+                "graphs": [f"{g.modality}/{g.key}" for g in self.staged],
+            })
+            bundle.manifest.setdefault("producer", {}).update(
+                {k: v for k, v in producer_versions("torch", "onnx", "onnxruntime", "onnxscript").items() if k != "python"})
+            bundle.save()
+        except BaseException:
+            bundle.manifest.clear()
+            bundle.manifest.update(before)
+            for rel in added:
+                if rel in backups:
+                    shutil.copy2(backups[rel], bundle.path / rel)
+                elif rel not in before["files"]:
+                    (bundle.path / rel).unlink(missing_ok=True)
+            raise
+
+
+def export_bundle(
+    bundle: "str | os.PathLike[str] | Bundle",
+    *,
+    modalities: "Sequence[str] | str | None" = None,
+    precisions: "Sequence[str] | str" = ("fp32",),
+    opset: int = DEFAULT_OPSET,
+    with_preprocessing: bool = False,
+    fused: bool = False,
+    external_data_threshold: int = EXTERNAL_DATA_THRESHOLD,
+    int8_method: str = "dynamic",
+    per_channel: bool = True,
+    validate: bool = True,
+    progress: Progress | None = None,
+) -> dict[str, dict[str, Any]]:
+    """Export, check and validate ONNX graphs of a bundle's encoders; record them in its manifest.
+
+    Returns ``{"<modality>/<key>": record}`` of the graphs written. Raises
+    :class:`ExportError` (naming modality, graph and metric) when a graph fails its
+    checks or tolerance -- nothing is written then.
+    """
+    bundle = bundle if isinstance(bundle, Bundle) else Bundle.open(bundle)
+    mods = check_modalities(modalities, bundle.modalities)
+    precs = parse_precisions(precisions)
+    check_opset(opset)
+    if int8_method not in ("dynamic", "static"):
+        raise ConfigError(f"unknown int8 method {int8_method!r}; expected 'dynamic' or 'static'")
+    _check_writable(bundle)
+    progress = progress or (lambda msg: None)
+
+    from bindrt.export.validate import Reference
+    from bindrt.runtime.torch_backend import load_encoders
+    from bindrt.runtime.base import ModelSource
+
+    encoders = load_encoders(ModelSource(config=bundle.config, bundle=bundle), mods, verify=True)
+    reference = Reference(encoders)
+    staging = Path(tempfile.mkdtemp(prefix=".onnx-staging-", dir=bundle.path))
+    try:
+        exporter = _Exporter(bundle, staging, opset, external_data_threshold, progress, int8_method, per_channel)
+        for m in mods:
+            exporter.export_modality(m, encoders[m], precs, fused, with_preprocessing, reference, validate)
+        exporter.commit(text_vocab="text" in mods)
+        return {f"{g.modality}/{g.key}": g.record for g in exporter.staged}
+    except OSError as exc:
+        if isinstance(exc, OutputError):
+            raise
+        raise OutputError(f"cannot write ONNX graphs into bundle {bundle.path}: {exc}") from exc
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def validate_bundle(
+    bundle: "str | os.PathLike[str] | Bundle",
+    *,
+    modalities: "Sequence[str] | str | None" = None,
+    precisions: "Sequence[str] | str | None" = None,
+    update_manifest: bool = True,
+    raise_on_failure: bool = True,
+    progress: Progress | None = None,
+) -> dict[str, dict[str, Any]]:
+    """Re-validate every exported graph (checksums first) and store the results in the manifest.
+
+    Raises ExportError listing every graph that misses its tolerance (after saving the
+    results) unless ``raise_on_failure`` is False.
+    """
+    bundle = bundle if isinstance(bundle, Bundle) else Bundle.open(bundle)
+    mods = check_modalities(modalities, bundle.modalities)
+    precs = parse_precisions(precisions) if precisions else PRECISIONS
+    progress = progress or (lambda msg: None)
+    todo = [(m, key, rec) for m in mods for key, rec in graph_records(bundle.modality(m)).items() if rec["precision"] in precs]
+    if not todo:
+        raise BundleError(f"bundle {bundle.path} has no exported ONNX graphs for {', '.join(mods)} "
+                          f"({', '.join(precs)}); run `bindrt export {bundle.path}` first")
+    from bindrt.export.validate import Reference, validate_graph
+    from bindrt.runtime.base import ModelSource
+    from bindrt.runtime.torch_backend import load_encoders
+
+    for _, _, rec in todo:
+        bundle.file(rec["file"], verify=True)
+        for rel in rec.get("external_data", []):
+            bundle.file(rel, verify=True)
+    encoders = load_encoders(ModelSource(config=bundle.config, bundle=bundle), tuple(sorted({m for m, _, _ in todo})), verify=True)
+    reference = Reference(encoders)
+    results: dict[str, dict[str, Any]] = {}
+    for m, key, rec in todo:
+        progress(f"validating {m}/{key}")
+        result = validate_graph(str(bundle.path / rec["file"]), rec["kind"], rec["precision"], reference, where=f"{m}/{key}")
+        result["time"] = now_iso()
+        results[f"{m}/{key}"] = result
+        if update_manifest:
+            bundle.manifest["modalities"][m]["artifacts"][ARTIFACT_KEY]["graphs"][key]["validation"] = result
+    if update_manifest:
+        bundle.manifest.setdefault("history", []).append({"stage": "validate", "time": now_iso(),
+                                                          "passed": all(r["passed"] for r in results.values()),
+                                                          "graphs": sorted(results)})
+        bundle.save()
+    if raise_on_failure:
+        raise_failures(results)
+    return results
+
+
+def raise_failures(results: dict[str, dict[str, Any]]) -> None:
+    failed = {k: r for k, r in results.items() if not r["passed"]}
+    if failed:
+        raise ExportError("validation failed: " + " | ".join(f"[{k}] " + "; ".join(r["failures"]) for k, r in failed.items()))

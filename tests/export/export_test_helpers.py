@@ -1,0 +1,45 @@
+"""Shared constants and helpers of the ONNX export tests (imported by name; no clash with tests/conftest.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+GOLDEN_DIR = Path(__file__).resolve().parents[1] / "golden"
+MEDIA_DIR = GOLDEN_DIR / "media"
+GOLDEN_INPUTS = {
+    "vision": "pre_vision",
+    "text": "pre_text",
+    "audio": "pre_audio",
+    "depth": "in_depth",
+    "thermal": "in_thermal",
+    "imu": "in_imu",
+    "video": "in_video",
+}
+KINDS = tuple(GOLDEN_INPUTS)
+MODALITY = {k: ("vision" if k == "video" else k) for k in KINDS}
+
+
+def row_relative_error(actual: np.ndarray, expected: np.ndarray) -> float:
+    return float((np.abs(actual - expected).max(axis=-1) / np.linalg.norm(expected, axis=-1)).max())
+
+
+def min_cosine(a: np.ndarray, b: np.ndarray) -> float:
+    a = a.astype(np.float64)
+    b = b.astype(np.float64)
+    return float(((a * b).sum(-1) / (np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1))).min())
+
+
+def batch_of(x: np.ndarray, n: int) -> np.ndarray:
+    """n items cycling through x (batch 5 from a golden batch of 2 or 3)."""
+    return np.concatenate([x] * (n // len(x) + 1))[:n]
+
+
+def session(path, threads: int = 2):
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.log_severity_level = 3
+    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])

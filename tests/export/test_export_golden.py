@@ -1,0 +1,225 @@
+"""Every golden encoder exported to ONNX, checked against the *reference* embeddings (golden.npz)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+
+from bindrt.bundle import Bundle
+from bindrt.export.spec import graph_records
+from export_test_helpers import (
+    GOLDEN_INPUTS,
+    KINDS,
+    MEDIA_DIR,
+    MODALITY,
+    batch_of,
+    min_cosine,
+    row_relative_error,
+    session,
+)
+
+
+@pytest.fixture(scope="module")
+def records(onnx_bundle):
+    bundle = Bundle.open(onnx_bundle)
+    return {m: graph_records(bundle.modality(m)) for m in bundle.modalities}
+
+
+def graph_path(onnx_bundle, kind, key):
+    bundle = Bundle.open(onnx_bundle)
+    rec = graph_records(bundle.modality(MODALITY.get(kind, kind)))[key]
+    return bundle.file(rec["file"], verify=True)
+
+
+def test_every_kind_and_precision_is_recorded(records):
+    for kind in KINDS:
+        have = records[MODALITY[kind]]
+        for key in (f"{kind}.fp32", f"{kind}.fp16", f"{kind}.int8", f"{kind}.fp32.fused", f"{kind}.int8.fused"):
+            assert key in have, key
+            rec = have[key]
+            assert rec["validation"]["passed"], key
+            assert rec["opset"] == 18 and rec["outputs"][0]["name"] == "embedding"
+            assert rec["outputs"][0]["shape"] == ["batch", 32] and rec["outputs"][0]["dtype"] == "float32"
+            want = ["batch", "clips"] if kind in ("audio", "video") else ["batch"]
+            assert rec["inputs"][0]["shape"][: len(want)] == want, key
+            assert rec["inputs"][0]["dtype"] == ("int64" if kind == "text" else "float32")
+            assert set(rec["validation"]["suites"]) == {"random", "real"}
+            assert {"batch_1", "batch_5"} <= set(rec["validation"]["suites"]["real"])
+    assert "audio_waveform.fp32" in records["audio"] and "vision_uint8.fp32" in records["vision"]
+
+
+def test_manifest_lists_checksums_and_files_verify(onnx_bundle, records):
+    bundle = Bundle.open(onnx_bundle)
+    for m, recs in records.items():
+        for rec in recs.values():
+            assert rec["file"] in bundle.manifest["files"]
+            bundle.file(rec["file"], verify=True)
+    text = records["text"]["text.fp32"]["preprocessing"]
+    assert text["sot_token"] == 49406 and text["eot_token"] == 49407 and text["context_length"] == 77 and text["pad_token"] == 0
+    bundle.file(text["vocab_file"], verify=True)
+    assert bundle.manifest["history"][-1]["stage"] == "export"
+
+
+@pytest.mark.parametrize("variant", ["", ".fused"])
+@pytest.mark.parametrize("kind", KINDS)
+def test_fp32_matches_reference_embeddings_at_batch_1_and_5(onnx_bundle, golden, kind, variant):
+    sess = session(graph_path(onnx_bundle, kind, f"{kind}.fp32{variant}"))
+    x, ref = golden[GOLDEN_INPUTS[kind]], golden[f"emb_{kind}"]
+    name = sess.get_inputs()[0].name
+    out = sess.run(None, {name: x})[0]
+    assert row_relative_error(out, ref) <= 1e-5
+    five = sess.run(None, {name: batch_of(x, 5)})[0]
+    assert five.shape == (5, 32)
+    assert row_relative_error(five, batch_of(ref, 5)) <= 1e-5
+    one = sess.run(None, {name: x[:1]})[0]
+    assert row_relative_error(one, ref[:1]) <= 1e-5
+
+
+@pytest.mark.parametrize("precision,bound", [("fp16", 0.999), ("int8", 0.98)])
+@pytest.mark.parametrize("kind", KINDS)
+def test_reduced_precisions_meet_cosine_tolerance(onnx_bundle, golden, kind, precision, bound):
+    sess = session(graph_path(onnx_bundle, kind, f"{kind}.{precision}"))
+    x, ref = golden[GOLDEN_INPUTS[kind]], golden[f"emb_{kind}"]
+    name = sess.get_inputs()[0].name
+    assert min_cosine(sess.run(None, {name: batch_of(x, 5)})[0], batch_of(ref, 5)) >= bound
+    assert min_cosine(sess.run(None, {name: x[:1]})[0], ref[:1]) >= bound
+
+
+@pytest.mark.parametrize("kind,clips", [("audio", 1), ("video", 1), ("video", 3)])
+def test_clip_axis_is_dynamic_and_averaged_in_graph(onnx_bundle, golden, kind, clips):
+    import torch
+
+    from bindrt.model import load_encoder
+
+    bundle = Bundle.open(onnx_bundle)
+    m = MODALITY[kind]
+    encoder = load_encoder(m, bundle.config, bundle.load_weights(m))
+    x = golden[GOLDEN_INPUTS[kind]]
+    x = x[:, :clips] if clips <= x.shape[1] else np.concatenate([x, x[:, : clips - x.shape[1]]], axis=1)
+    with torch.inference_mode():
+        ref = encoder(torch.from_numpy(np.ascontiguousarray(x))).numpy()
+    sess = session(graph_path(onnx_bundle, kind, f"{kind}.fp32"))
+    out = sess.run(None, {kind: np.ascontiguousarray(x)})[0]
+    assert row_relative_error(out, ref) <= 1e-5
+
+
+def test_graphs_pass_checker_and_shape_inference(onnx_bundle, records):
+    for m, recs in records.items():
+        for key in (k for k in recs if k.endswith(("fp32", "fp16", "int8"))):
+            path = str(graph_path(onnx_bundle, m, key))
+            onnx.checker.check_model(path, full_check=True)
+            inferred = onnx.shape_inference.infer_shapes(onnx.load(path), strict_mode=True)
+            assert inferred.graph.output[0].type.tensor_type.shape.dim[0].dim_param == "batch"
+
+
+def test_fp16_graph_is_strongly_typed_with_fp32_islands(onnx_bundle):
+    from bindrt.export.fp16 import check_strongly_typed
+
+    model = onnx.load(str(graph_path(onnx_bundle, "audio", "audio.fp16")))
+    assert check_strongly_typed(model) == []
+    assert model.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    assert model.graph.output[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    inferred = onnx.shape_inference.infer_shapes(model)
+    types = {vi.name: vi.type.tensor_type.elem_type for vi in (*inferred.graph.value_info, *inferred.graph.input)}
+    types.update({t.name: t.data_type for t in model.graph.initializer})
+    ops = {n.op_type for n in model.graph.node}
+    assert "Cast" in ops
+    floats = (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16)
+    for node in model.graph.node:
+        float_inputs = [types[i] for i in node.input if i and types.get(i) in floats]
+        if node.op_type in ("LayerNormalization", "Softmax", "ReduceL2"):
+            assert float_inputs and set(float_inputs) == {onnx.TensorProto.FLOAT}, node.name
+        if node.op_type == "MatMul":
+            assert float_inputs and set(float_inputs) == {onnx.TensorProto.FLOAT16}, node.name
+
+
+def test_fused_graphs_record_their_fusions(records, onnx_bundle):
+    for m, recs in records.items():
+        stats = recs[f"{m}.fp32.fused"]["fusions"]["fused_operator_statistics"]
+        assert stats["Attention"] == 2, m  # one per block of the golden trunks
+        assert stats.get("BiasGelu", 0) + stats.get("Gelu", 0) + stats.get("FastGelu", 0) == 2, m
+        model = onnx.load(str(graph_path(onnx_bundle, m, f"{m}.fp32.fused")))
+        assert sum(n.op_type == "Attention" and n.domain == "com.microsoft" for n in model.graph.node) == 2
+        int8 = onnx.load(str(graph_path(onnx_bundle, m, f"{m}.int8.fused")))
+        assert sum(n.op_type == "QAttention" for n in int8.graph.node) == 2, m
+    assert records["audio"]["audio.int8"]["quantization"]["method"] == "dynamic"
+
+
+def test_waveform_graph_matches_python_fbank_path(onnx_bundle):
+    """Raw golden media through the in-graph Kaldi fbank vs the numpy fbank + the fp32 features graph."""
+    from bindrt.preprocess.audio import load_audio, resample, sample_clips, waveform_to_melspec
+
+    raw, features = [], []
+    for name in ("tone16k.wav", "stereo22k.wav"):
+        wav, sr = load_audio(str(MEDIA_DIR / name))
+        wav = resample(wav, sr, 16000) if sr != 16000 else wav
+        mono = wav[0]
+        clips = [mono[s:e] for s, e in sample_clips(mono.size, 16000)]
+        n = min(c.size for c in clips)
+        clips = [np.ascontiguousarray(c[:n]) for c in clips]
+        raw.append(np.stack(clips))
+        features.append(np.stack([waveform_to_melspec(c[None]) for c in clips]))
+    raw, features = np.stack(raw).astype(np.float32), np.stack(features).astype(np.float32)
+    wave_sess = session(graph_path(onnx_bundle, "audio", "audio_waveform.fp32"))
+    feat_sess = session(graph_path(onnx_bundle, "audio", "audio.fp32"))
+    a = wave_sess.run(None, {"audio_waveform": raw})[0]
+    b = feat_sess.run(None, {"audio": features})[0]
+    assert min_cosine(a, b) >= 0.9999
+
+
+@pytest.mark.parametrize("seconds", [1.0, 2.0, 2.5])
+def test_in_graph_fbank_features_match_numpy(seconds):
+    """The preprocessing subgraph alone: shorter clips pad to 204 frames, longer ones are cut."""
+    import onnxruntime as ort
+
+    from bindrt.export.preprocessing import audio_waveform_graph
+    from bindrt.preprocess.audio import waveform_to_melspec
+
+    model = audio_waveform_graph("features", opset=18, ir_version=10)
+    onnx.checker.check_model(model, full_check=True)
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(3)
+    t = np.arange(int(16000 * seconds)) / 16000
+    clips = np.stack([0.3 * np.sin(2 * np.pi * 440 * t) + 0.05 * rng.standard_normal(t.size), 0.2 * rng.standard_normal(t.size)])
+    clips = clips.astype(np.float32)[None]
+    got = sess.run(None, {"audio_waveform": clips})[0]
+    want = np.stack([waveform_to_melspec(c[None]) for c in clips[0]])[None]
+    assert got.shape == want.shape == (1, 2, 1, 128, 204)
+    assert np.abs(got - want).max() < 2e-3  # float32 DFT-by-MatMul vs numpy's FFT, after log and /9.138
+
+
+def test_uint8_vision_graph_matches_python_preprocessing(onnx_bundle, golden):
+    from PIL import Image
+
+    from bindrt.preprocess.image import center_crop, preprocess_images, resize_short_side
+
+    imgs = [np.asarray(center_crop(resize_short_side(Image.open(MEDIA_DIR / n).convert("RGB"), 224, Image.Resampling.BICUBIC), 224))
+            for n in ("logo.png", "photo.jpg")]
+    x = np.stack(imgs)
+    pre = preprocess_images(list(x))
+    np.testing.assert_allclose(pre, golden["pre_vision"], atol=1e-6)  # the crop of a 224 crop is itself
+    out = session(graph_path(onnx_bundle, "vision", "vision_uint8.fp32")).run(None, {"vision_uint8": x})[0]
+    assert row_relative_error(out, golden["emb_vision"]) <= 1e-5
+
+
+def test_validate_command_rechecks_and_records(onnx_bundle):
+    from bindrt.cli import main
+
+    assert main(["validate", str(onnx_bundle), "--modalities", "imu", "--precision", "fp32,int8", "--json"]) == 0
+    manifest = json.loads((onnx_bundle / "manifest.json").read_text())
+    assert manifest["history"][-1]["stage"] == "validate" and manifest["history"][-1]["passed"]
+    assert "imu/imu.int8" in manifest["history"][-1]["graphs"]
+
+
+def test_cli_help_describes_commands(capsys):
+    from bindrt.cli import main
+
+    for cmd in ("export", "validate"):
+        with pytest.raises(SystemExit) as exc:
+            main([cmd, "--help"])
+        assert exc.value.code == 0
+        out = capsys.readouterr().out
+        assert "ONNX" in out and "BUNDLE" in out.upper()

@@ -1,0 +1,144 @@
+"""``bindrt.load(bundle, backend="onnxruntime")``: same embeddings as the torch backend, without torch."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+import bindrt
+from bindrt.errors import BackendError
+from export_test_helpers import GOLDEN_INPUTS, KINDS, MEDIA_DIR, min_cosine, row_relative_error
+
+BOUNDS = {"fp16": 0.999, "int8": 0.98}
+
+
+@pytest.mark.parametrize("variant", ["plain", "fused"])
+@pytest.mark.parametrize("precision", ["fp32", "fp16", "int8"])
+def test_encode_golden_inputs(onnx_bundle, golden, precision, variant):
+    if precision == "fp16" and variant == "fused":
+        pytest.skip("fused variants are exported for fp32 and int8 (fp16 is the GPU/TensorRT graph)")
+    model = bindrt.load(onnx_bundle, backend="onnxruntime", precision=precision, variant=variant,
+                        intra_op_num_threads=2, batch_size=5)
+    for kind in KINDS:
+        out = model.encode(kind, golden[GOLDEN_INPUTS[kind]])
+        ref = golden[f"emb_{kind}"]
+        if precision == "fp32":
+            assert row_relative_error(out, ref) <= 1e-5, kind
+        else:
+            assert min_cosine(out, ref) >= BOUNDS[precision], kind
+    info = model.backend.describe()
+    assert info["backend"] == "onnxruntime" and info["graphs"]["video"]["variant"] == variant
+
+
+def test_fused_variant_needs_fused_export(onnx_bundle):
+    with pytest.raises(BackendError, match="--fused"):
+        bindrt.load(onnx_bundle, backend="onnxruntime", precision="fp16", variant="fused", modalities=["imu"])
+
+
+def test_raw_input_graphs_through_the_backend(onnx_bundle, golden):
+    model = bindrt.load(onnx_bundle, backend="onnxruntime", modalities=["vision", "audio"], preprocessing=True)
+    waves = np.random.default_rng(0).standard_normal((2, 3, 32000)).astype(np.float32) * 0.1
+    from bindrt.preprocess.audio import waveform_to_melspec
+
+    feats = np.stack([np.stack([waveform_to_melspec(c[None]) for c in item]) for item in waves])
+    a = model.backend.run("audio_waveform", waves)
+    b = model.encode("audio", feats)
+    assert min_cosine(a, b) >= 0.9999
+    plain = bindrt.load(onnx_bundle, backend="onnxruntime", modalities=["audio"])
+    with pytest.raises(BackendError, match="preprocessing=True"):
+        plain.backend.run("audio_waveform", waves)
+
+
+def test_device_buffer_reads_cuda_array_interface_and_dlpack():
+    from bindrt.runtime.onnxruntime_backend import device_buffer
+
+    class FakeCuda:
+        __cuda_array_interface__ = {"shape": (2, 3), "typestr": "<f4", "data": (1234, False), "version": 3, "strides": None}
+
+    ptr, shape, dtype, _ = device_buffer(FakeCuda())
+    assert (ptr, shape, dtype) == (1234, (2, 3), np.float32)
+    assert device_buffer(np.zeros(3, np.float32)) is None  # host DLPack (numpy): copied, not bound
+
+
+def test_io_binding_path_on_cpu(onnx_bundle, golden):
+    """The IO-binding code path used on CUDA, exercised with host buffers (no GPU here)."""
+    model = bindrt.load(onnx_bundle, backend="onnxruntime", modalities=["imu"], io_binding=True)
+    assert model.backend.io_binding
+    out = model.encode("imu", golden["in_imu"])
+    assert row_relative_error(out, golden["emb_imu"]) <= 1e-5
+    value = bindrt.load(onnx_bundle, backend="onnxruntime", modalities=["imu"], io_binding=True,
+                        return_device_outputs=True).backend.run("imu", golden["in_imu"])
+    assert row_relative_error(value.numpy(), golden["emb_imu"]) <= 1e-5
+
+
+def test_unknown_options_and_devices(onnx_bundle):
+    with pytest.raises(BackendError, match="unknown option"):
+        bindrt.load(onnx_bundle, backend="onnxruntime", modalities=["imu"], bogus=1)
+    with pytest.raises(BackendError, match="tpu"):
+        bindrt.load(onnx_bundle, backend="onnxruntime", modalities=["imu"], device="tpu")
+    import onnxruntime as ort
+
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        with pytest.raises(BackendError, match="onnxruntime-gpu"):
+            bindrt.load(onnx_bundle, backend="onnxruntime", modalities=["imu"], device="cuda")
+
+
+TORCH_FREE = textwrap.dedent(
+    """
+    import importlib.abc, json, sys
+
+    class NoTorch(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path=None, target=None):
+            if name == "torch" or name.startswith(("torch.", "torchaudio", "torchvision")):
+                raise ImportError(f"{name} is blocked in this test (torch-free runtime)")
+            return None
+
+    sys.meta_path.insert(0, NoTorch())
+    import numpy as np
+    import bindrt
+
+    bundle, golden_path, media, out = sys.argv[1:5]
+    golden = dict(np.load(golden_path))
+    inputs = {"vision": "pre_vision", "text": "pre_text", "audio": "pre_audio", "depth": "in_depth",
+              "thermal": "in_thermal", "imu": "in_imu", "video": "in_video"}
+    model = bindrt.load(bundle, backend="onnxruntime", intra_op_num_threads=2)
+    errors = {}
+    for kind, key in inputs.items():
+        emb = model.encode(kind, golden[key])
+        ref = golden["emb_" + kind]
+        errors[kind] = float((np.abs(emb - ref).max(-1) / np.linalg.norm(ref, axis=-1)).max())
+    raw = model.embed(vision=[media + "/logo.png", media + "/photo.jpg"], audio=[media + "/tone16k.wav"],
+                      text=["a dog barking", "A photo of a car."])
+    np.savez(out, **raw)
+    print(json.dumps({"errors": errors, "torch_loaded": any(m == "torch" or m.startswith("torch.") for m in sys.modules)}))
+    """
+)
+
+
+def test_runs_without_torch(onnx_bundle, tmp_path):
+    from export_test_helpers import GOLDEN_DIR
+
+    script = tmp_path / "no_torch.py"
+    script.write_text(TORCH_FREE)
+    out = tmp_path / "raw.npz"
+    proc = subprocess.run(
+        [sys.executable, str(script), str(onnx_bundle), str(GOLDEN_DIR / "golden.npz"), str(MEDIA_DIR), str(out)],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert not result["torch_loaded"]
+    for kind, err in result["errors"].items():
+        assert err <= 1e-5, kind
+    # raw media through Embedder.embed: the same embeddings as the torch backend
+    torch_model = bindrt.load(onnx_bundle, backend="torch")
+    want = torch_model.embed(vision=[str(MEDIA_DIR / "logo.png"), str(MEDIA_DIR / "photo.jpg")],
+                             audio=[str(MEDIA_DIR / "tone16k.wav")], text=["a dog barking", "A photo of a car."])
+    got = dict(np.load(out))
+    for kind in ("vision", "audio", "text"):
+        assert row_relative_error(got[kind], want[kind]) <= 1e-5, kind
