@@ -45,6 +45,8 @@ class Backend(ABC):
     name: ClassVar[str]
     #: precisions this backend can run
     precisions: ClassVar[tuple[str, ...]] = ("fp32",)
+    #: whether ``run`` takes GPU arrays (``__cuda_array_interface__`` / DLPack) without a host copy
+    accepts_device_arrays: bool = False
 
     def __init__(self, config: ImageBindConfig, modalities: tuple[str, ...], device: str, precision: str) -> None:
         self.config = config

@@ -44,7 +44,16 @@ class Embedder:
 
     # -- preprocessed batches ------------------------------------------------------
     def encode(self, kind: str, batch: Any) -> np.ndarray:
-        """Embed a preprocessed batch (reference layout) of input ``kind``; returns (B, out_dim) float32."""
+        """Embed a preprocessed batch (reference layout) of input ``kind``; returns (B, out_dim) float32.
+
+        GPU arrays (torch CUDA tensors, CuPy...) go to backends that bind device
+        memory (``accepts_device_arrays``) without a host copy; only their shape is
+        checked then, since checking values would need that copy.
+        """
+        if _on_device(batch) and self.backend.accepts_device_arrays:
+            self._check_kind(kind)
+            self._check_shape(kind, tuple(batch.shape))
+            return self.backend.run(kind, batch)
         array = self.check_batch(kind, batch)
         step = min(self.batch_size, self.backend.max_batch_size(kind) or self.batch_size)
         parts = [self.backend.run(kind, array[i : i + step]) for i in range(0, len(array), step)]
@@ -53,7 +62,6 @@ class Embedder:
     def check_batch(self, kind: str, batch: Any) -> np.ndarray:
         self._check_kind(kind)
         layout = INPUT_LAYOUTS[kind]
-        trailing, has_clips = layout.shape, layout.multi_clip
         if not isinstance(batch, np.ndarray):
             try:
                 batch = np.asarray(batch)
@@ -61,11 +69,7 @@ class Embedder:
                 raise InputError(f"could not convert input to an array: {exc}", modality=kind) from None
         if kind == "audio" and batch.ndim == 4:  # single clip per item
             batch = batch[:, None]
-        expected = tuple(layout.symbolic_shape())
-        if batch.ndim != len(expected) or tuple(batch.shape[len(expected) - len(trailing):]) != trailing:
-            raise InputError(f"expected a batch of shape {expected}, got {tuple(batch.shape)}", modality=kind)
-        if batch.shape[0] == 0 or (has_clips and batch.shape[1] == 0):
-            raise InputError(f"empty batch {tuple(batch.shape)}; expected at least one item (and one clip)", modality=kind)
+        self._check_shape(kind, batch.shape)
         if layout.dtype == "int64":
             if not np.issubdtype(batch.dtype, np.integer):
                 raise InputError(f"expected integer token ids (int64), got dtype {batch.dtype}", modality=kind)
@@ -108,6 +112,14 @@ class Embedder:
             out[kind] = np.concatenate(parts, axis=0)
         return out
 
+    def _check_shape(self, kind: str, shape: tuple[int, ...]) -> None:
+        layout = INPUT_LAYOUTS[kind]
+        expected = tuple(layout.symbolic_shape())
+        if len(shape) != len(expected) or tuple(shape[len(expected) - len(layout.shape):]) != layout.shape:
+            raise InputError(f"expected a batch of shape {expected}, got {tuple(shape)}", modality=kind)
+        if shape[0] == 0 or (layout.multi_clip and shape[1] == 0):
+            raise InputError(f"empty batch {tuple(shape)}; expected at least one item (and one clip)", modality=kind)
+
     def _check_kind(self, kind: str) -> None:
         if kind not in INPUT_KINDS:
             raise UnknownModalityError(f"unknown input kind {kind!r}; expected one of {', '.join(INPUT_KINDS)}")
@@ -124,6 +136,19 @@ class Embedder:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _on_device(batch: Any) -> bool:
+    """True for GPU arrays: CUDA array interface, or a DLPack device other than the CPU (1)."""
+    if isinstance(batch, np.ndarray):
+        return False
+    if hasattr(batch, "__cuda_array_interface__"):
+        return True
+    device = getattr(batch, "__dlpack_device__", None)
+    try:
+        return device is not None and device()[0] != 1
+    except Exception:
+        return False
 
 
 def similarity(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -81,6 +81,7 @@ class OnnxRuntimeBackend(Backend):
         self.graphs = graphs
         self.providers = providers
         self.io_binding = io_binding
+        self.accepts_device_arrays = io_binding
         self.device_id = device_id
         self.return_device_outputs = return_device_outputs
         self.bind_device = "cpu" if device.split(":")[0] == "cpu" else "cuda"
