@@ -35,41 +35,14 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-SAMPLE_RATE = 16000
+from bindrt.preprocess.audio import AUDIO_MEAN, AUDIO_STD, NUM_MEL_BINS, SAMPLE_RATE, TARGET_FRAMES, kaldi_mel_banks
+from bindrt.preprocess.image import IMAGE_MEAN, IMAGE_STD
+
 FRAME_LENGTH = 400
 FRAME_SHIFT = 160
 FFT_SIZE = 512
-NUM_MEL_BINS = 128
-TARGET_FRAMES = 204
 PREEMPHASIS = 0.97
-AUDIO_MEAN = -4.268
-AUDIO_STD = 9.138
-IMAGE_MEAN = (0.48145466, 0.4578275, 0.40821073)
-IMAGE_STD = (0.26862954, 0.26130258, 0.27577711)
 EPS = float(np.finfo(np.float32).eps)
-
-
-def kaldi_mel_banks(num_bins: int = NUM_MEL_BINS, padded: int = FFT_SIZE, sr: float = SAMPLE_RATE,
-                    low: float = 20.0, high: float = 0.0) -> np.ndarray:
-    """torchaudio.compliance.kaldi.get_mel_banks (no VTLN), float32, plus the zero Nyquist column: (bins, padded//2+1)."""
-    f32 = np.float32
-    high = high + 0.5 * sr if high <= 0.0 else high
-
-    def mel(f: float) -> float:
-        return 1127.0 * math.log(1.0 + f / 700.0)
-
-    mel_low, mel_high = mel(low), mel(high)
-    delta = (mel_high - mel_low) / (num_bins + 1)
-    b = np.arange(num_bins, dtype=f32)[:, None]
-    left = f32(mel_low) + b * f32(delta)
-    center = f32(mel_low) + (b + f32(1.0)) * f32(delta)
-    right = f32(mel_low) + (b + f32(2.0)) * f32(delta)
-    freqs = f32(sr / padded) * np.arange(padded // 2, dtype=f32)
-    m = (f32(1127.0) * np.log(f32(1.0) + freqs / f32(700.0)))[None, :]
-    up = (m - left) / (center - left)
-    down = (right - m) / (right - center)
-    banks = np.maximum(f32(0.0), np.minimum(up, down)).astype(f32)
-    return np.pad(banks, ((0, 0), (0, 1)))
 
 
 def dft_matrices(frame: int = FRAME_LENGTH, padded: int = FFT_SIZE) -> np.ndarray:

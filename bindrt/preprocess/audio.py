@@ -213,7 +213,7 @@ def sample_clips(num_samples: int, sr: int, clip_seconds: float = CLIP_SECONDS, 
 
 # ---------------------------------------------------------------- fbank
 @functools.lru_cache(maxsize=8)
-def _mel_banks(num_bins: int, padded: int, sr: float, low: float = 20.0, high: float = 0.0) -> np.ndarray:
+def kaldi_mel_banks(num_bins: int = 128, padded: int = 512, sr: float = 16000.0, low: float = 20.0, high: float = 0.0) -> np.ndarray:
     """torchaudio.compliance.kaldi.get_mel_banks (no VTLN) + zero Nyquist column: (num_bins, padded//2+1)."""
     f32 = np.float32
     nyquist = 0.5 * sr
@@ -260,7 +260,7 @@ def kaldi_fbank(clip: np.ndarray, sr: int = SAMPLE_RATE, num_mel_bins: int = NUM
     window = (0.5 - 0.5 * np.cos(2.0 * np.pi * n / (size - 1))).astype(np.float32)  # symmetric Hann
     spec = np.fft.rfft(frames * window, n=padded, axis=1)
     power = (spec.real.astype(np.float32) ** 2 + spec.imag.astype(np.float32) ** 2).astype(np.float32)
-    mel = power @ _mel_banks(num_mel_bins, padded, float(sr)).T
+    mel = power @ kaldi_mel_banks(num_mel_bins, padded, float(sr)).T
     return np.log(np.maximum(mel, _EPS)).astype(np.float32)
 
 
