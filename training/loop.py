@@ -1,0 +1,506 @@
+"""The training loop: image-text, then bind every other modality to the frozen image tower.
+
+Stage ``clip`` (only without ``--init``): the image and text towers learn together
+with symmetric InfoNCE; the temperature is the text tower's own learnable logit scale.
+Stage ``bind``: the image tower is frozen; each other modality's encoder is trained
+with InfoNCE against the image embeddings of the same scenes, with its own learnable
+temperature, and never sees text or another modality.
+
+Each stage: AdamW (no decay on gains, biases, tokens and temperatures), linear
+warm-up then cosine decay, gradient clipping, autocast (bf16, or fp16 with a
+GradScaler) on CUDA. A run directory holds::
+
+    OUT/bundle/              the trained encoders as a bindrt bundle (+ eval/report.json)
+    OUT/checkpoints/last.pt  model, optimizer, scheduler, scaler, RNG states, step
+    OUT/train.jsonl          one JSON object per line: start, bad_data, step, eval, end
+
+Data position = step (see :mod:`.data`), so ``--resume`` continues the exact
+sequence of batches, and with the restored RNG states reproduces the loss curve.
+Under ``torchrun`` (WORLD_SIZE > 1) each rank renders its slice of the global batch
+and gradients are averaged by DistributedDataParallel (contrastive negatives are
+the rank's local batch); rank 0 logs, checkpoints, evaluates and writes the bundle.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import math
+import os
+import random
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from bindrt.config import ImageBindConfig, resolve_config
+from bindrt.errors import ConfigError, OutputError
+
+from .losses import Temperature, info_nce, retrieval_accuracy, text_scale
+
+BOUND = ("audio", "depth", "thermal", "imu")
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a run. Fields marked ``resumable`` may change on ``--resume``."""
+
+    out: str
+    preset: str = "tiny"                  # model config: preset name or JSON file (ignored with init)
+    steps: int = 600                      # total optimizer steps over both stages
+    modalities: tuple[str, ...] = BOUND   # encoders bound to the image tower
+    batch_size: int = 48                  # global batch (split across DDP ranks)
+    clip_fraction: float = 0.5            # share of steps for image-text (when no init)
+    clip_lr: float = 2e-3
+    bind_lr: float = 2e-3
+    weight_decay: float = 0.05
+    warmup: float = 0.05                  # warm-up share of each stage's steps
+    grad_clip: float = 1.0
+    seed: int = 0
+    eval_seed: int | None = None          # held-out world (default seed + 1000)
+    eval_samples: int = 500
+    gallery: int = 100
+    pool: int = 0                         # world scenes pre-rendered and cycled (0: a fresh scene every sample)
+    init: str | None = None               # reference checkpoint for the image (and text) tower
+    init_config: str | None = None
+    fresh: bool = False                   # with init: bound modalities start from scratch, not from init
+    data: str | None = None               # real data: folder or manifest of image-paired files
+    on_bad_data: str = "stop"
+    val_fraction: float = 0.1
+    amp: str = "auto"                     # auto | off | bf16 | fp16
+    device: str = "auto"
+    # resumable (do not change the run's result)
+    workers: int = 1
+    threads: int = 0                      # torch CPU threads (0: leave torch's default)
+    log_every: int = 10
+    ckpt_every: int = 100
+    stop_at: int | None = None            # stop after this step with a checkpoint (simulates preemption)
+    overwrite: bool = False
+    resume: bool = False
+    quiet: bool = False
+
+    RESUMABLE = ("workers", "threads", "log_every", "ckpt_every", "stop_at", "overwrite", "resume", "quiet", "device", "out")
+
+    def identity(self) -> dict[str, Any]:
+        return {k: v for k, v in dataclasses.asdict(self).items() if k not in self.RESUMABLE}
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+class RunLog:
+    """Console lines (rank 0 only) and the JSONL log."""
+
+    def __init__(self, path: Path | None, quiet: bool = False) -> None:
+        self.path, self.quiet = path, quiet
+
+    def event(self, event: str, **fields: Any) -> None:
+        if self.path is not None:
+            with open(self.path, "a") as fh:
+                fh.write(json.dumps({"event": event, "time": round(time.time(), 3), **fields}) + "\n")
+
+    def say(self, text: str) -> None:
+        if self.path is not None and not self.quiet:
+            print(text, flush=True)
+
+
+def lr_lambda(warmup: int, total: int, floor: float = 0.05) -> Callable[[int], float]:
+    def f(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = (step - warmup) / max(total - warmup, 1)
+        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+
+    return f
+
+
+def param_groups(module: nn.Module, weight_decay: float) -> list[dict]:
+    decay, no_decay = [], []
+    for name, p in module.named_parameters():
+        if not p.requires_grad:
+            continue
+        skip = p.ndim < 2 or name.endswith(("cls_token", "pos_embed", "bias_k", "bias_v", "log_scale"))
+        (no_decay if skip else decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def rng_state() -> dict[str, Any]:
+    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_atomic(obj: Any, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+@dataclass
+class Dist:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def barrier(self) -> None:
+        if self.world_size > 1:
+            torch.distributed.barrier()
+
+
+def setup_distributed(device: str) -> Dist:
+    """torchrun sets WORLD_SIZE/RANK/LOCAL_RANK; one process otherwise."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size <= 1:
+        return Dist()
+    import torch.distributed as tdist
+
+    cuda = device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
+    if not tdist.is_initialized():
+        tdist.init_process_group(backend="nccl" if cuda else "gloo")
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    if cuda:
+        torch.cuda.set_device(local)
+    return Dist(tdist.get_rank(), tdist.get_world_size(), local)
+
+
+def pick_device(spec: str, dist: Dist) -> torch.device:
+    if spec == "auto":
+        return torch.device(f"cuda:{dist.local_rank}" if torch.cuda.is_available() else "cpu")
+    device = torch.device(spec)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {spec!r} requested but CUDA is not available")
+    if device.type == "cuda" and dist.world_size > 1:
+        device = torch.device(f"cuda:{dist.local_rank}")
+    return device
+
+
+def pick_amp(spec: str, device: torch.device) -> torch.dtype | None:
+    if spec not in ("auto", "off", "bf16", "fp16"):
+        raise ConfigError(f"amp must be auto, off, bf16 or fp16, got {spec!r}")
+    if spec == "off" or (spec == "auto" and device.type != "cuda"):
+        return None
+    if spec == "auto":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.bfloat16 if spec == "bf16" else torch.float16
+
+
+# ----------------------------------------------------------------------------- model
+
+
+class StageModel(nn.Module):
+    """What one stage trains: ``forward(batch) -> (loss, {name: loss or metric})``."""
+
+    def __init__(self, stage: str, encoders: nn.ModuleDict, temperatures: nn.ModuleDict, bound: tuple[str, ...]) -> None:
+        super().__init__()
+        self.stage, self.encoders, self.temperatures, self.bound = stage, encoders, temperatures, bound
+        trained = ("vision", "text") if stage == "clip" else bound
+        for name, enc in encoders.items():
+            enc.requires_grad_(name in trained)
+            enc.train(name in trained)
+        for name, t in temperatures.items():
+            t.requires_grad_(stage == "bind" and name in bound)
+
+    def forward(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, float]]:
+        if self.stage == "clip":
+            image, text = self.encoders["vision"](batch["vision"]), self.encoders["text"](batch["text"])
+            scale = text_scale(self.encoders["text"])
+            loss = info_nce(image, text, scale)
+            return loss, {"clip": loss.item(), "scale": scale.item(), "acc": retrieval_accuracy(image, text)}
+        with torch.no_grad():
+            image = self.encoders["vision"](batch["vision"])
+        losses, metrics = [], {}
+        for m in self.bound:
+            emb = self.encoders[m](batch[m])
+            loss = info_nce(emb, image, self.temperatures[m]())
+            losses.append(loss)
+            metrics[m] = loss.item()
+            metrics[f"{m}_acc"] = retrieval_accuracy(emb, image)
+        return torch.stack(losses).sum(), metrics
+
+
+def build_encoders(cfg: TrainConfig, bound: tuple[str, ...], log: RunLog) -> tuple[ImageBindConfig, nn.ModuleDict, bool]:
+    """Fresh encoders, or image/text (and bound, unless ``fresh``) from a reference checkpoint.
+
+    Returns (model config, encoders, whether the image-text stage is needed).
+    """
+    from bindrt.model import build_encoder, load_encoder
+    from bindrt.model.checkpoint import read_state_dict, split_state_dict
+
+    if cfg.init is None:
+        config = resolve_config(cfg.preset)
+        return config, nn.ModuleDict({m: build_encoder(m, config) for m in ("vision", "text", *bound)}), True
+    if cfg.init_config is None:
+        raise ConfigError("--init needs --init-config (the checkpoint's preset name or JSON config, e.g. golden or imagebind_huge)")
+    config = resolve_config(cfg.init_config)
+    state = read_state_dict(cfg.init)
+    present = {k.split(".")[1] for k in state if k.count(".") >= 2}
+    if "vision" not in present:
+        raise ConfigError(f"--init {cfg.init} has no vision tower; binding needs a pretrained image encoder")
+    from_init = [m for m in ("vision", "text", *bound) if m in present and (m in ("vision", "text") or not cfg.fresh)]
+    weights = split_state_dict({k: v for k, v in state.items() if k.split(".")[1] in from_init}, config, from_init) if from_init else {}
+    encoders = {}
+    for m in ("vision", "text", *bound):
+        if m in from_init:
+            encoders[m] = load_encoder(m, config, weights[m]).requires_grad_(True)
+            # load_encoder assigns (possibly memory-mapped) checkpoint tensors: give training its own copies
+            for p in encoders[m].parameters():
+                p.data = p.data.clone()
+            for name, b in encoders[m].named_buffers():
+                b.data = b.data.clone()
+        elif m != "text":
+            encoders[m] = build_encoder(m, config)
+    log.say(f"init: {', '.join(from_init)} from {cfg.init} (config {cfg.init_config}); "
+            f"fresh: {', '.join(m for m in encoders if m not in from_init) or 'none'}")
+    return config, nn.ModuleDict(encoders), False
+
+
+def bundle_weights(encoders: nn.ModuleDict) -> dict[str, dict[str, Tensor]]:
+    from bindrt.model.checkpoint import to_reference_key
+
+    return {m: {to_reference_key(m, k): v.detach().float().cpu().contiguous() for k, v in enc.state_dict().items()}
+            for m, enc in encoders.items()}
+
+
+# ----------------------------------------------------------------------------- the run
+
+
+def train(cfg: TrainConfig) -> dict[str, Any]:
+    """Run (or resume) training; returns a summary with the evaluation report."""
+    from bindrt.bundle import write_bundle
+
+    from .data import CachedSource, StepBatches, WorldSource, open_paired_files, step_loader
+    from .evaluate import evaluate_pairs, evaluate_world
+
+    t_start = time.time()
+    dist = setup_distributed(cfg.device)
+    device = pick_device(cfg.device, dist)
+    amp = pick_amp(cfg.amp, device)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    bound = tuple(m for m in BOUND if m in cfg.modalities)
+    if not bound or len(bound) != len(cfg.modalities):
+        raise ConfigError(f"--modalities must be a subset of {', '.join(BOUND)} (the towers bound to the image tower), got {list(cfg.modalities)}")
+    if cfg.steps < 1 or cfg.batch_size < 2 or cfg.batch_size % dist.world_size:
+        raise ConfigError(f"need steps >= 1 and a batch size >= 2 divisible by the {dist.world_size} ranks "
+                          f"(got steps={cfg.steps}, batch_size={cfg.batch_size})")
+    if cfg.data and len(bound) != 1:
+        raise ConfigError("--data binds exactly one modality: pass --modalities audio (or depth, thermal, imu)")
+    if cfg.data and cfg.init is None:
+        raise ConfigError("--data trains against a pretrained image tower: pass --init CHECKPOINT --init-config PRESET")
+
+    out = Path(cfg.out)
+    ckpt_path = out / "checkpoints" / "last.pt"
+    if dist.main:
+        if cfg.resume and not ckpt_path.is_file():
+            raise OutputError(f"--resume: no checkpoint at {ckpt_path}")
+        if not cfg.resume and out.exists() and any(out.iterdir()):
+            if not cfg.overwrite:
+                raise OutputError(f"{out} already holds a run; pass --resume to continue it or --overwrite to start over")
+            for sub in ("bundle", "checkpoints", "train.jsonl"):
+                p = out / sub
+                shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
+        (out / "checkpoints").mkdir(parents=True, exist_ok=True)
+    dist.barrier()
+    log = RunLog(out / "train.jsonl" if dist.main else None, cfg.quiet)
+
+    # --- model (built before RNG states are restored: init consumes the global RNG the same way every time)
+    torch.manual_seed(cfg.seed)
+    np.random.seed(cfg.seed)
+    random.seed(cfg.seed)
+    config, encoders, need_clip = build_encoders(cfg, bound, log)
+    temperatures = nn.ModuleDict({m: Temperature() for m in bound})
+    encoders.to(device)
+    temperatures.to(device)
+    n_clip = int(round(cfg.steps * cfg.clip_fraction)) if need_clip else 0
+    stages = [("clip", 0, n_clip), ("bind", n_clip, cfg.steps)] if n_clip else [("bind", 0, cfg.steps)]
+    if n_clip >= cfg.steps:
+        raise ConfigError(f"clip_fraction {cfg.clip_fraction} leaves no bind steps out of {cfg.steps}")
+
+    ckpt = None
+    step = 0
+    if cfg.resume:
+        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        diff = {k: (ckpt["config"].get(k), v) for k, v in cfg.identity().items() if ckpt["config"].get(k) != _jsonable(v)}
+        if diff:
+            raise ConfigError("--resume with settings that differ from the checkpoint's run: "
+                              + "; ".join(f"{k}: checkpoint {a!r}, now {b!r}" for k, (a, b) in diff.items()))
+        encoders.load_state_dict(ckpt["encoders"])
+        temperatures.load_state_dict(ckpt["temperatures"])
+        step = ckpt["step"]
+        log.say(f"resumed from {ckpt_path} at step {step}/{cfg.steps}")
+        log.event("resume", step=step)
+    else:
+        log.event("start", config=_jsonable(cfg.identity()), model=config.to_dict(), world_size=dist.world_size,
+                  device=str(device), amp=str(amp) if amp else None, torch_threads=torch.get_num_threads())
+
+    # --- data
+    bad_items: list = []
+    if cfg.data:
+        def report_bad(bad: list) -> None:
+            log.say(f"bad data in {cfg.data}: {len(bad)} item(s) " + ("skipped" if cfg.on_bad_data == "skip" else "found"))
+            for b in bad:
+                log.say(f"  - {b}")
+            log.event("bad_data", action=cfg.on_bad_data, items=[b.to_dict() for b in bad])
+
+        source, bad_items = open_paired_files(cfg.data, bound[0], on_bad_data=cfg.on_bad_data, workers=cfg.workers,
+                                              seed=cfg.seed, report=report_bad if dist.main else None)
+        n_val = int(len(source) * cfg.val_fraction) if len(source) >= 20 else 0
+        order = np.random.default_rng([cfg.seed, 17]).permutation(len(source))
+        val_idx, train_idx = sorted(order[:n_val].tolist()), order[n_val:].tolist()
+        source = _Subset(source, train_idx)
+        pool, loader_workers = len(train_idx), cfg.workers
+        log.say(f"data: {len(train_idx)} training pairs, {n_val} held out ({cfg.data})")
+    else:
+        source = WorldSource(cfg.seed)
+        pool, loader_workers = (cfg.pool or None), cfg.workers
+        if cfg.pool:
+            needed = ("vision", "text", *bound) if n_clip else ("vision", *bound)
+            t0 = time.time()
+            source = CachedSource(source, needed, cfg.pool, workers=cfg.workers)
+            loader_workers = 0
+            log.say(f"pool: rendered {cfg.pool} scenes ({', '.join(needed)}) in {time.time() - t0:.0f}s, {source.nbytes() / 1e9:.2f} GB")
+
+    # --- stages
+    t_train = time.time()
+    for stage, first, last in stages:
+        if step >= last:
+            continue
+        model = StageModel(stage, encoders, temperatures, bound)
+        mods = ("vision", "text") if stage == "clip" else ("vision", *bound)
+        trainable = nn.ModuleList([encoders, temperatures])
+        optimizer = torch.optim.AdamW(param_groups(trainable, cfg.weight_decay), lr=cfg.clip_lr if stage == "clip" else cfg.bind_lr,
+                                      betas=(0.9, 0.98), eps=1e-6)
+        n = last - first
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(max(1, int(cfg.warmup * n)), n))
+        scaler = torch.amp.GradScaler(device.type, enabled=amp == torch.float16)
+        if ckpt is not None and ckpt["stage"] == stage and ckpt["step"] > first:
+            optimizer.load_state_dict(ckpt["optimizer"])
+            scheduler.load_state_dict(ckpt["scheduler"])
+            scaler.load_state_dict(ckpt["scaler"])
+        if ckpt is not None:
+            set_rng_state(ckpt["rng"])
+            ckpt = None
+        ddp = model
+        if dist.world_size > 1:
+            ddp = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+        batches = StepBatches(source, mods, cfg.batch_size // dist.world_size, seed=cfg.seed, rank=dist.rank,
+                              world_size=dist.world_size, pool=pool)
+        log.say(f"stage {stage}: steps {first}..{last - 1}, training {', '.join(('vision', 'text') if stage == 'clip' else bound)}"
+                + (" against the frozen image tower" if stage == "bind" else ""))
+        t_stage, seen = time.time(), 0
+        stop = last if cfg.stop_at is None else min(last, cfg.stop_at)
+        for batch in step_loader(batches, step, stop, loader_workers):
+            batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+            with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
+                loss, metrics = ddp(batch)
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.unscale_(optimizer)
+            grad_norm = nn.utils.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]], cfg.grad_clip)
+            scaler.step(optimizer)
+            scaler.update()
+            scheduler.step()
+            step += 1
+            seen += cfg.batch_size
+            rate = seen / (time.time() - t_stage)
+            log.event("step", step=step, stage=stage, loss=loss.item(), lr=scheduler.get_last_lr()[0],
+                      grad_norm=float(grad_norm), samples_per_s=round(rate, 2), **metrics)
+            if step % cfg.log_every == 0 or step == last:
+                eta = (cfg.steps - step) * cfg.batch_size / max(rate, 1e-9)
+                parts = " ".join(f"{k} {v:.3f}" for k, v in metrics.items() if not k.endswith("_acc") and k != "acc")
+                log.say(f"[{stage}] step {step}/{cfg.steps} loss {loss.item():.4f} ({parts}) lr {scheduler.get_last_lr()[0]:.2e} "
+                        f"{rate:.1f} samples/s eta {eta / 60:.1f} min")
+            if dist.main and (step % cfg.ckpt_every == 0 or step == last or step == cfg.stop_at):
+                save_atomic({"step": step, "stage": stage, "config": _jsonable(cfg.identity()), "model_config": config.to_dict(),
+                             "encoders": encoders.state_dict(), "temperatures": temperatures.state_dict(),
+                             "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                             "scaler": scaler.state_dict(), "rng": rng_state()}, ckpt_path)
+        if cfg.stop_at is not None and step >= cfg.stop_at and step < cfg.steps:
+            log.say(f"stopped at step {step} (--stop-at); continue with --resume")
+            log.event("stopped", step=step)
+            dist.barrier()
+            return {"stopped_at": step, "out": str(out)}
+    train_s = time.time() - t_train
+
+    # --- evaluation and bundle (rank 0)
+    summary: dict[str, Any] = {"out": str(out), "bundle": str(out / "bundle"), "steps": step}
+    if dist.main:
+        t0 = time.time()
+        eval_encoders = {m: encoders[m] for m in encoders}
+        if cfg.data:
+            report = evaluate_pairs(eval_encoders, source.base, val_idx, bound[0], gallery=cfg.gallery, device=device) if val_idx else {}
+            report["data"] = {"path": cfg.data, "pairs": len(train_idx) + len(val_idx), "skipped": [b.to_dict() for b in bad_items]}
+        else:
+            eval_seed = cfg.seed + 1000 if cfg.eval_seed is None else cfg.eval_seed
+            report = evaluate_world(eval_encoders, seed=eval_seed, samples=cfg.eval_samples, gallery=cfg.gallery,
+                                    workers=cfg.workers, device=device)
+        report["training"] = {"steps": step, "train_seconds": round(train_s, 1), "eval_seconds": round(time.time() - t0, 1),
+                              "batch_size": cfg.batch_size, "stages": [s[0] for s in stages],
+                              "stage_steps": {s[0]: s[2] - s[1] for s in stages}, "seed": cfg.seed}
+        log.event("eval", report=report)
+        write_bundle(out / "bundle", config, bundle_weights(encoders), stage="train",
+                     source=f"bindrt train ({'init ' + cfg.init if cfg.init else 'preset ' + cfg.preset})",
+                     extra_files={"eval/report.json": (json.dumps(report, indent=1) + "\n").encode()}, overwrite=True)
+        total = time.time() - t_start
+        log.event("end", seconds=round(total, 1))
+        log.say(format_report(report))
+        log.say(f"bundle: {out / 'bundle'} (eval/report.json inside); total {total / 60:.1f} min")
+        summary["report"] = report
+        summary["seconds"] = total
+    dist.barrier()
+    return summary
+
+
+class _Subset:
+    def __init__(self, base: Any, indices: list[int]) -> None:
+        self.base, self.indices = base, indices
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def get(self, index: int, modalities: Any, visit: int = 0) -> dict:
+        return self.base.get(self.indices[index], modalities, visit)
+
+
+def _jsonable(x: Any) -> Any:
+    return json.loads(json.dumps(x, default=list))
+
+
+def format_report(report: dict[str, Any]) -> str:
+    lines = []
+    if "zero_shot_top1" in report:
+        chance = report["world"]["chance_top1"]
+        lines.append(f"zero-shot top-1 vs text prompts (chance {chance:.0%}; all but vision are emergent): "
+                     + ", ".join(f"{m} {v:.1%}" for m, v in report["zero_shot_top1"].items()))
+    if "retrieval" in report:
+        r = report["retrieval"]
+        lines.append(f"retrieval in galleries of {r['gallery']} (chance R@5 {r['chance']['R@5']:.0%}): "
+                     + ", ".join(f"{k} R@1 {v['R@1']:.1%} R@5 {v['R@5']:.1%}" for k, v in r.items() if "->" in k))
+    if "arithmetic" in report:
+        a = report["arithmetic"]
+        lines.append(f"image+audio arithmetic, top-1 has audio's class and image's colour: {a['image+audio']['both@1']:.1%} "
+                     f"(image alone {a['image']['both@1']:.1%}, audio alone {a['audio']['both@1']:.1%}, chance {a['chance_both']:.1%})")
+    for k, v in report.items():
+        if "->image" in k:
+            lines.append(f"held-out {k}: R@1 {v['R@1']:.1%} R@5 {v['R@5']:.1%} (gallery {report['gallery']})")
+    return "\n".join(lines)
