@@ -1,4 +1,8 @@
-"""bindrt demo: the whole pipeline on an embedded default, no downloads, CPU only."""
+"""bindrt demo: the whole pipeline on an embedded default, no downloads, CPU only.
+
+Each step is the real CLI command a user would run, so the demo doubles as a
+walk-through: train -> export (+ validate) -> bench -> embed.
+"""
 
 from __future__ import annotations
 
@@ -9,47 +13,63 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "demo",
         help="run the pipeline end to end on an embedded default",
-        description="Create a model (a seeded random 'tiny' checkpoint in the reference layout), convert it "
-        "to a bundle, and embed the packaged sample media and texts, printing similarities.",
+        description="Make a tiny model (a seeded random checkpoint in the reference layout converted with bindrt "
+        "convert, or with --train a model trained on the procedural multimodal world by bindrt train), export it "
+        "to ONNX fp32/int8 with validation (bindrt export), benchmark the available backends (bindrt bench), and "
+        "embed the packaged sample media and texts (bindrt embed). Minutes on a laptop CPU.",
     )
     p.add_argument("--out", default="bindrt-demo", help="working directory (default ./bindrt-demo)")
+    p.add_argument("--train", action="store_true", help="train the tiny model (bindrt train) instead of random weights")
+    p.add_argument("--steps", type=int, default=None, help="with --train: training steps (default: the tiny preset's schedule)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--skip-train", action="store_true", help="reuse OUT/train/bundle from an earlier demo")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    import torch
     from rich.console import Console
 
-    import bindrt
-    from bindrt.cli.embed import print_similarities
-    from bindrt.config import PRESETS
-    from bindrt.convert import convert_checkpoint
+    from bindrt.cli import main
     from bindrt.data import sample
     from bindrt.fileio import atomic_path
-    from bindrt.model import ImageBind
 
     console = Console()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    console.rule("1. model")
-    torch.manual_seed(args.seed)
-    checkpoint = out / "tiny_random.pth"
-    with atomic_path(checkpoint) as tmp:
-        torch.save(ImageBind.from_config(PRESETS["tiny"]).reference_state_dict(), tmp)
-    console.print(f"seeded random 'tiny' checkpoint in the reference layout: {checkpoint}")
-    console.rule("2. convert")
-    bundle = convert_checkpoint(checkpoint, "tiny", out / "bundle", overwrite=True)
-    console.print(f"bundle {bundle.path}: {', '.join(bundle.modalities)}")
-    console.rule("3. embed")
-    inputs = {
-        "text": ["a photo of a dog", "a pure sine tone", "a red car"],
-        "vision": [str(sample("photo.jpg"))],
-        "audio": [str(sample("tone16k.wav"))],
-    }
-    with bindrt.load(bundle.path, backend="torch") as model:
-        embeddings = model.embed(**inputs)
-    print_similarities(console, inputs, embeddings)
+    run_dir = out / "train"
+    bundle = run_dir / "bundle" if args.train else out / "bundle"
+
+    def step(title: str, argv: list[str]) -> None:
+        console.rule(title)
+        console.print("$ bindrt " + " ".join(argv), style="dim")
+        rc = main(argv)
+        if rc:
+            raise SystemExit(rc)
+
+    if args.train and not (args.skip_train and bundle.is_dir()):
+        train = ["train", "--preset", "tiny", "--out", str(run_dir), "--seed", str(args.seed), "--overwrite"]
+        step("1. train a tiny model on the procedural world", train + (["--steps", str(args.steps)] if args.steps else []))
+    elif not args.train:
+        import torch
+
+        from bindrt.config import PRESETS
+        from bindrt.model import ImageBind
+
+        torch.manual_seed(args.seed)
+        checkpoint = out / "tiny_random.pth"
+        with atomic_path(checkpoint) as tmp:
+            torch.save(ImageBind.from_config(PRESETS["tiny"]).reference_state_dict(), tmp)
+        step("1. a tiny model (seeded random weights, reference checkpoint layout) -> bundle",
+             ["convert", str(checkpoint), "--config", "tiny", "--out", str(bundle), "--overwrite"])
+    step("2. export to ONNX (fp32, int8, fused) and validate against PyTorch", ["export", str(bundle), "--precision", "fp32,int8", "--fused"])
+    step("3. benchmark the backends (speed-up vs torch, same run)",
+         ["bench", str(bundle), "--backends", "torch", "onnxruntime", "onnxruntime:int8", "--inputs", "vision", "audio", "text",
+          "--batch-sizes", "1", "8", "--repeats", "5", "--out", str(out / "bench"), "--name", "demo"])
+    step("4. embed the packaged samples with the int8 ONNX Runtime backend",
+         ["embed", str(bundle), "--backend", "onnxruntime", "--precision", "int8",
+          "--text", "a photo of a dog", "a pure sine tone", "a red car",
+          "--vision", str(sample("photo.jpg")), "--audio", str(sample("tone16k.wav")), "--out", str(out / "embeddings.npz")])
+    console.print(f"[bold green]done[/]: bundle {bundle}" + (f", evaluation report {bundle / 'eval' / 'report.json'}" if args.train else ""))
     return 0
