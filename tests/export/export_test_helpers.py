@@ -2,27 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 
-GOLDEN_DIR = Path(__file__).resolve().parents[1] / "golden"
-MEDIA_DIR = GOLDEN_DIR / "media"
-GOLDEN_INPUTS = {
-    "vision": "pre_vision",
-    "text": "pre_text",
-    "audio": "pre_audio",
-    "depth": "in_depth",
-    "thermal": "in_thermal",
-    "imu": "in_imu",
-    "video": "in_video",
-}
+from helpers import GOLDEN_DIR, GOLDEN_INPUTS, MEDIA_DIR, row_relative_error  # noqa: F401  (one definition)
+
 KINDS = tuple(GOLDEN_INPUTS)
 MODALITY = {k: ("vision" if k == "video" else k) for k in KINDS}
-
-
-def row_relative_error(actual: np.ndarray, expected: np.ndarray) -> float:
-    return float((np.abs(actual - expected).max(axis=-1) / np.linalg.norm(expected, axis=-1)).max())
 
 
 def min_cosine(a: np.ndarray, b: np.ndarray) -> float:
