@@ -34,6 +34,7 @@ rendering only some modalities never changes the others.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from dataclasses import dataclass
@@ -55,7 +56,7 @@ PROMPTS = {
 }
 TEXTURE, CLUTTER = 0.5, (3, 8)
 RELIEF, HEAT_TEXTURE = 0.35, 0.3
-AMBIENT, MAX_RANGE = 0.1, 4.0
+AMBIENT, MAX_RANGE, DROPOUT = -0.1, 2.0, 0.005
 RADIUS_MIN, RADIUS_SPAN = 60.0, 40.0  # object radius in pixels: 60 + 40 * size
 MODALITY_IDS = {"vision": 1, "text": 2, "audio": 3, "depth": 4, "thermal": 5, "imu": 6}
 CLIP_MEAN = np.array([0.48145466, 0.4578275, 0.40821073], np.float32)[:, None, None]
@@ -199,12 +200,30 @@ def _alpha(sdf: np.ndarray, radius: float) -> np.ndarray:
 
 def _smooth_noise(rng: np.random.Generator, cells: int, channels: int = 1) -> np.ndarray:
     """Low-frequency noise (channels, 224, 224) in about [-1, 1]: bilinear upsampling of a coarse grid."""
-    grid = rng.standard_normal((channels, cells + 1, cells + 1)).astype(np.float32)
-    t = np.linspace(0, cells, SIZE, dtype=np.float32)
+    grid = rng.standard_normal((channels, cells + 1, cells + 1), dtype=np.float32)
+    up = _upsampler(cells)
+    return up @ grid @ up.T
+
+
+@functools.lru_cache(maxsize=32)
+def _upsampler(cells: int) -> np.ndarray:
+    """(224, cells + 1) bilinear interpolation weights."""
+    t = np.linspace(0, cells, SIZE)
     i = np.minimum(t.astype(int), cells - 1)
-    f = t - i
-    rows = grid[:, i] * (1 - f)[None, :, None] + grid[:, i + 1] * f[None, :, None]
-    return rows[:, :, i] * (1 - f) + rows[:, :, i + 1] * f
+    m = np.zeros((SIZE, cells + 1), np.float32)
+    m[np.arange(SIZE), i] = 1 - (t - i)
+    m[np.arange(SIZE), i + 1] = t - i
+    return m
+
+
+_NOISE = np.random.default_rng(20240607).standard_normal(1 << 21, dtype=np.float32)
+
+
+def _gauss(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
+    """Unit Gaussian noise of ``shape``: a window at a random offset of a fixed bank (5x faster than drawing)."""
+    n = int(np.prod(shape))
+    start = int(rng.integers(0, len(_NOISE) - n))
+    return _NOISE[start : start + n].reshape(shape)
 
 
 def _blur(x: np.ndarray, k: int) -> np.ndarray:
@@ -249,9 +268,9 @@ def render_vision(scene: Scene, rng: np.random.Generator) -> np.ndarray:
     light = rng.uniform(-math.pi, math.pi)
     shade = 1.0 + 0.18 * (math.cos(light) * u + math.sin(light) * v)
     fill = base * shade[None] + TEXTURE * _pattern(scene.cls, u, v, scene.radius, rng)[None]
-    fill += 0.04 * rng.standard_normal(u.shape).astype(np.float32)
+    fill += 0.04 * _gauss(rng, u.shape)
     img[(slice(None), *win)] += alpha * (fill - img[(slice(None), *win)])
-    img += rng.normal(0, 0.04, size=img.shape).astype(np.float32)
+    img += 0.04 * _gauss(rng, img.shape)
     return ((np.clip(img, 0, 1) - CLIP_MEAN) / CLIP_STD).astype(np.float32)
 
 
@@ -286,15 +305,15 @@ def render_depth(scene: Scene, rng: np.random.Generator) -> np.ndarray:
         z[y : y + h, x : x + w] = rng.uniform(1.5, 6.0)
     win, u, v = _local(scene.x, scene.y, scene.radius, scene.angle)
     alpha = _alpha(_sdf(scene.cls, u, v), scene.radius)
-    distance = 2.2 - 1.2 * scene.size  # larger objects are closer
-    obj = distance - 0.25 * _profile(DEPTH_PROFILE[scene.cls], u, v) + RELIEF * (_pattern(scene.cls, u, v, scene.radius, rng) > 0.3)
+    distance = 1.5 - 0.8 * scene.size  # larger objects are closer
+    obj = distance - 0.25 * _profile(DEPTH_PROFILE[scene.cls], u, v) + RELIEF * (_pattern(scene.cls, u, v, scene.radius, rng) > 0)
     z[win] += (alpha > 0.5) * (obj - z[win])  # depth has no anti-aliasing: a pixel is one surface or the other
     z[z > MAX_RANGE] = np.inf  # beyond the sensor's range: no return (disparity 0)
     d = DISPARITY_SCALE / z
-    d = d * (1 + rng.normal(0, 0.02, size=d.shape)) + rng.normal(0, 0.4, size=d.shape)  # sensor noise
+    d = d * (1 + 0.02 * _gauss(rng, d.shape)) + 0.4 * _gauss(rng, d.shape)  # sensor noise
     d = np.round(d * 8) / 8  # sub-pixel disparity quantisation
     holes = _smooth_noise(rng, 10)[0] > rng.uniform(1.2, 1.8)  # missing regions (glare, occlusion shadows)
-    holes |= rng.uniform(size=d.shape) < 0.02
+    holes |= rng.random(d.shape, dtype=np.float32) < DROPOUT
     d[holes] = 0.0
     return np.clip(d, 0, None)[None].astype(np.float32)
 
@@ -302,10 +321,11 @@ def render_depth(scene: Scene, rng: np.random.Generator) -> np.ndarray:
 def render_thermal(scene: Scene, rng: np.random.Generator) -> np.ndarray:
     """Grey levels in [0, 1] (bindrt's thermal convention): ambient ~0.4, the object 0.45-1."""
     t = AMBIENT + 0.04 * _smooth_noise(rng, int(rng.integers(2, 6)))[0]
-    yy, xx = np.mgrid[0:SIZE, 0:SIZE].astype(np.float32)
-    for _ in range(int(rng.integers(2, 6))):  # warm and cold blobs
+    axis = np.arange(SIZE, dtype=np.float32)
+    for _ in range(int(rng.integers(2, 6))):  # warm and cold blobs (separable Gaussians)
         cx, cy, s = rng.uniform(0, SIZE), rng.uniform(0, SIZE), rng.uniform(6, 22)
-        t += rng.uniform(-0.05, 0.25) * np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / (2 * s * s))
+        gx, gy = np.exp(-((axis - cx) ** 2) / (2 * s * s)), np.exp(-((axis - cy) ** 2) / (2 * s * s))
+        t += rng.uniform(-0.05, 0.25) * np.outer(gy, gx)
     win, u, v = _local(scene.x, scene.y, scene.radius, scene.angle)
     alpha = _alpha(_sdf(scene.cls, u, v), scene.radius)
     r = np.sqrt(u * u + v * v)
@@ -322,7 +342,7 @@ def render_thermal(scene: Scene, rng: np.random.Generator) -> np.ndarray:
     t[win] += alpha * (heat - t[win])
     t = _blur(t, int(rng.integers(1, 3)))
     t = t + rng.normal(0, 0.02, size=(1, SIZE)).astype(np.float32)  # column stripes (fixed-pattern noise)
-    t = t + rng.normal(0, 0.04, size=t.shape).astype(np.float32)
+    t = t + 0.04 * _gauss(rng, t.shape)
     return np.clip(t, 0, 1)[None].astype(np.float32)
 
 
@@ -331,41 +351,39 @@ def render_audio(scene: Scene, rng: np.random.Generator) -> np.ndarray:
     from bindrt.preprocess.audio import waveform_to_melspec
 
     sr, n = 16000, 32000
-    t = np.arange(n, dtype=np.float64) / sr
+    t = np.arange(n, dtype=np.float32) / sr
     f0 = AUDIO_F0[scene.cls] * (1.25 - 0.5 * scene.size) * rng.uniform(0.97, 1.03)
     onset, length = rng.uniform(0, 0.5), rng.uniform(1.2, 1.5)
     local = np.clip((t - onset) / length, 0, 1)
-    env = ((t >= onset) & (t < onset + length)).astype(np.float64)
-    env *= np.minimum(1, np.minimum((t - onset) / 0.02, (onset + length - t) / 0.05).clip(0))
+    env = np.clip(np.minimum((t - onset) / 0.02, (onset + length - t) / 0.05), 0, 1)  # 20 ms attack, 50 ms release
     envelope = ENVELOPE[scene.cls]
-    freq = np.full(n, f0)
+    freq = np.full(n, f0, np.float64)
     if envelope == 1:  # pulsed
-        rate = rng.uniform(5, 7)
-        env *= (np.mod((t - onset) * rate, 1.0) < 0.35)
+        env *= np.mod((t - onset) * rng.uniform(5, 7), 1.0) < 0.35
     elif envelope == 2:  # tremolo
         env *= 0.55 + 0.45 * np.sin(2 * np.pi * rng.uniform(9, 13) * t)
     elif envelope == 3:  # chirp up
-        freq = f0 * 2 ** (1.2 * local - 0.6)
+        freq = f0 * 2 ** (1.2 * local.astype(np.float64) - 0.6)
     elif envelope == 4:  # chirp down
-        freq = f0 * 2 ** (0.6 - 1.2 * local)
-    phase = 2 * np.pi * np.cumsum(freq) / sr
+        freq = f0 * 2 ** (0.6 - 1.2 * local.astype(np.float64))
+    cycles = np.cumsum(freq) / sr  # float64: phase stays exact over 32000 samples
     timbre = TIMBRE[scene.cls]
     harmonics = {0: [1], 1: [1, 3, 5, 7], 2: [1, 2, 3, 4, 5, 6]}[timbre]
-    wave = sum(np.sin(h * phase + rng.uniform(0, 6.3)) / h for h in harmonics if h * f0 < 7000)
-    if timbre == 2:  # breathy: band noise around the fundamental's octave above
-        noise = np.fft.irfft(np.fft.rfft(rng.standard_normal(n)) * _band(n, sr, 2 * f0, 4 * f0), n)
+    wave = sum(np.sin(2 * np.pi * np.mod(h * cycles + rng.uniform(), 1.0).astype(np.float32)) / h
+               for h in harmonics if h * f0 < 7000)
+    if timbre == 2:  # breathy: band noise an octave above the fundamental
+        noise = np.fft.irfft(np.fft.rfft(_gauss(rng, (n,))) * _band(n, sr, 2 * f0, 4 * f0), n).astype(np.float32)
         wave = wave + 0.7 * noise / (noise.std() + 1e-9)
-    signal = env * wave
+    x = rng.uniform(0.1, 0.5) * env * wave
     # background: white + brown noise at a random level, and one distractor tone burst
-    white = rng.standard_normal(n)
-    brown = np.cumsum(rng.standard_normal(n))
-    brown = (brown - np.linspace(brown[0], brown[-1], n)) / (np.std(brown) + 1e-9)
     w = rng.uniform()
-    background = (w * white + (1 - w) * brown) * rng.uniform(0.05, 0.25)
-    ds, dl, df = rng.uniform(0, 1.6), rng.uniform(0.1, 0.4), rng.uniform(100, 4000)
-    burst = ((t >= ds) & (t < ds + dl)) * np.sin(2 * np.pi * df * t) * rng.uniform(0.05, 0.3)
-    x = rng.uniform(0.1, 0.5) * signal + background + burst
-    return waveform_to_melspec(x.astype(np.float32)[None], sr)
+    brown = np.cumsum(_gauss(rng, (n,)))
+    brown = (brown - np.linspace(brown[0], brown[-1], n, dtype=np.float32)) / (brown.std() + 1e-9)
+    x += (w * _gauss(rng, (n,)) + (1 - w) * brown) * rng.uniform(0.05, 0.25)
+    start, stop, df = int(rng.uniform(0, 1.6) * sr), 0, rng.uniform(100, 4000)
+    stop = start + int(rng.uniform(0.1, 0.4) * sr)
+    x[start:stop] += rng.uniform(0.05, 0.3) * np.sin(2 * np.pi * df * t[start:stop])
+    return waveform_to_melspec(x[None], sr)
 
 
 def _band(n: int, sr: int, lo: float, hi: float) -> np.ndarray:
