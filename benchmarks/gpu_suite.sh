@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The one GPU run: kernel tests natively on the GPU, then the kernel and end-to-end
 # benchmarks at ImageBind-huge shapes. Budget: under 8 minutes on one A100/H100/H200.
+# PYTHON selects the interpreter (default python3). Every step has its own time limit and
+# the benchmarks write their tables as they go, so a step cut short keeps what it measured.
 #
 #   bash benchmarks/gpu_suite.sh [OUT_DIR]      (default benchmarks/results/<date>-<gpu>)
 #
@@ -8,11 +10,12 @@
 # Each step runs even if an earlier one failed; the exit status is the first failure.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-if ! python -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)"; then
+PY=${PYTHON:-python3}
+if ! "$PY" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)"; then
   echo "gpu_suite: no CUDA device visible to torch; nothing to do" >&2
   exit 3
 fi
-gpu=$(python -c "import torch; print(torch.cuda.get_device_name(0).replace(' ', '-'))")
+gpu=$("$PY" -c "import torch; print(torch.cuda.get_device_name(0).replace(' ', '-'))")
 out=${1:-benchmarks/results/$(date -u +%F)-$gpu}
 mkdir -p "$out"
 unset TRITON_INTERPRET
@@ -26,11 +29,15 @@ step() {  # step NAME TIMEOUT_S CMD...
   [ $rc -ne 0 ] && [ $status -eq 0 ] && status=$rc
   return 0
 }
-{ nvidia-smi; python -c "import torch, triton; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'triton', triton.__version__)"; date -u; } > "$out/env.txt" 2>&1
-step tests 180 python -m pytest tests/kernels tests/runtime/test_triton_backend.py -q -x -p no:cacheprovider -o addopts="" \
-  --junitxml="$out/tests.xml" 2>&1 | tail -n 30 | tee "$out/tests.txt"
-step attention 120 python benchmarks/kernels/bench_attention.py "$out/attention" --batches 64,256
-step patch_embed 60 python benchmarks/kernels/bench_patch_embed.py "$out/patch_embed"
-step encoders 180 python benchmarks/kernels/bench_encoder_e2e.py "$out/encoders" --modalities vision,audio,depth --batches 1,8,64
+{ nvidia-smi; "$PY" -c "import torch, triton; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'triton', triton.__version__)"; date -u; } > "$out/env.txt" 2>&1
+step tests 120 "$PY" -m pytest tests/kernels tests/runtime/test_triton_backend.py -q -p no:cacheprovider -o addopts="" \
+  --junitxml="$out/tests.xml" > "$out/tests.txt" 2>&1
+tail -n 30 "$out/tests.txt"
+step attention 90 "$PY" benchmarks/kernels/bench_attention.py "$out/attention" --batches 64,256
+step patch_embed 45 "$PY" benchmarks/kernels/bench_patch_embed.py "$out/patch_embed"
+step encoders 110 "$PY" benchmarks/kernels/bench_encoder_e2e.py "$out/encoders" --modalities vision,audio,depth \
+  --batches 1,8,64 --dtypes bf16,fp16 --no-compile
+step encoders_compile 100 "$PY" benchmarks/kernels/bench_encoder_e2e.py "$out/encoders_compile" --modalities vision \
+  --batches 8,64 --dtypes bf16 --compile-mode default
 echo "results in $out"
 exit $status

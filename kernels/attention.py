@@ -19,18 +19,20 @@ Design choices
   strides (any strides work: a non-contiguous ``qkv`` is read in place, nothing
   is transposed or ``.contiguous()``-ed); the output is written with the heads
   concatenated, so there is no ``(B, H, N, hd)`` transpose on either side.
-* **Head-dim split instead of padding.** ``tl.arange`` and ``tl.dot`` need
-  power-of-two tile widths (>= 16 for the dot). Padding head dim 80 (ImageBind
-  vision) to 128 would waste 37.5 % of every Q.K^T and P.V product and of the
-  accumulator registers. Instead the head dim, rounded up to the next multiple
-  of 16, is split into its binary decomposition of power-of-two parts >= 16
-  (80 = 64 + 16, 48 = 32 + 16, 40 -> 48 = 32 + 16, 112 = 64 + 32 + 16,
-  240 = 128 + 64 + 32 + 16). Each part is its own Q tile, K/V tile and
-  accumulator; ``S = sum_p Q_p K_p^T`` and ``O_p += P V_p``. The only padding
-  left is up to the next multiple of 16 (12 -> 16, 40 -> 48), masked on load
-  and store. Up to four parts cover every head dim <= 256; larger head dims are
-  rejected with :class:`~bindrt.errors.BackendError` (the register-resident
-  accumulator would spill; use the SDPA backend).
+* **Head-dim split instead of padding, where it is safe.** ``tl.arange`` and
+  ``tl.dot`` need power-of-two tile widths (>= 16 for the dot). Padding head dim
+  80 (ImageBind vision) to 128 would waste 37.5 % of every Q.K^T and P.V product
+  and of the accumulator registers. Instead a head dim that is a power of two
+  plus 16 (rounded up to a multiple of 16) is split into that power of two and a
+  16-wide tail (80 = 64 + 16, 48 = 32 + 16, 40 -> 48 = 32 + 16, 144 = 128 + 16);
+  each part is its own Q tile, K/V tile and accumulator, ``S = sum_p Q_p K_p^T``
+  and ``O_p += P V_p``. Every other head dim is padded to the next power of two
+  and masked (96 -> 128, 112 -> 128, 200 -> 256). Wider splits (96 = 64 + 32,
+  112 = 64 + 32 + 16) compile but were miscompiled on an H200 with Triton 3.6
+  (out-of-range shared-memory access, wrong results; see
+  ``benchmarks/results/2026-11-28-NVIDIA-H200/``), so they are not used. Head
+  dims above 256 are rejected with :class:`~bindrt.errors.BackendError` (the
+  register-resident accumulator would spill; use the SDPA backend).
 * **Online softmax** (FlashAttention-2 style) in fp32 with ``exp2`` and the
   ``log2(e)/sqrt(hd)`` scale folded into the score (not into Q, so the fp16/bf16
   Q is never re-rounded). Q.K^T and P.V accumulate in fp32; P is cast to the
@@ -42,10 +44,10 @@ Design choices
   product (``q . bias_k``) and a rank-1 update (``p * bias_v``); no ``(B, N+1, D)``
   K/V is ever built.
 * **Causal** skips key tiles entirely above the diagonal of the query tile.
-* **Column masks only when needed.** For head dims that are multiples of 16
+* **Column masks only when needed.** When the parts cover the head dim exactly
   (every ImageBind encoder: 80, 64, 48) loads and stores carry row masks only,
   so they vectorise; the ``< head_dim`` column mask is compiled in only for
-  other head dims.
+  padded head dims.
 * 64-bit batch offsets, so ``B * N * 3D`` beyond 2**31 elements is fine.
 
 Tile sizes come from :func:`attention_config` (a heuristic table; the benchmark
@@ -70,9 +72,12 @@ MAX_HEAD_DIM = 256
 
 
 def head_dim_parts(head_dim: int) -> tuple[int, int, int, int]:
-    """Split ``head_dim`` (rounded up to a multiple of 16) into <= 4 power-of-two parts.
+    """Tile widths covering ``head_dim``: ``(P, 0, 0, 0)`` or ``(P, 16, 0, 0)``, P a power of two >= 16.
 
-    Returns a 4-tuple, unused parts are 0. ``sum(parts) = ceil(head_dim/16)*16``.
+    Returns a 4-tuple (the kernel takes up to four parts), unused parts are 0.
+    ``(P, 16)`` is used when the head dim rounded up to a multiple of 16 is
+    exactly ``P + 16`` (80, 48, 40, 144); otherwise a single part, the next
+    power of two, with the extra columns masked.
     """
     if head_dim < 1:
         raise InputError(f"head_dim must be >= 1, got {head_dim}")
@@ -82,8 +87,10 @@ def head_dim_parts(head_dim: int) -> tuple[int, int, int, int]:
             f"use the torch SDPA attention core for this model"
         )
     padded = -(-head_dim // 16) * 16
-    parts = [p for p in (256, 128, 64, 32, 16) if padded & p]
-    return tuple(parts + [0] * (4 - len(parts)))  # type: ignore[return-value]
+    main = padded - 16
+    if main >= 16 and main & (main - 1) == 0:
+        return (main, 16, 0, 0)
+    return (max(16, 1 << (padded - 1).bit_length()), 0, 0, 0)
 
 
 @dataclass(frozen=True)
@@ -369,7 +376,7 @@ def _launch_attention(
         BLOCK_M=cfg.block_m,
         BLOCK_N=cfg.block_n,
         PRECISION="ieee" if qkv.dtype == torch.float32 else "tf32",
-        MASK_COLS=head_dim % 16 != 0,
+        MASK_COLS=sum(parts) != head_dim,
         num_warps=cfg.num_warps,
         num_stages=cfg.num_stages,
     )

@@ -216,8 +216,8 @@ def _launch_patch_embed(x5, w5, cls_token, pos_embed, norm_weight, norm_bias, ep
         num_warps = 8 if block_n >= 512 else 4
     else:
         block_m, block_n, block_k, num_warps = 64, min(128, max(16, next_pow2(D))), 32, 8
-    if x5.dtype == torch.float32:  # IEEE FMA dots: operand layouts need more registers
-        block_k = 8 if block_n >= 1024 else 16
+    if x5.dtype == torch.float32:  # IEEE FMA dots: operand layouts need more registers;
+        block_k = 16  # 16 is also the smallest K some Triton releases (3.6) accept for tl.dot
     grid = (triton.cdiv(L, block_m) * B, triton.cdiv(D, block_n))
     add_pos_in_kernel = not (has_ln and not fused_ln)
     _patch_embed_kernel[grid](

@@ -3,8 +3,10 @@
 Swaps, per encoder: the attention core (fused attention on the packed
 projection, bias_kv folded in), the patch stem (GEMM + LayerNorm + CLS + position
 in one pass), and each block's LayerNorms / residual adds / bias+GELU. On CUDA,
-fixed batch buckets are captured as CUDA graphs so small batches pay one launch
-instead of hundreds.
+``cuda_graphs=True`` captures fixed batch buckets as CUDA graphs so small batches
+pay one launch instead of hundreds. It is opt-in: on an H200 (Triton 3.6) graph
+replays disagreed with eager now and then while the same kernels without a graph
+did not (benchmarks/results/2026-11-28-NVIDIA-H200/README.md).
 
 Without a CUDA device the kernels cannot run natively: the backend then either
 runs them through Triton's CPU interpreter (``interpret=True``; slow, for tests),
@@ -123,7 +125,7 @@ class TritonBackend(TorchBackend):
     precisions = ("fp32", "fp16", "bf16")
 
     def __init__(self, encoders, config, device="cuda", precision="fp32", *, kernels_off_reason: str | None = None,
-                 fusions: tuple[str, ...] = FUSIONS, cuda_graphs: bool = True, buckets: tuple[int, ...] = DEFAULT_BUCKETS):
+                 fusions: tuple[str, ...] = FUSIONS, cuda_graphs: bool = False, buckets: tuple[int, ...] = DEFAULT_BUCKETS):
         super().__init__(encoders, config, device, precision)
         self.kernels_off_reason = kernels_off_reason
         self.fusion_counts: dict[str, dict[str, int]] = {}
@@ -136,7 +138,7 @@ class TritonBackend(TorchBackend):
     @classmethod
     def open(cls, source: ModelSource, *, modalities, device: str = "cuda", precision: str = "fp32",
              interpret: bool = False, fallback: bool = True, fusions: tuple[str, ...] | list[str] = FUSIONS,
-             cuda_graphs: bool = True, buckets: tuple[int, ...] = DEFAULT_BUCKETS, verify: bool = True, **options: Any):
+             cuda_graphs: bool = False, buckets: tuple[int, ...] = DEFAULT_BUCKETS, verify: bool = True, **options: Any):
         if options:
             raise BackendError(f"unknown option(s) for the triton backend: {sorted(options)}")
         unknown = sorted(set(fusions) - set(FUSIONS))
