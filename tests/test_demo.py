@@ -14,9 +14,14 @@ import pytest
 def test_demo_runs_the_whole_pipeline(tmp_path):
     pytest.importorskip("onnxruntime")
     out = tmp_path / "demo"
-    result = subprocess.run([sys.executable, "-m", "bindrt", "demo", "--out", str(out)], capture_output=True, text=True)
+    # the README's main job with a few training steps (learning itself is tested in tests/training)
+    result = subprocess.run([sys.executable, "-m", "bindrt", "demo", "--out", str(out), "--steps", "12"],
+                            capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-3000:]
-    manifest = json.loads((out / "bundle" / "manifest.json").read_text())
+    bundle = out / "train" / "bundle"
+    assert (bundle / "eval" / "report.json").is_file()
+    assert "zero-shot top-1" in result.stdout
+    manifest = json.loads((bundle / "manifest.json").read_text())
     graphs = manifest["modalities"]["audio"]["artifacts"]["onnx"]["graphs"]
     assert {"audio.fp32", "audio.int8"} <= set(graphs)
     assert all(g["validation"]["passed"] for g in graphs.values())

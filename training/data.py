@@ -57,12 +57,14 @@ class StepBatches(Dataset):
     Global sample positions of step k are ``(k * world_size + rank) * B + [0, B)``.
     With ``pool=None`` a position is the sample index itself (an endless stream of
     new samples); with ``pool=N`` position p maps to ``perm_e[p % N]`` where
-    ``perm_e`` is a seeded permutation of range(N) for epoch ``e = p // N``.
+    ``perm_e`` is a seeded permutation of range(N) for epoch ``e = p // N`` that keeps
+    groups of ``group`` consecutive samples (the world's sibling scenes) together.
     """
 
     def __init__(self, source: Any, modalities: Sequence[str], batch_size: int, *, seed: int = 0,
-                 rank: int = 0, world_size: int = 1, pool: int | None = None) -> None:
+                 rank: int = 0, world_size: int = 1, pool: int | None = None, group: int = 1) -> None:
         self.source, self.modalities, self.batch_size = source, tuple(modalities), int(batch_size)
+        self.group = max(int(group), 1)
         self.seed, self.rank, self.world_size, self.pool = int(seed), int(rank), int(world_size), pool
         self._perm: tuple[int, Any] = (-1, None)
 
@@ -70,8 +72,11 @@ class StepBatches(Dataset):
         return 2**62  # endless; the sampler says which steps to read
 
     def permutation(self, epoch: int) -> np.ndarray:
+        """Epoch ``epoch``'s order of the pool; groups of ``group`` consecutive samples stay together."""
         if self._perm[0] != epoch:
-            self._perm = (epoch, np.random.default_rng([self.seed, 7919, epoch]).permutation(self.pool))
+            g = self.group if self.pool % self.group == 0 else 1
+            order = np.random.default_rng([self.seed, 7919, epoch]).permutation(self.pool // g)
+            self._perm = (epoch, (order[:, None] * g + np.arange(g)).reshape(-1))
         return self._perm[1]
 
     def indices(self, step: int) -> list[tuple[int, int]]:
@@ -95,12 +100,56 @@ def step_loader(batches: StepBatches, start: int, stop: int, workers: int = 0) -
     return DataLoader(
         batches, batch_size=None, sampler=range(start, stop), num_workers=workers,
         prefetch_factor=2 if workers else None, persistent_workers=False,
-        generator=torch.Generator().manual_seed(0), worker_init_fn=_single_thread,
+        generator=private_generator(), worker_init_fn=_single_thread,
     )
 
 
-def _single_thread(_: int) -> None:
+def private_generator() -> torch.Generator:
+    """Every DataLoader gets its own generator: creating one then never draws from the global
+    torch RNG, whose state (dropout) a resumed run must continue exactly."""
+    return torch.Generator().manual_seed(0)
+
+
+def _single_thread(_: int = 0) -> None:
+    """Worker init: one torch thread and one BLAS thread per worker process.
+
+    numpy's OpenBLAS otherwise starts a thread per core in every worker (the fbank and
+    noise upsampling use matrix products), and on a 2-core machine two workers then
+    render *slower* than one.
+    """
     torch.set_num_threads(1)
+    limit_blas_threads(1)
+
+
+def limit_blas_threads(n: int) -> bool:
+    """Limit numpy's BLAS thread pool (threadpoolctl when installed, else OpenBLAS's own setter)."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        pass
+    else:
+        threadpool_limits(n, user_api="blas")
+        return True
+    import ctypes
+
+    try:
+        with open("/proc/self/maps") as fh:
+            libs = {line.split()[-1] for line in fh if "openblas" in line.lower() and line.rstrip().endswith(".so") or ".so." in line and "openblas" in line.lower()}
+    except OSError:
+        return False
+    done = False
+    for path in libs:
+        try:
+            lib = ctypes.CDLL(path)
+        except OSError:
+            continue
+        for name in ("scipy_openblas_set_num_threads64_", "scipy_openblas_set_num_threads", "openblas_set_num_threads64_", "openblas_set_num_threads"):
+            fn = getattr(lib, name, None)
+            if fn is not None:
+                fn(ctypes.c_int(n))
+                done = True
+                break
+    return done
 
 
 # ----------------------------------------------------------------------------- world
@@ -113,7 +162,7 @@ class WorldSource:
         self.world = World(seed) if num_classes is None else World(seed, num_classes)
 
     def get(self, index: int, modalities: Sequence[str], visit: int = 0) -> dict:
-        return self.world.sample(index, modalities)
+        return self.world.sample(index, modalities, visit)
 
 
 class _Render(Dataset):
@@ -130,37 +179,47 @@ class _Render(Dataset):
 class CachedSource:
     """The first ``n`` samples of ``source`` rendered once, in parallel, and held in memory.
 
-    Float arrays are stored as float16 (the world's values are O(1); half precision
-    keeps ~3 significant digits, far below the world's own noise) to halve memory.
-    Deterministic: the same ``n`` samples whatever the number of workers.
+    Float arrays are stored as float16 (half precision keeps ~3 significant digits, far
+    below the world's own noise) to halve memory. Modalities in ``fresh`` (captions) are
+    re-rendered on every later visit (epoch), so a cycled pool still gets new wording.
+    Deterministic: the same samples whatever the number of workers.
     """
 
     def __init__(self, source: Any, modalities: Sequence[str], n: int, *, workers: int = 0,
-                 batch_size: int = 64, progress: Callable[[int, int], None] | None = None) -> None:
-        self.modalities = tuple(modalities)
+                 batch_size: int = 64, progress: Callable[[int, int], None] | None = None,
+                 fresh: Sequence[str] = ("text",)) -> None:
+        self.source, self.modalities = source, tuple(modalities)
+        self.fresh = tuple(m for m in fresh if m in self.modalities)
         loader = DataLoader(_Render(source, self.modalities, n), batch_size=batch_size, num_workers=workers,
-                            collate_fn=_stack_half, worker_init_fn=_single_thread)
+                            collate_fn=_stack_half, worker_init_fn=_single_thread, generator=private_generator())
         parts: list[dict] = []
         for part in loader:
             parts.append(part)
             if progress:
-                progress(sum(len(p["label"]) for p in parts), n)
-        self.arrays = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+                progress(sum(len(p["index"]) for p in parts), n)
+        self.arrays = {k: torch.cat([p[k] for p in parts]).numpy() for k in parts[0]}
         self.n = n
 
+    def __len__(self) -> int:
+        return self.n
+
     def get(self, index: int, modalities: Sequence[str], visit: int = 0) -> dict:
-        keys = [k for k in self.arrays if k in modalities or k not in self.modalities]
-        return {k: self.arrays[k][index] for k in keys}
+        out = {k: a[index] for k, a in self.arrays.items() if k in modalities or k not in self.modalities}
+        fresh = [m for m in self.fresh if m in modalities]
+        if visit and fresh:
+            out.update({m: self.source.get(index, fresh, visit)[m] for m in fresh})
+        return out
 
     def nbytes(self) -> int:
         return sum(a.nbytes for a in self.arrays.values())
 
 
 def _stack_half(samples: Sequence[dict]) -> dict:
+    """Collate to torch tensors (workers hand them over in shared memory, not through a pipe)."""
     out = {}
     for key in samples[0]:
-        arr = np.stack([np.asarray(s[key]) for s in samples])
-        out[key] = arr.astype(np.float16) if arr.dtype == np.float32 else arr
+        t = torch.from_numpy(np.stack([np.asarray(s[key]) for s in samples]))
+        out[key] = t.half() if t.dtype == torch.float32 else t
     return out
 
 
@@ -316,7 +375,7 @@ class PairedFiles:
 
     def get(self, index: int, modalities: Sequence[str], visit: int = 0) -> dict:
         image, partner = self.pairs[index]
-        out: dict = {"label": index}
+        out: dict = {"index": index, "label": index}
         if "vision" in modalities:
             out["vision"] = load_file("vision", image)
         if self.modality in modalities:
@@ -351,7 +410,8 @@ def check_pairs(scan: PairScan, modality: str, *, workers: int = 0) -> PairScan:
     """Decode every pair once (in parallel) and move the unreadable ones to ``bad``."""
     if not scan.pairs:
         return scan
-    loader = DataLoader(_Check(scan.pairs, modality), batch_size=None, num_workers=workers, worker_init_fn=_single_thread)
+    loader = DataLoader(_Check(scan.pairs, modality), batch_size=None, num_workers=workers, worker_init_fn=_single_thread,
+                        generator=private_generator())
     failed = {i: reason for i, reason in loader if reason}
     good = [p for i, p in enumerate(scan.pairs) if i not in failed]
     bad = scan.bad + [BadItem(list(scan.pairs[i]), failed[i]) for i in sorted(failed)]

@@ -44,6 +44,7 @@ from bindrt.config import ImageBindConfig, resolve_config
 from bindrt.errors import ConfigError, OutputError
 
 from .losses import Temperature, info_nce, retrieval_accuracy, text_scale
+from .world import SIBLINGS
 
 BOUND = ("audio", "depth", "thermal", "imu")
 
@@ -111,11 +112,21 @@ class RunLog:
             print(text, flush=True)
 
 
-def lr_lambda(warmup: int, total: int, floor: float = 0.05) -> Callable[[int], float]:
+def lr_lambda(warmup: int, total: int, floor: float = 0.05, hold: float = 0.4) -> Callable[[int], float]:
+    """Linear warm-up, the peak held for ``hold`` of the steps, then a cosine decay to ``floor``.
+
+    The hold matters for contrastive training from scratch: both towers sit near a saddle
+    (all embeddings alike) for a variable number of steps before the loss starts to fall,
+    and a plain cosine schedule has often spent half its learning rate by then.
+    """
+    plateau = max(warmup, int(hold * total))
+
     def f(step: int) -> float:
         if step < warmup:
             return (step + 1) / warmup
-        progress = (step - warmup) / max(total - warmup, 1)
+        if step < plateau:
+            return 1.0
+        progress = (step - plateau) / max(total - plateau, 1)
         return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
 
     return f
@@ -165,6 +176,10 @@ class Dist:
     def barrier(self) -> None:
         if self.world_size > 1:
             torch.distributed.barrier()
+
+    def close(self) -> None:
+        if self.world_size > 1 and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
 
 
 def setup_distributed(device: str) -> Dist:
@@ -226,8 +241,11 @@ class StageModel(nn.Module):
             scale = text_scale(self.encoders["text"])
             loss = info_nce(image, text, scale)
             return loss, {"clip": loss.item(), "scale": scale.item(), "acc": retrieval_accuracy(image, text)}
-        with torch.no_grad():
-            image = self.encoders["vision"](batch["vision"])
+        if "image" in batch:  # frozen image embeddings, computed once per pooled sample
+            image = batch["image"]
+        else:
+            with torch.no_grad():
+                image = self.encoders["vision"](batch["vision"])
         losses, metrics = [], {}
         for m in self.bound:
             emb = self.encoders[m](batch[m])
@@ -236,6 +254,23 @@ class StageModel(nn.Module):
             metrics[m] = loss.item()
             metrics[f"{m}_acc"] = retrieval_accuracy(emb, image)
         return torch.stack(losses).sum(), metrics
+
+
+def init_for_small_models(encoder: nn.Module) -> nn.Module:
+    """Fresh-training init: Linear/Conv weights ~ N(0, 1/fan_in) instead of the reference's N(0, 0.02).
+
+    At 64 dims the reference init leaves the CLS output almost input-independent (mean
+    cosine ~0.99 between unrelated images), so contrastive training sits on a saddle for
+    hundreds of steps; fan-in scaling gives ~0.5 and learning starts at once. Position
+    embeddings, tokens and temperatures keep the reference init. Architecture unchanged.
+    """
+    for module in encoder.modules():
+        if isinstance(module, (nn.Linear, nn.Conv2d, nn.Conv3d)):
+            nn.init.trunc_normal_(module.weight, std=module.weight[0].numel() ** -0.5)
+    for name, p in encoder.named_parameters():
+        if name.endswith("in_proj_weight"):
+            nn.init.trunc_normal_(p, std=p.shape[1] ** -0.5)
+    return encoder
 
 
 def build_encoders(cfg: TrainConfig, bound: tuple[str, ...], log: RunLog) -> tuple[ImageBindConfig, nn.ModuleDict, bool]:
@@ -248,7 +283,8 @@ def build_encoders(cfg: TrainConfig, bound: tuple[str, ...], log: RunLog) -> tup
 
     if cfg.init is None:
         config = resolve_config(cfg.preset)
-        return config, nn.ModuleDict({m: build_encoder(m, config) for m in ("vision", "text", *bound)}), True
+        fresh = {m: init_for_small_models(build_encoder(m, config)) for m in ("vision", "text", *bound)}
+        return config, nn.ModuleDict(fresh), True
     if cfg.init_config is None:
         raise ConfigError("--init needs --init-config (the checkpoint's preset name or JSON config, e.g. golden or imagebind_huge)")
     config = resolve_config(cfg.init_config)
@@ -268,10 +304,28 @@ def build_encoders(cfg: TrainConfig, bound: tuple[str, ...], log: RunLog) -> tup
             for name, b in encoders[m].named_buffers():
                 b.data = b.data.clone()
         elif m != "text":
-            encoders[m] = build_encoder(m, config)
+            encoders[m] = init_for_small_models(build_encoder(m, config))
     log.say(f"init: {', '.join(from_init)} from {cfg.init} (config {cfg.init_config}); "
             f"fresh: {', '.join(m for m in encoders if m not in from_init) or 'none'}")
     return config, nn.ModuleDict(encoders), False
+
+
+@torch.no_grad()
+def embed_images(vision: nn.Module, source: Any, n: int, device: torch.device, amp: torch.dtype | None,
+                 workers: int = 0, batch_size: int = 64) -> Tensor:
+    """Embeddings of the first ``n`` images of ``source`` (rows in index order) by the frozen tower."""
+    from torch.utils.data import DataLoader
+
+    from .data import _Render, _single_thread, collate, private_generator
+
+    vision.eval()
+    loader = DataLoader(_Render(source, ("vision",), n), batch_size=batch_size, num_workers=workers,
+                        collate_fn=collate, worker_init_fn=_single_thread, generator=private_generator())
+    out = []
+    for batch in loader:
+        with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
+            out.append(vision(batch["vision"].to(device)).float())
+    return torch.cat(out)
 
 
 def bundle_weights(encoders: nn.ModuleDict) -> dict[str, dict[str, Tensor]]:
@@ -376,8 +430,9 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         if cfg.pool:
             needed = ("vision", "text", *bound) if n_clip else ("vision", *bound)
             t0 = time.time()
-            source = CachedSource(source, needed, cfg.pool, workers=cfg.workers)
-            loader_workers = 0
+            # nothing else runs while the pool renders: use every core (the result does not depend on it)
+            source = CachedSource(source, needed, cfg.pool, workers=max(cfg.workers, min(os.cpu_count() or 1, 8)))
+            loader_workers = min(cfg.workers, 1)  # batches are slices of memory: one worker overlaps them with compute
             log.say(f"pool: rendered {cfg.pool} scenes ({', '.join(needed)}) in {time.time() - t0:.0f}s, {source.nbytes() / 1e9:.2f} GB")
 
     # --- stages
@@ -403,14 +458,22 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         ddp = model
         if dist.world_size > 1:
             ddp = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+        image_cache = None
+        if stage == "bind" and pool:  # the image tower is frozen: embed each pooled image once
+            t0 = time.time()
+            image_cache = embed_images(encoders["vision"], source, pool, device, amp, workers=loader_workers or cfg.workers)
+            mods = bound
+            log.say(f"frozen image tower: embedded the {pool} pooled images once ({time.time() - t0:.0f}s)")
         batches = StepBatches(source, mods, cfg.batch_size // dist.world_size, seed=cfg.seed, rank=dist.rank,
-                              world_size=dist.world_size, pool=pool)
+                              world_size=dist.world_size, pool=pool, group=1 if cfg.data else SIBLINGS)
         log.say(f"stage {stage}: steps {first}..{last - 1}, training {', '.join(('vision', 'text') if stage == 'clip' else bound)}"
                 + (" against the frozen image tower" if stage == "bind" else ""))
         t_stage, seen = time.time(), 0
         stop = last if cfg.stop_at is None else min(last, cfg.stop_at)
         for batch in step_loader(batches, step, stop, loader_workers):
             batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+            if image_cache is not None:
+                batch["image"] = image_cache[batch["index"]]
             with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
                 loss, metrics = ddp(batch)
             optimizer.zero_grad(set_to_none=True)
@@ -439,6 +502,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
             log.say(f"stopped at step {step} (--stop-at); continue with --resume")
             log.event("stopped", step=step)
             dist.barrier()
+            dist.close()
             return {"stopped_at": step, "out": str(out)}
     train_s = time.time() - t_train
 
@@ -468,6 +532,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         summary["report"] = report
         summary["seconds"] = total
     dist.barrier()
+    dist.close()
     return summary
 
 
@@ -479,7 +544,7 @@ class _Subset:
         return len(self.indices)
 
     def get(self, index: int, modalities: Any, visit: int = 0) -> dict:
-        return self.base.get(self.indices[index], modalities, visit)
+        return {**self.base.get(self.indices[index], modalities, visit), "index": index}
 
 
 def _jsonable(x: Any) -> Any:
@@ -498,8 +563,9 @@ def format_report(report: dict[str, Any]) -> str:
                      + ", ".join(f"{k} R@1 {v['R@1']:.1%} R@5 {v['R@5']:.1%}" for k, v in r.items() if "->" in k))
     if "arithmetic" in report:
         a = report["arithmetic"]
-        lines.append(f"image+audio arithmetic, top-1 has audio's class and image's colour: {a['image+audio']['both@1']:.1%} "
-                     f"(image alone {a['image']['both@1']:.1%}, audio alone {a['audio']['both@1']:.1%}, chance {a['chance_both']:.1%})")
+        lines.append(f"image+audio arithmetic, top-1 has the audio's class and the image's colour: sum {a['image+audio']['both@1']:.1%}, "
+                     f"z-scored sum {a['image+audio (z)']['both@1']:.1%} (image alone {a['image']['both@1']:.1%}, "
+                     f"audio alone {a['audio']['both@1']:.1%}, chance {a['chance_both']:.1%})")
     for k, v in report.items():
         if "->image" in k:
             lines.append(f"held-out {k}: R@1 {v['R@1']:.1%} R@5 {v['R@5']:.1%} (gallery {report['gallery']})")

@@ -58,6 +58,7 @@ TEXTURE, CLUTTER = 0.5, (3, 8)
 RELIEF, HEAT_TEXTURE = 0.35, 0.3
 AMBIENT, MAX_RANGE, DROPOUT = -0.1, 2.0, 0.005
 RADIUS_MIN, RADIUS_SPAN = 60.0, 40.0  # object radius in pixels: 60 + 40 * size
+SIBLINGS = 2  # consecutive scenes sharing class and colour
 MODALITY_IDS = {"vision": 1, "text": 2, "audio": 3, "depth": 4, "thermal": 5, "imu": 6}
 CLIP_MEAN = np.array([0.48145466, 0.4578275, 0.40821073], np.float32)[:, None, None]
 CLIP_STD = np.array([0.26862954, 0.26130258, 0.27577711], np.float32)[:, None, None]
@@ -86,7 +87,7 @@ MOTION_HZ = (2.2, 0.7, 1.4, 3.0, 1.0, 4.2, 2.0, 0.5, 3.4, 1.2)
 class Scene:
     cls: int            # index into CLASSES
     colour: int         # index into COLOUR_NAMES
-    size: float         # 0 (small) .. 1 (large): object radius 60..100 px, lower pitch, slower rhythm
+    size: float         # 0 (small) .. 1 (large): object radius 60..100 px, lower pitch and louder, slower rhythm
     x: float            # object centre, pixels
     y: float
     angle: float        # rotation, radians (small: +-15 degrees)
@@ -115,21 +116,30 @@ class World:
         return np.random.default_rng([self.seed, int(index), stream])
 
     def scene(self, index: int) -> Scene:
-        r = self.rng(index, 0)
+        """Latents of scene ``index``. Scenes come in sibling pairs (2k, 2k+1) that share class and
+        colour and differ in everything else, so every batch holds look-alikes that only size,
+        position (and each modality's other cues) tell apart."""
+        family = np.random.default_rng([self.seed, int(index) // SIBLINGS, 0])
+        r = self.rng(index, 7)
         size = float(r.uniform())
         margin = 0.85 * (RADIUS_MIN + RADIUS_SPAN * size)
         return Scene(
-            cls=int(r.integers(self.num_classes)), colour=int(r.integers(len(COLOURS))), size=size,
+            cls=int(family.integers(self.num_classes)), colour=int(family.integers(len(COLOURS))), size=size,
             x=float(r.uniform(margin, SIZE - margin)), y=float(r.uniform(margin, SIZE - margin)),
             angle=float(r.uniform(-0.26, 0.26)), temperature=float(r.uniform()), speed=float(r.uniform()),
         )
 
-    def sample(self, index: int, modalities: "tuple[str, ...] | list[str]") -> dict:
-        """Render scene ``index`` into ``modalities``; also returns its latent labels."""
+    def sample(self, index: int, modalities: "tuple[str, ...] | list[str]", visit: int = 0) -> dict:
+        """Render scene ``index`` into ``modalities``; also returns its index and latent labels.
+
+        ``visit`` (the epoch, when a pool of scenes is cycled) re-draws the caption only:
+        the same scene gets new wording each epoch, every other modality stays fixed.
+        """
         s = self.scene(index)
-        out: dict = {"label": s.cls, "colour": s.colour, "size": s.size}
+        out: dict = {"index": int(index), "label": s.cls, "colour": s.colour, "size": s.size}
         for m in modalities:
-            out[m] = RENDERERS[m](s, self.rng(index, MODALITY_IDS[m]))
+            key = [self.seed, int(index), MODALITY_IDS[m]] + ([int(visit)] if m == "text" and visit else [])
+            out[m] = RENDERERS[m](s, np.random.default_rng(key))
         return out
 
 
@@ -369,12 +379,12 @@ def render_audio(scene: Scene, rng: np.random.Generator) -> np.ndarray:
     cycles = np.cumsum(freq) / sr  # float64: phase stays exact over 32000 samples
     timbre = TIMBRE[scene.cls]
     harmonics = {0: [1], 1: [1, 3, 5, 7], 2: [1, 2, 3, 4, 5, 6]}[timbre]
-    wave = sum(np.sin(2 * np.pi * np.mod(h * cycles + rng.uniform(), 1.0).astype(np.float32)) / h
-               for h in harmonics if h * f0 < 7000)
+    theta = (2 * np.pi * np.mod(cycles, 1.0)).astype(np.float32)  # integer harmonics need no further wrapping
+    wave = sum(np.sin(h * theta + np.float32(rng.uniform(0, 2 * np.pi))) / h for h in harmonics if h * f0 < 7000)
     if timbre == 2:  # breathy: band noise an octave above the fundamental
         noise = np.fft.irfft(np.fft.rfft(_gauss(rng, (n,))) * _band(n, sr, 2 * f0, 4 * f0), n).astype(np.float32)
         wave = wave + 0.7 * noise / (noise.std() + 1e-9)
-    x = rng.uniform(0.1, 0.5) * env * wave
+    x = (0.1 + 0.4 * scene.size) * rng.uniform(0.8, 1.25) * env * wave  # larger objects are louder
     # background: white + brown noise at a random level, and one distractor tone burst
     w = rng.uniform()
     brown = np.cumsum(_gauss(rng, (n,)))
@@ -431,32 +441,30 @@ def _article(text: str) -> str:
     return re.sub(r"\ba ([aeiou])", r"an \1", text)
 
 
-_TEMPLATES = (
-    "{pre}a {size} {colour} {cls}{where}",
-    "{pre}a {colour} {cls}",
-    "{pre}the {cls}, {colour} and {size}",
-    "a {cls}",
-    "there is a {size} {cls}{where}",
-    "{pre}a {cls} that is {colour}",
-    "{colour} {cls}{where}",
-    "{pre}one {size} {cls}",
-    "a {cls} in {colour}{where}",
-    "{pre}a {cls}",
-)
-_PREFIXES = ("", "", "a photo of ", "an image of ", "a picture of ", "a rendering of ", "a view of ", "a drawing of ", "a snapshot of ")
-_SIZE_WORDS = {"small": ("small", "little", "tiny"), "medium": ("medium", "medium-sized", ""), "large": ("large", "big", "huge")}
+_PREFIXES = ("", "", "", "a photo of ", "an image of ", "a picture of ", "a rendering of ", "a view of ", "a snapshot of ")
+_FRAMES = ("{pre}{np}{where}", "{pre}{np}{where}", "there is {np}{where}", "{pre}{np}, seen from the front", "this is {np}{where}")
+_SIZE_WORDS = {"small": ("small", "little", "tiny"), "medium": ("medium", "medium-sized"), "large": ("large", "big", "huge")}
+#: How often a caption mentions each attribute besides the class (always named). Class-heavy
+#: captions matter: when most captions name the colour, both towers first align on colour
+#: (the easiest cue) and class alignment starts hundreds of steps later.
+P_COLOUR, P_SIZE, P_WHERE = 0.3, 0.6, 0.1
 
 
 def caption(scene: Scene, rng: np.random.Generator) -> str:
+    """A varied English caption: always the class, sometimes its colour, size and position."""
+    words = []
+    if rng.uniform() < P_SIZE:
+        words.append(str(rng.choice(_SIZE_WORDS[scene.size_word])))
+    if rng.uniform() < P_COLOUR:
+        words.append(COLOUR_NAMES[scene.colour])
+    noun = " ".join(["a", *words, CLASSES[scene.cls]])
     where = ""
-    if rng.uniform() < 0.4:
+    if rng.uniform() < P_WHERE:
         h = "left" if scene.x < SIZE * 0.4 else "right" if scene.x > SIZE * 0.6 else ""
         vpos = "top" if scene.y < SIZE * 0.4 else "bottom" if scene.y > SIZE * 0.6 else ""
         where = f" at the {vpos or h}" if (vpos or h) else " in the middle"
-    text = _TEMPLATES[int(rng.integers(len(_TEMPLATES)))].format(
-        pre=_PREFIXES[int(rng.integers(len(_PREFIXES)))], cls=CLASSES[scene.cls],
-        colour=COLOUR_NAMES[scene.colour], size=rng.choice(_SIZE_WORDS[scene.size_word]), where=where,
-    )
+    frame = _FRAMES[int(rng.integers(len(_FRAMES)))]
+    text = frame.format(pre=_PREFIXES[int(rng.integers(len(_PREFIXES)))], np=noun, where=where)
     return _article(" ".join(text.split()))
 
 
