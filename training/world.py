@@ -57,7 +57,7 @@ PROMPTS = {
 TEXTURE, CLUTTER = 0.5, (3, 8)
 RELIEF, HEAT_TEXTURE = 0.35, 0.3
 AMBIENT, MAX_RANGE, DROPOUT = -0.1, 2.0, 0.005
-RADIUS_MIN, RADIUS_SPAN = 60.0, 40.0  # object radius in pixels: 60 + 40 * size
+RADIUS_MIN, RADIUS_SPAN = 40.0, 64.0  # object radius in pixels: 40 + 64 * size (size is a shared cue: make it visible)
 SIBLINGS = 2  # consecutive scenes sharing class and colour
 MODALITY_IDS = {"vision": 1, "text": 2, "audio": 3, "depth": 4, "thermal": 5, "imu": 6}
 CLIP_MEAN = np.array([0.48145466, 0.4578275, 0.40821073], np.float32)[:, None, None]
@@ -87,7 +87,7 @@ MOTION_HZ = (2.2, 0.7, 1.4, 3.0, 1.0, 4.2, 2.0, 0.5, 3.4, 1.2)
 class Scene:
     cls: int            # index into CLASSES
     colour: int         # index into COLOUR_NAMES
-    size: float         # 0 (small) .. 1 (large): object radius 60..100 px, lower pitch and louder, slower rhythm
+    size: float         # 0 (small) .. 1 (large): object radius 40..104 px, lower pitch and louder, slower rhythm
     x: float            # object centre, pixels
     y: float
     angle: float        # rotation, radians (small: +-15 degrees)
@@ -447,7 +447,7 @@ _SIZE_WORDS = {"small": ("small", "little", "tiny"), "medium": ("medium", "mediu
 #: How often a caption mentions each attribute besides the class (always named). Class-heavy
 #: captions matter: when most captions name the colour, both towers first align on colour
 #: (the easiest cue) and class alignment starts hundreds of steps later.
-P_COLOUR, P_SIZE, P_WHERE = 0.3, 0.6, 0.1
+P_COLOUR, P_SIZE, P_WHERE = 0.3, 0.85, 0.1
 
 
 def caption(scene: Scene, rng: np.random.Generator) -> str:
