@@ -42,19 +42,10 @@ def make_input(modality: str, batch: int, device, dtype, gen):
 
 
 def graphed(fn, x):
-    """Capture ``fn(x)`` in a CUDA graph; returns a replay closure (what the triton backend does)."""
-    import torch
+    """A replay closure over ``fn(x)`` captured as the triton backend captures it."""
+    from bindrt.runtime.triton_backend import capture_cuda_graph
 
-    static_in = x.clone()
-    stream = torch.cuda.Stream()
-    stream.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(stream):
-        for _ in range(2):
-            fn(static_in)
-    torch.cuda.current_stream().wait_stream(stream)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        static_out = fn(static_in)
+    graph, static_out = capture_cuda_graph(fn, x.clone())
 
     def replay():
         graph.replay()

@@ -80,29 +80,13 @@ def run_attention(args) -> int:
     return 1 if bad else 0
 
 
-def graphed(fn, x):
-    import torch
-
-    static_in = x.clone()
-    stream = torch.cuda.Stream()
-    stream.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(stream):
-        for _ in range(2):
-            fn(static_in)
-    torch.cuda.current_stream().wait_stream(stream)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        static_out = fn(static_in)
-    return graph, static_out
-
-
 def run_graphs(args) -> int:
     import torch
 
     from bindrt.bench import random_batch
     from bindrt.config import PRESETS
     from bindrt.model import build_encoder
-    from bindrt.runtime.triton_backend import FUSIONS, patch_with_kernels
+    from bindrt.runtime.triton_backend import FUSIONS, capture_cuda_graph, patch_with_kernels
 
     dt = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}[args.dtype]
     torch.manual_seed(0)
@@ -118,7 +102,7 @@ def run_graphs(args) -> int:
             with torch.inference_mode():
                 ref = model(x).float()
                 poison_cache()
-                graph, out = graphed(model, x)
+                graph, out = capture_cuda_graph(model, x.clone())
                 results = []
                 for _ in range(3):
                     poison_cache()

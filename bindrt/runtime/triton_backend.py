@@ -103,6 +103,25 @@ def _fused_block_forward(block: Block):
     return types.MethodType(forward, block)
 
 
+def capture_cuda_graph(fn, static_in: torch.Tensor) -> tuple[torch.cuda.CUDAGraph, Any]:
+    """Capture ``fn(static_in)``; replaying the graph recomputes the returned output in place.
+
+    Two warm-up calls on a side stream first, so Triton compiles its kernels outside
+    the capture. The one capture routine the backend, its benchmark and
+    ``benchmarks/kernels/diagnose_gpu.py`` share.
+    """
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):
+        for _ in range(2):
+            fn(static_in)
+    torch.cuda.current_stream().wait_stream(stream)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        static_out = fn(static_in)
+    return graph, static_out
+
+
 def patch_with_kernels(encoder: ModalityEncoder, fusions: tuple[str, ...] = FUSIONS) -> dict[str, int]:
     """Swap kernels into one encoder in place; returns how many modules each fusion replaced."""
     from bindrt import kernels
@@ -179,15 +198,7 @@ class TritonBackend(TorchBackend):
             static_in = torch.zeros((bucket, *item_shape), dtype=dtype, device=self.torch_device)
             if kind == "text":
                 static_in[:, 0] = 49407  # a valid end-of-text position for the warm-up runs
-            stream = torch.cuda.Stream()
-            stream.wait_stream(torch.cuda.current_stream())
-            with torch.cuda.stream(stream):  # warm-up compiles kernels outside the capture
-                for _ in range(2):
-                    encoder(static_in)
-            torch.cuda.current_stream().wait_stream(stream)
-            graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph):
-                static_out = encoder(static_in)
+            graph, static_out = capture_cuda_graph(encoder, static_in)
             self._graphs[key] = (graph, static_in, static_out)
         return self._graphs[key]
 
