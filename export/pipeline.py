@@ -110,7 +110,7 @@ def tokenizer_contract() -> dict[str, Any]:
 
 class _Exporter:
     def __init__(self, bundle: Bundle, staging: Path, opset: int, threshold: int, progress: Progress,
-                 int8_method: str, per_channel: bool) -> None:
+                 int8_method: str, per_channel: bool, pooled_last_block: bool = True) -> None:
         self.bundle = bundle
         self.staging = staging
         self.opset = opset
@@ -118,6 +118,7 @@ class _Exporter:
         self.progress = progress
         self.int8_method = int8_method
         self.per_channel = per_channel
+        self.pooled_last_block = pooled_last_block
         self.config = bundle.config
         self.staged: list[StagedGraph] = []
 
@@ -179,13 +180,16 @@ class _Exporter:
             "torch.onnx.export(dynamo=True, optimize=True): onnxscript constant folding, CSE, dead-code removal",
             "symbolic axes renamed (batch, clips), output named 'embedding'",
         ]
+        if self.pooled_last_block:
+            passes_export.insert(0, "last block computed for the pooled token only (ModalityEncoder.embed_pooled; exact)")
+        base_info["pooled_last_block"] = self.pooled_last_block
         passes_check = ["onnx.shape_inference (strict, data_prop)", "onnx.checker.check_model(full_check=True)"]
         # graphs per base kind, kept in memory for derived variants: (kind, precision, variant) -> ModelProto
         built: dict[tuple[str, str, str], Any] = {}
         for kind in base_kinds(modality):
             prep = {"text": tokenizer_contract()}.get(kind)
             self.progress(f"exporting {modality}/{kind} (opset {self.opset})")
-            fp32 = export_encoder(kind, encoder, opset=self.opset)
+            fp32 = export_encoder(kind, encoder, opset=self.opset, pooled_last_block=self.pooled_last_block)
             onnx_utils.set_io_signature(fp32, kind, out_dim)
             common = {**base_info, "preprocessing": prep}
             if "fp32" in precisions:
@@ -272,7 +276,8 @@ class _Exporter:
         modality = GRAPH_KINDS[kind].modality
         self.progress(f"exporting {modality}/{kind} fused variant")
         with fused_attention(encoder):
-            model = export_encoder(kind, encoder, opset=self.opset, custom_translation_table=translation_table())
+            model = export_encoder(kind, encoder, opset=self.opset, custom_translation_table=translation_table(),
+                                   pooled_last_block=self.pooled_last_block)
         onnx_utils.set_io_signature(model, kind, out_dim)
         attention = sum(1 for n in model.graph.node if n.op_type == "Attention" and n.domain == "com.microsoft")
         model, fusions = ort_transformer_fusions(model, self.config.num_heads(modality), self.config.embed_dim(modality))
@@ -346,10 +351,14 @@ def export_bundle(
     external_data_threshold: int = EXTERNAL_DATA_THRESHOLD,
     int8_method: str = "dynamic",
     per_channel: bool = True,
+    pooled_last_block: bool = True,
     validate: bool = True,
     progress: Progress | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Export, check and validate ONNX graphs of a bundle's encoders; record them in its manifest.
+
+    ``pooled_last_block`` (default) traces the last transformer block for the pooled token
+    only (exact; see ``ModalityEncoder.embed_pooled``); False traces the reference forward as is.
 
     Returns ``{"<modality>/<key>": record}`` of the graphs written. Raises
     :class:`ExportError` (naming modality, graph and metric) when a graph fails its
@@ -372,7 +381,8 @@ def export_bundle(
     reference = Reference(encoders)
     staging = Path(tempfile.mkdtemp(prefix=".onnx-staging-", dir=bundle.path))
     try:
-        exporter = _Exporter(bundle, staging, opset, external_data_threshold, progress, int8_method, per_channel)
+        exporter = _Exporter(bundle, staging, opset, external_data_threshold, progress, int8_method, per_channel,
+                             pooled_last_block)
         for m in mods:
             exporter.export_modality(m, encoders[m], precs, fused, with_preprocessing, reference, validate)
         exporter.commit(text_vocab="text" in mods)

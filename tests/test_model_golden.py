@@ -81,3 +81,34 @@ def test_bad_config_values_are_rejected():
         ImageBindConfig.from_dict({"visoin_embed_dim": 4})
     with pytest.raises(ConfigError, match="unknown config"):
         resolve_config("imagebind_gigantic")
+
+
+@pytest.mark.parametrize("kind", list(GOLDEN_INPUTS))
+def test_pooled_last_block_matches_reference(model, golden, kind):
+    """embed_pooled (last block for the pooled token only; what the ONNX export traces) vs the reference."""
+    encoder = model.encoders["vision" if kind == "video" else kind]
+    x = torch.from_numpy(golden[GOLDEN_INPUTS[kind]])
+    with torch.inference_mode():
+        if x.ndim == encoder.multi_clip_ndim:
+            out = encoder.embed_pooled(x.flatten(0, 1)).reshape(x.shape[0], x.shape[1], -1).mean(dim=1).numpy()
+        else:
+            out = encoder.embed_pooled(x).numpy()
+    assert row_relative_error(out, golden[f"emb_{kind}"]) <= 1e-5
+
+
+def test_pooled_last_block_text_is_causal_at_each_eot_position(model):
+    """Fresh token ids with the end-of-text token at different positions: the pooled row sees keys 0..eot only."""
+    rng = np.random.default_rng()
+    ids = torch.from_numpy(rng.integers(1, 49000, size=(6, 77)))
+    for row, eot in enumerate((1, 5, 20, 40, 70, 76)):
+        ids[row, eot] = 49407
+        ids[row, eot + 1:] = 0
+    enc = model.encoders["text"]
+    with torch.inference_mode():
+        full, pooled = enc.embed(ids), enc.embed_pooled(ids)
+        # the tokens after EOT must not matter (they would through a missing causal mask)
+        noisy = ids.clone()
+        noisy[0, 2:] = torch.from_numpy(rng.integers(1, 49000, size=75))
+        moved = enc.embed_pooled(noisy)
+    torch.testing.assert_close(pooled, full, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(moved[0], pooled[0], rtol=1e-5, atol=1e-5)

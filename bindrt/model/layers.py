@@ -61,6 +61,29 @@ class Attention(nn.Module):
         qkv = F.linear(x, self.in_proj_weight, self.in_proj_bias)
         return self.out_proj(self.core(qkv, self.bias_k, self.bias_v, self.num_heads, causal))
 
+    def forward_query(self, x: Tensor, query: Tensor, key_limit: Optional[Tensor] = None) -> Tensor:
+        """Attention output for one query row per item, (B, 1, D), with keys and values from all of ``x``.
+
+        ``query`` (B, 1, D) is one (normed) row of ``x``; ``key_limit`` (B,) is its position when the
+        attention is causal (it sees keys 0..position), None otherwise. Projects only that row to Q:
+        a third of the packed projection and 1/N of the attention of :meth:`forward`.
+        """
+        batch, seq, dim = x.shape
+        head_dim = dim // self.num_heads
+        q = F.linear(query, self.in_proj_weight[:dim], self.in_proj_bias[:dim])
+        k, v = F.linear(x, self.in_proj_weight[dim:], self.in_proj_bias[dim:]).split(dim, dim=-1)
+        if self.bias_k is not None and self.bias_v is not None:
+            k = torch.cat([k, self.bias_k.to(k.dtype).expand(batch, 1, dim)], dim=1)
+            v = torch.cat([v, self.bias_v.to(v.dtype).expand(batch, 1, dim)], dim=1)
+        q = q.reshape(batch, 1, self.num_heads, head_dim).transpose(1, 2)
+        k = k.reshape(batch, k.shape[1], self.num_heads, head_dim).transpose(1, 2)
+        v = v.reshape(batch, v.shape[1], self.num_heads, head_dim).transpose(1, 2)
+        mask = None
+        if key_limit is not None:
+            mask = (torch.arange(k.shape[2], device=x.device) <= key_limit[:, None])[:, None, None, :]
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        return self.out_proj(out.transpose(1, 2).reshape(batch, 1, dim))
+
 
 class Mlp(nn.Module):
     def __init__(self, dim: int, hidden: int) -> None:
@@ -87,6 +110,22 @@ class Block(nn.Module):
         x = x + self.attn(self.norm_1(x), causal)
         return x + self.mlp(self.norm_2(x))
 
+    def forward_token(self, x: Tensor, index: Optional[Tensor], causal: bool = False) -> Tensor:
+        """This block's output row at ``index`` (B,) (None: token 0) only, (B, D); equal to ``forward(x)[rows, index]``.
+
+        Every other operation of a block is row-wise, so only attention needs the other rows
+        (as keys and values).
+        """
+        h = self.norm_1(x)
+        if index is None:
+            x_row, h_row = x[:, :1], h[:, :1]
+        else:
+            rows = torch.arange(x.shape[0], device=x.device)
+            x_row, h_row = x[rows, index].unsqueeze(1), h[rows, index].unsqueeze(1)
+        y = x_row + self.attn.forward_query(h, h_row, index if causal else None)
+        y = y + self.mlp(self.norm_2(y))
+        return y[:, 0]
+
 
 class Trunk(nn.Module):
     def __init__(self, dim: int, num_blocks: int, num_heads: int, bias_kv: bool, pre_norm: bool, causal: bool) -> None:
@@ -102,3 +141,14 @@ class Trunk(nn.Module):
         for block in self.blocks:
             x = block(x, self.causal)
         return x
+
+    def forward_token(self, x: Tensor, index: Optional[Tensor] = None) -> Tensor:
+        """The output row at ``index`` (None: token 0), (B, D), computing the last block for that row only."""
+        if self.pre_transformer_layer is not None:
+            x = self.pre_transformer_layer(x)
+        if len(self.blocks) == 0:
+            rows = torch.arange(x.shape[0], device=x.device)
+            return x[:, 0] if index is None else x[rows, index]
+        for block in self.blocks[:-1]:
+            x = block(x, self.causal)
+        return self.blocks[-1].forward_token(x, index, self.causal)

@@ -135,3 +135,4 @@ def test_cli_export_and_error_exit_codes(small_bundle, capsys):
     assert "audio" in capsys.readouterr().err
     assert main(["export", str(small_bundle), "--opset", "16"]) == 2
     assert "unsupported opset 16" in capsys.readouterr().err
+

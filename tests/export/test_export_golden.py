@@ -8,7 +8,9 @@ import numpy as np
 import onnx
 import pytest
 
+import bindrt
 from bindrt.bundle import Bundle
+from bindrt.export import export_bundle
 from bindrt.export.spec import graph_records
 from export_test_helpers import (
     GOLDEN_INPUTS,
@@ -138,13 +140,15 @@ def test_fp16_graph_is_strongly_typed_with_fp32_islands(onnx_bundle):
 
 def test_fused_graphs_record_their_fusions(records, onnx_bundle):
     for m, recs in records.items():
+        assert recs[f"{m}.fp32.fused"]["pooled_last_block"] is True
         stats = recs[f"{m}.fp32.fused"]["fusions"]["fused_operator_statistics"]
-        assert stats["Attention"] == 2, m  # one per block of the golden trunks
+        # golden trunks have 2 blocks: the first fuses its attention; the last attends from the pooled row only
+        assert stats["Attention"] == 1, m
         assert stats.get("BiasGelu", 0) + stats.get("Gelu", 0) + stats.get("FastGelu", 0) == 2, m
         model = onnx.load(str(graph_path(onnx_bundle, m, f"{m}.fp32.fused")))
-        assert sum(n.op_type == "Attention" and n.domain == "com.microsoft" for n in model.graph.node) == 2
+        assert sum(n.op_type == "Attention" and n.domain == "com.microsoft" for n in model.graph.node) == 1
         int8 = onnx.load(str(graph_path(onnx_bundle, m, f"{m}.int8.fused")))
-        assert sum(n.op_type == "QAttention" for n in int8.graph.node) == 2, m
+        assert sum(n.op_type == "QAttention" for n in int8.graph.node) == 1, m
     assert records["audio"]["audio.int8"]["quantization"]["method"] == "dynamic"
 
 
@@ -223,3 +227,23 @@ def test_cli_help_describes_commands(capsys):
         assert exc.value.code == 0
         out = capsys.readouterr().out
         assert "ONNX" in out and "BUNDLE" in out.upper()
+
+
+def test_full_last_block_export_is_the_reference_trace_and_agrees(small_bundle, golden):
+    """--full-last-block traces every token of the last block (the reference forward as is): one more fused
+    Attention, more MatMul work, and the same embeddings as the default pooled-row graph and the reference."""
+    from bindrt.cli import main
+
+    pooled = export_bundle(small_bundle, modalities=["depth"], precisions="fp32", fused=True)
+    pooled_out = bindrt.load(small_bundle, backend="onnxruntime", modalities=["depth"], variant="fused").encode(
+        "depth", golden["in_depth"])
+    assert main(["export", str(small_bundle), "--modalities", "depth", "--fused", "--full-last-block"]) == 0
+    rec = graph_records(Bundle.open(small_bundle).modality("depth"))
+    assert rec["depth.fp32.fused"]["pooled_last_block"] is False
+    assert rec["depth.fp32.fused"]["fusions"]["fused_operator_statistics"]["Attention"] == 2
+    assert pooled["depth/depth.fp32.fused"]["fusions"]["fused_operator_statistics"]["Attention"] == 1
+    full_out = bindrt.load(small_bundle, backend="onnxruntime", modalities=["depth"], variant="fused").encode(
+        "depth", golden["in_depth"])
+    bound = 1e-5 * np.linalg.norm(golden["emb_depth"], axis=-1).min()
+    assert np.abs(full_out - golden["emb_depth"]).max() <= bound
+    assert np.abs(pooled_out - golden["emb_depth"]).max() <= bound
