@@ -12,6 +12,15 @@ cosine of every engine's embeddings against torch's on the same inputs.
     python benchmarks/onnx/bench_cpu.py                 # depth, batch 1 and 8
     python benchmarks/onnx/bench_cpu.py --modality audio --rounds 15
 
+Rows besides the ONNX Runtime engines, so the ratios can be read honestly:
+
+* ``torch_eager_pooled`` -- torch running ``embed_pooled`` (the last block for the pooled
+  token only, as every exported graph does by default): how much of a speed-up is the
+  graph doing less work rather than ONNX Runtime running it faster;
+* ``openvino_fp32`` -- the plain fp32 graph compiled by OpenVINO (only when the
+  ``openvino`` package is installed; it is not a bindrt dependency): the issue's
+  reference point for what fp32 can reach on this CPU.
+
 Writes ``benchmarks/onnx/results/<date>-cpu.{json,md}``. Not a test: timings
 depend on the machine (and on whatever else runs on it; the load average is
 recorded before and after).
@@ -56,7 +65,7 @@ def versions() -> dict:
     from importlib import metadata
 
     out = {}
-    for name in ("bindrt", "torch", "onnx", "onnxruntime", "onnxscript", "numpy"):
+    for name in ("bindrt", "torch", "onnx", "onnxruntime", "onnxscript", "numpy", "openvino"):
         try:
             out[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
@@ -108,29 +117,64 @@ def make_session(path: Path, threads: int, opt_level: str = "all", spinning: boo
     return sess
 
 
-def interleaved(calls: dict, rounds: int, warmup: int, clock, block: int = 4) -> dict[str, list[float]]:
+def openvino_engine(path: Path, threads: int, batch_shape: tuple[int, ...]):
+    """OpenVINO on the plain fp32 graph (f32 inference precision, latency hint); None without openvino."""
+    try:
+        import openvino as ov
+    except ImportError:
+        return None
+    core = ov.Core()
+    model = core.read_model(str(path))
+    model.reshape({model.inputs[0].get_any_name(): list(batch_shape)})
+    compiled = core.compile_model(model, "CPU", {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY",
+                                                 "INFERENCE_PRECISION_HINT": "f32"})
+    request = compiled.create_infer_request()
+    return lambda x: request.infer({0: x})[compiled.outputs[0]]
+
+
+def interleaved(calls: dict, rounds: int, warmup: int, clock, block: int = 4) -> dict[str, list[list[float]]]:
     """Time the engines in blocks of ``block + 1`` consecutive calls, cycling through them (order
-    alternating each cycle) until each has ``rounds`` timed calls; returns seconds per call.
+    alternating each cycle) until each has ``rounds`` timed calls; returns, per engine, the
+    seconds per call of each cycle's block.
 
     The first call of every block is not timed: thread pools of the engine that ran before
     (ONNX Runtime's spinning workers, OpenMP's spin-wait) may still hold the cores for a
     moment after their last call, which would otherwise be charged to the next engine.
+    Keeping the cycles lets :func:`paired_speedup` compare engines within one cycle.
     """
-    times: dict[str, list[float]] = {name: [] for name in calls}
+    blocks: dict[str, list[list[float]]] = {name: [] for name in calls}
     for _ in range(warmup):
         for fn in calls.values():
             fn()
     cycle = 0
-    while min(len(t) for t in times.values()) < rounds:
+    while min(sum(map(len, b)) for b in blocks.values()) < rounds:
         order = list(calls) if cycle % 2 == 0 else list(reversed(list(calls)))
         for name in order:
             calls[name]()  # settle: not timed
-            for _ in range(min(block, rounds - len(times[name]))):
+            done = sum(map(len, blocks[name]))
+            this: list[float] = []
+            for _ in range(max(min(block, rounds - done), 1)):
                 start = clock()
                 calls[name]()
-                times[name].append(clock() - start)
+                this.append(clock() - start)
+            blocks[name].append(this)
         cycle += 1
-    return times
+    return blocks
+
+
+def paired_speedup(blocks: dict[str, list[list[float]]], base: str, name: str) -> float:
+    """Median over cycles of (base's block median / name's block median).
+
+    This VM's neighbours slow it down in bursts of seconds; a burst inflates every engine
+    that runs during it, so comparing two engines within one cycle (both measured within
+    about a second) and taking the median over cycles is far less noisy than the ratio of
+    the overall medians.
+    """
+    return statistics.median(statistics.median(b) / statistics.median(e) for b, e in zip(blocks[base], blocks[name]))
+
+
+def flat(blocks: list[list[float]]) -> list[float]:
+    return [t for b in blocks for t in b]
 
 
 def cosine(a: np.ndarray, b: np.ndarray) -> float:
@@ -166,7 +210,10 @@ def run(args: argparse.Namespace) -> dict:
     encoder = load_encoder(kind, bundle.config, bundle.load_weights(kind))
 
     engines: dict[str, object] = {}
-    engine_info: dict[str, dict] = {"torch_eager": {"what": f"bindrt torch encoder, eager, fp32, {threads} threads"}}
+    engine_info: dict[str, dict] = {
+        "torch_eager": {"what": f"bindrt torch encoder (the reference forward), eager, fp32, {threads} threads"},
+        "torch_eager_pooled": {"what": "the same, embed_pooled: last block for the pooled token only (as the exported graphs)"},
+    }
     for name, key in (("ort_fp32", f"{kind}.fp32"), ("ort_fused_fp32", f"{kind}.fp32.fused"),
                       ("ort_int8", f"{kind}.int8"), ("ort_fused_int8", f"{kind}.int8.fused")):
         if key in records:
@@ -174,7 +221,8 @@ def run(args: argparse.Namespace) -> dict:
             rec = records[key]
             engine_info[name] = {"graph": rec["file"], "validation_worst": rec["validation"]["worst"],
                                  "fusions": rec.get("fusions", {}).get("fused_operator_statistics"),
-                                 "quantization": (rec.get("quantization") or {}).get("method")}
+                                 "quantization": (rec.get("quantization") or {}).get("method"),
+                                 "pooled_last_block": rec.get("pooled_last_block", False)}
 
     if args.compare_static:  # static QDQ int8 (calibrated on real inputs) from the same fp32 graphs, outside the bundle
         import onnx
@@ -193,20 +241,24 @@ def run(args: argparse.Namespace) -> dict:
             engine_info[name] = {"graph": f"{key} quantized statically (QDQ, per-channel, MinMax on {len(feeds)} real inputs)",
                                  "quantization": summary["method"]}
 
+    openvino_graph = bundle.file(records[f"{kind}.fp32"]["file"]) if f"{kind}.fp32" in records else None
     results: dict[str, dict] = {}
     for batch in args.batches:
         x = input_batch(kind, batch)
         xt = torch.from_numpy(x)
-        calls = {"torch_eager": lambda: encoder(xt)}
+        calls = {"torch_eager": lambda: encoder(xt), "torch_eager_pooled": lambda: encoder.embed_pooled(xt)}
         for name, sess in engines.items():
             calls[name] = (lambda s=sess: s.run(None, {kind: x})[0])
+        ov = openvino_engine(openvino_graph, threads, x.shape) if openvino_graph and args.openvino else None
+        if ov is not None:
+            calls["openvino_fp32"] = lambda: ov(x)
+            engine_info["openvino_fp32"] = {"what": f"OpenVINO {versions().get('openvino')} on {kind}.fp32 (f32, LATENCY hint)"}
         with torch.inference_mode():
             ref = encoder(xt).numpy()
-            outputs = {"torch_eager": ref}
-            for name, sess in engines.items():
-                outputs[name] = sess.run(None, {kind: x})[0]
+            outputs = {name: np.asarray(fn()) for name, fn in calls.items()}
             rounds = args.rounds if batch == 1 else max(args.rounds // 2, 5)
-            times = interleaved(calls, rounds, args.warmup, time.perf_counter)
+            blocks = interleaved(calls, rounds, args.warmup, time.perf_counter)
+        times = {name: flat(b) for name, b in blocks.items()}
         base = statistics.median(times["torch_eager"])
         base_min = min(times["torch_eager"])
         results[f"batch_{batch}"] = {
@@ -215,6 +267,8 @@ def run(args: argparse.Namespace) -> dict:
                 "min_ms": round(1000 * min(t), 2),
                 "speedup_vs_torch_median": round(base / statistics.median(t), 3),
                 "speedup_vs_torch_min": round(base_min / min(t), 3),
+                "speedup_vs_torch_paired": round(paired_speedup(blocks, "torch_eager", name), 3),
+                "p90_over_median": round(float(np.percentile(t, 90)) / statistics.median(t), 3),
                 "items_per_s": round(batch / statistics.median(t), 2),
                 "min_cosine_vs_torch": round(cosine(outputs[name], ref), 6),
                 "runs": len(t),
@@ -224,7 +278,8 @@ def run(args: argparse.Namespace) -> dict:
         print(f"batch {batch}:", flush=True)
         for name, r in results[f"batch_{batch}"].items():
             print(f"  {name:22s} {r['median_ms']:9.1f} ms  x{r['speedup_vs_torch_median']:.2f}  (min {r['min_ms']:.1f} ms, "
-                  f"x{r['speedup_vs_torch_min']:.2f})  cos {r['min_cosine_vs_torch']:.6f}", flush=True)
+                  f"x{r['speedup_vs_torch_min']:.2f}; paired x{r['speedup_vs_torch_paired']:.2f})  "
+                  f"cos {r['min_cosine_vs_torch']:.6f}", flush=True)
 
     cpu_time: dict[str, dict] = {}
     if args.cpu_time_check:
@@ -235,11 +290,14 @@ def run(args: argparse.Namespace) -> dict:
         for batch in args.batches:
             x = input_batch(kind, batch)
             xt = torch.from_numpy(x)
-            calls = {"torch_eager": lambda: encoder(xt)}
+            calls = {"torch_eager": lambda: encoder(xt), "torch_eager_pooled": lambda: encoder.embed_pooled(xt)}
             for name, sess in single.items():
                 calls[name] = (lambda s=sess: s.run(None, {kind: x})[0])
+            ov = openvino_engine(openvino_graph, 1, x.shape) if openvino_graph and args.openvino else None
+            if ov is not None:
+                calls["openvino_fp32"] = lambda: ov(x)
             with torch.inference_mode():
-                times = interleaved(calls, max(args.rounds // 3, 5), 1, time.process_time)
+                times = {n: flat(b) for n, b in interleaved(calls, max(args.rounds // 3, 5), 1, time.process_time).items()}
             base = statistics.median(times["torch_eager"])
             cpu_time[f"batch_{batch}"] = {
                 name: {"median_cpu_ms": round(1000 * statistics.median(t), 2), "min_cpu_ms": round(1000 * min(t), 2),
@@ -271,7 +329,9 @@ def run(args: argparse.Namespace) -> dict:
         "single_thread_cpu_time": cpu_time,
         "method": f"{args.warmup} warm-up calls per engine, then cycles over all engines (order alternating) of 1 untimed "
                   "+ 4 timed consecutive calls each, until every engine has its rounds; median and min per engine; "
-                  "speed-ups = torch time / engine time in the same run",
+                  "speed-ups = torch time / engine time in the same run: 'paired' = median over cycles of the ratio of "
+                  "the two engines' block medians within the cycle (robust to the VM's bursts of slowdown), 'of medians' "
+                  "and 'of minima' over all calls",
     }
 
 
@@ -301,10 +361,11 @@ def markdown(report: dict) -> str:
         ]
     for batch, rows in report["results"].items():
         lines += [f"## {batch.replace('_', ' ')}", "",
-                  "| engine | median ms | min ms | speed-up vs torch (median) | (min) | items/s | min cosine vs torch |",
-                  "|---|---:|---:|---:|---:|---:|---:|"]
+                  "| engine | median ms | min ms | p90/median | speed-up vs torch: paired | of medians | of minima | items/s | min cosine vs torch |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for name, r in rows.items():
-            lines.append(f"| {name} | {r['median_ms']:.1f} | {r['min_ms']:.1f} | {r['speedup_vs_torch_median']:.2f}x | "
+            lines.append(f"| {name} | {r['median_ms']:.1f} | {r['min_ms']:.1f} | {r.get('p90_over_median', float('nan')):.2f} | "
+                         f"{r.get('speedup_vs_torch_paired', float('nan')):.2f}x | {r['speedup_vs_torch_median']:.2f}x | "
                          f"{r['speedup_vs_torch_min']:.2f}x | {r['items_per_s']:.1f} | {r['min_cosine_vs_torch']:.6f} |")
         lines.append("")
     if report.get("single_thread_cpu_time"):
@@ -331,8 +392,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--int8-method", default="dynamic", choices=("dynamic", "static"))
     p.add_argument("--no-cpu-time", dest="cpu_time_check", action="store_false",
                    help="skip the single-thread CPU-time cross-check")
-    p.add_argument("--no-static", dest="compare_static", action="store_false",
-                   help="skip the static-quantization (QDQ) comparison engines")
+    p.add_argument("--static", dest="compare_static", action="store_true",
+                   help="add static-quantization (QDQ) engines (measured slower than dynamic: 2026-11-28-cpu.md)")
+    p.add_argument("--no-openvino", dest="openvino", action="store_false",
+                   help="skip the OpenVINO reference row (it is skipped anyway without the openvino package)")
     p.add_argument("--workdir", help="keep/reuse the bundle here")
     p.add_argument("--rebuild", action="store_true")
     p.add_argument("--keep", action="store_true")
