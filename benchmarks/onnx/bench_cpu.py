@@ -117,6 +117,33 @@ def make_session(path: Path, threads: int, opt_level: str = "all", spinning: boo
     return sess
 
 
+def cpu_counters() -> tuple[list[int], float]:
+    """(/proc/stat 'cpu' jiffies, this process's CPU seconds): their difference over a run tells
+    whether anything else ran on the cores (and how much the hypervisor stole)."""
+    try:
+        fields = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    except (OSError, ValueError, IndexError):
+        fields = []
+    t = os.times()
+    return fields, t.user + t.system
+
+
+def contention(before: tuple[list[int], float], after: tuple[list[int], float]) -> dict:
+    """Shares of all cores' time during the run: used by this benchmark, by other processes, stolen."""
+    (a, mine_a), (b, mine_b) = before, after
+    if len(a) < 8 or len(b) < 8:
+        return {}
+    hz = os.sysconf("SC_CLK_TCK")
+    delta = [y - x for x, y in zip(a, b)]
+    total = sum(delta[:8])  # user nice system idle iowait irq softirq steal
+    if total <= 0:
+        return {}
+    busy = delta[0] + delta[1] + delta[2] + delta[5] + delta[6]
+    mine = (mine_b - mine_a) * hz
+    return {"this_benchmark": round(min(mine, busy) / total, 3), "other_processes": round(max(busy - mine, 0) / total, 3),
+            "steal": round(delta[7] / total, 3)}
+
+
 def openvino_engine(path: Path, threads: int, batch_shape: tuple[int, ...]):
     """OpenVINO on the plain fp32 graph (f32 inference precision, latency hint); None without openvino."""
     try:
@@ -195,6 +222,7 @@ def run(args: argparse.Namespace) -> dict:
     work = Path(args.workdir or tempfile.mkdtemp(prefix="bindrt-bench-onnx-"))
     bundle_dir = work / f"huge-{args.modality}"
     load_before = os.getloadavg()
+    counters_before = cpu_counters()
     t0 = time.perf_counter()
     built = not (bundle_dir / "manifest.json").exists() or args.rebuild
     if built:
@@ -309,6 +337,7 @@ def run(args: argparse.Namespace) -> dict:
                 print(f"  {name:22s} {r['median_cpu_ms']:9.1f} ms  x{r['speedup_vs_torch_median']:.2f}", flush=True)
         torch.set_num_threads(threads)
     load_after = os.getloadavg()
+    cpu_share = contention(counters_before, cpu_counters())
     if not args.keep and not args.workdir:
         shutil.rmtree(work, ignore_errors=True)
     return {
@@ -323,6 +352,7 @@ def run(args: argparse.Namespace) -> dict:
         "machine": machine(),
         "versions": versions(),
         "load_average": {"before": [round(v, 2) for v in load_before], "after": [round(v, 2) for v in load_after]},
+        "cpu_share": cpu_share,
         "export_seconds": export_seconds,
         "engines": engine_info,
         "results": results,
@@ -350,10 +380,15 @@ def markdown(report: dict) -> str:
         f"- method: {report['method']}",
         "",
     ]
-    busy = max(report["load_average"]["before"][0], report["load_average"]["after"][0]) > 0.5 * (m.get("cpu_count") or 1)
+    share = report.get("cpu_share") or {}
+    if share:
+        lines[-1:-1] = [f"- CPU time during the run: this benchmark {share['this_benchmark']:.0%}, other processes "
+                        f"{share['other_processes']:.0%}, stolen by the hypervisor {share['steal']:.0%}"]
+    busy = share.get("other_processes", 0) + share.get("steal", 0) > 0.05 if share else \
+        report["load_average"]["before"][0] > 0.5 * (m.get("cpu_count") or 1)
     if busy:
         lines += [
-            "> **The machine was busy with other work during this run** (load average above). Wall-clock medians "
+            "> **The machine was busy with other work during this run** (see above). Wall-clock medians "
             "then mostly measure how each engine's threads cope with sharing the cores (PyTorch's OpenMP barriers "
             "suffer most, which inflates ORT's median ratios); minima approximate the uncontended latency. The "
             "single-thread CPU-time table at the end is the contention-robust comparison of the engines' work.",
