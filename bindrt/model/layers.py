@@ -68,7 +68,7 @@ class Attention(nn.Module):
         attention is causal (it sees keys 0..position), None otherwise. Projects only that row to Q:
         a third of the packed projection and 1/N of the attention of :meth:`forward`.
         """
-        batch, seq, dim = x.shape
+        batch, _, dim = x.shape
         head_dim = dim // self.num_heads
         q = F.linear(query, self.in_proj_weight[:dim], self.in_proj_bias[:dim])
         k, v = F.linear(x, self.in_proj_weight[dim:], self.in_proj_bias[dim:]).split(dim, dim=-1)
