@@ -184,8 +184,15 @@ class _Exporter:
             passes_export.insert(0, "last block computed for the pooled token only (ModalityEncoder.embed_pooled; exact)")
         base_info["pooled_last_block"] = self.pooled_last_block
         passes_check = ["onnx.shape_inference (strict, data_prop)", "onnx.checker.check_model(full_check=True)"]
-        # graphs per base kind, kept in memory for derived variants: (kind, precision, variant) -> ModelProto
+        # graphs the raw-input variants are composed from: (kind, precision, variant) -> ModelProto. Only those
+        # are kept; the rest are dropped as soon as they are staged (imagebind_huge vision is 2.5 GB per fp32 graph)
         built: dict[tuple[str, str, str], Any] = {}
+        composed_from = {GRAPH_KINDS[raw].based_on for raw in RAW_KINDS.get(modality, ())} if with_preprocessing else set()
+
+        def keep(kind: str, precision: str, variant: str, model) -> None:
+            if kind in composed_from:
+                built[(kind, precision, variant)] = model
+
         for kind in base_kinds(modality):
             prep = {"text": tokenizer_contract()}.get(kind)
             self.progress(f"exporting {modality}/{kind} (opset {self.opset})")
@@ -195,7 +202,7 @@ class _Exporter:
             if "fp32" in precisions:
                 self.stage(fp32, modality, kind, "fp32", "plain", {**common, "passes": passes_export + passes_check},
                            reference, validate)
-            built[(kind, "fp32", "plain")] = fp32
+            keep(kind, "fp32", "plain", fp32)
             if "fp16" in precisions:
                 half = onnx.ModelProto()
                 half.CopyFrom(fp32)
@@ -206,13 +213,16 @@ class _Exporter:
                 self.stage(half, modality, kind, "fp16", "plain",
                            {**common, "fp16": summary, "passes": passes_export + ["bindrt fp16 conversion (explicit Casts)"] + passes_check},
                            reference, validate)
-                built[(kind, "fp16", "plain")] = half
+                keep(kind, "fp16", "plain", half)
+                del half
             if "int8" in precisions:
                 q, summary = self._quantize(fp32, kind)
                 self.stage(q, modality, kind, "int8", "plain",
                            {**common, "quantization": summary, "passes": passes_export + ["onnxruntime.quantization"] + passes_check},
                            reference, validate)
-                built[(kind, "int8", "plain")] = q
+                keep(kind, "int8", "plain", q)
+                del q
+            del fp32  # the fused variant is exported afresh; only `built` may still hold it
             if fused and ("fp32" in precisions or "int8" in precisions):
                 fz, fusions = self._fused(kind, encoder, out_dim)
                 passes_fused = passes_export + ["Attention modules -> com.microsoft.Attention (custom op at export)",
@@ -220,7 +230,7 @@ class _Exporter:
                 if "fp32" in precisions:
                     self.stage(fz, modality, kind, "fp32", "fused", {**common, "fusions": fusions, "passes": passes_fused + passes_check},
                                reference, validate)
-                    built[(kind, "fp32", "fused")] = fz
+                    keep(kind, "fp32", "fused", fz)
                 if "int8" in precisions:
                     from bindrt.export.fusion import approximate_gelu
 
@@ -236,7 +246,9 @@ class _Exporter:
                                {**common, "fusions": fusions_int8, "quantization": summary,
                                 "passes": passes_fused + ["onnxruntime.quantization"] + passes_check},
                                reference, validate)
-                    built[(kind, "int8", "fused")] = q
+                    keep(kind, "int8", "fused", q)
+                    del q
+                del fz
         if with_preprocessing:
             from bindrt.export import preprocessing as pp
 
