@@ -18,24 +18,33 @@ from torch import Tensor, nn
 AttentionCore = Callable[[Tensor, Optional[Tensor], Optional[Tensor], int, bool], Tensor]
 
 
-def sdpa_attention(qkv: Tensor, bias_k: Optional[Tensor], bias_v: Optional[Tensor], num_heads: int, causal: bool) -> Tensor:
-    """MultiheadAttention math on a packed (B, N, 3D) projection; returns (B, N, D).
+def multihead_attention(q: Tensor, k: Tensor, v: Tensor, bias_k: Optional[Tensor], bias_v: Optional[Tensor],
+                        num_heads: int, causal: bool = False, key_limit: Optional[Tensor] = None) -> Tensor:
+    """MultiheadAttention math on projected (B, Nq, D) queries and (B, Nk, D) keys/values; returns (B, Nq, D).
 
     bias_k/bias_v (1, 1, D) are appended as one extra key/value at the end of the
-    sequence, as ``nn.MultiheadAttention(add_bias_kv=True)`` does.
+    sequence, as ``nn.MultiheadAttention(add_bias_kv=True)`` does. ``key_limit`` (B,) lets
+    query row b see keys 0..key_limit[b] only (a single causal query at that position).
     """
-    batch, seq, three_d = qkv.shape
-    dim = three_d // 3
+    batch, q_len, dim = q.shape
     head_dim = dim // num_heads
-    q, k, v = qkv.split(dim, dim=-1)
     if bias_k is not None and bias_v is not None:
         k = torch.cat([k, bias_k.to(k.dtype).expand(batch, 1, dim)], dim=1)
         v = torch.cat([v, bias_v.to(v.dtype).expand(batch, 1, dim)], dim=1)
-    q = q.reshape(batch, seq, num_heads, head_dim).transpose(1, 2)
+    q = q.reshape(batch, q_len, num_heads, head_dim).transpose(1, 2)
     k = k.reshape(batch, k.shape[1], num_heads, head_dim).transpose(1, 2)
     v = v.reshape(batch, v.shape[1], num_heads, head_dim).transpose(1, 2)
-    out = F.scaled_dot_product_attention(q, k, v, is_causal=causal)
-    return out.transpose(1, 2).reshape(batch, seq, dim)
+    mask = None
+    if key_limit is not None:
+        mask = (torch.arange(k.shape[2], device=k.device) <= key_limit[:, None])[:, None, None, :]
+    out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal)
+    return out.transpose(1, 2).reshape(batch, q_len, dim)
+
+
+def sdpa_attention(qkv: Tensor, bias_k: Optional[Tensor], bias_v: Optional[Tensor], num_heads: int, causal: bool) -> Tensor:
+    """The default attention core: :func:`multihead_attention` on a packed (B, N, 3D) projection."""
+    q, k, v = qkv.split(qkv.shape[-1] // 3, dim=-1)
+    return multihead_attention(q, k, v, bias_k, bias_v, num_heads, causal)
 
 
 class Attention(nn.Module):
@@ -68,21 +77,10 @@ class Attention(nn.Module):
         attention is causal (it sees keys 0..position), None otherwise. Projects only that row to Q:
         a third of the packed projection and 1/N of the attention of :meth:`forward`.
         """
-        batch, _, dim = x.shape
-        head_dim = dim // self.num_heads
+        dim = x.shape[-1]
         q = F.linear(query, self.in_proj_weight[:dim], self.in_proj_bias[:dim])
         k, v = F.linear(x, self.in_proj_weight[dim:], self.in_proj_bias[dim:]).split(dim, dim=-1)
-        if self.bias_k is not None and self.bias_v is not None:
-            k = torch.cat([k, self.bias_k.to(k.dtype).expand(batch, 1, dim)], dim=1)
-            v = torch.cat([v, self.bias_v.to(v.dtype).expand(batch, 1, dim)], dim=1)
-        q = q.reshape(batch, 1, self.num_heads, head_dim).transpose(1, 2)
-        k = k.reshape(batch, k.shape[1], self.num_heads, head_dim).transpose(1, 2)
-        v = v.reshape(batch, v.shape[1], self.num_heads, head_dim).transpose(1, 2)
-        mask = None
-        if key_limit is not None:
-            mask = (torch.arange(k.shape[2], device=x.device) <= key_limit[:, None])[:, None, None, :]
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-        return self.out_proj(out.transpose(1, 2).reshape(batch, 1, dim))
+        return self.out_proj(multihead_attention(q, k, v, self.bias_k, self.bias_v, self.num_heads, key_limit=key_limit))
 
 
 class Mlp(nn.Module):
