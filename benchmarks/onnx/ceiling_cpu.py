@@ -1,0 +1,365 @@
+"""The best ONNX Runtime could do on this CPU: a GEMM-rate floor for one encoder, against torch eager.
+
+``bench_cpu.py`` measures what the exported graphs achieve. This asks what they
+*could* achieve: it counts the encoder's FLOPs per item (the transformer's four
+weight GEMMs and the attention core from the block's shapes, cross-checked against
+``torch.utils.flop_counter``, which also counts the stem and head), measures ONNX Runtime's own kernels on exactly those
+GEMM shapes at ``M = tokens x batch`` (fp32 ``MatMul``; int8 ``DynamicQuantizeMatMul``,
+the kernel the int8 graphs run; each shape with as many distinct weight matrices as
+the tower has blocks, so the weights are not cache-hot), and divides. The resulting
+time assumes every FLOP runs at the GEMM kernel's rate and that LayerNorm, GELU,
+softmax, residual adds and layout changes cost nothing, so no graph for ONNX
+Runtime's CPU kernels can beat it. Torch eager is timed in the same run, so
+
+    ceiling speed-up = torch eager time / floor time
+
+bounds what any ONNX Runtime graph of this encoder can reach against torch here.
+With ``--workdir`` pointing at a bundle ``bench_cpu.py`` exported, the fused graphs
+are timed alongside (paired with torch, as in ``bench_cpu.py``).
+
+    python benchmarks/onnx/ceiling_cpu.py
+    python benchmarks/onnx/ceiling_cpu.py --workdir /tmp/bench-depth   # also time the graphs
+
+Writes ``benchmarks/onnx/results/<date>-ceiling.{json,md}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import statistics
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from bench_cpu import flat, input_batch, interleaved, machine, make_session, paired_speedup, versions  # noqa: E402
+
+#: The issue's targets against torch eager.
+TARGETS = {"fp32": 1.4, "int8": 2.5}
+
+
+def trunk_flops(dim: int, tokens: int, keys: int, blocks: int, pooled_last_block: bool) -> dict[str, float]:
+    """Multiply-add FLOPs (x2) per item of the transformer blocks, by weight GEMM and attention core.
+
+    ``keys`` counts the appended bias_k/bias_v key where the modality has one. With the
+    pooled last block only the pooled row is projected to Q and goes through out_proj and
+    the MLP; K and V are still projected for every row.
+    """
+    full = blocks - 1 if pooled_last_block else blocks
+    flops = {
+        "qkv": full * 2 * tokens * dim * 3 * dim,
+        "out_proj": full * 2 * tokens * dim * dim,
+        "fc1": full * 2 * tokens * dim * 4 * dim,
+        "fc2": full * 2 * tokens * 4 * dim * dim,
+        "attention_core": full * 4 * tokens * keys * dim,
+    }
+    if pooled_last_block:
+        flops["qkv"] += 2 * tokens * dim * 2 * dim + 2 * dim * dim
+        flops["out_proj"] += 2 * dim * dim
+        flops["fc1"] += 2 * dim * 4 * dim
+        flops["fc2"] += 2 * 4 * dim * dim
+        flops["attention_core"] += 4 * keys * dim
+    return {k: float(v) for k, v in flops.items()}
+
+
+def counted_flops(encoder, x) -> dict[str, float]:
+    """FLOPs of the reference forward per aten op, as torch's flop counter sees them.
+
+    The counter covers the matmuls and the stem's convolution; it does not see the
+    attention core on this path, which :func:`trunk_flops` counts instead.
+    """
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with torch.inference_mode(), FlopCounterMode(display=False) as counter:
+        encoder(x)
+    return {str(op).split(".")[-1]: float(v) for op, v in counter.get_flop_counts()["Global"].items()}
+
+
+def stem_and_head_flops(counted: dict[str, float], full_trunk: dict[str, float]) -> float:
+    """What the counter saw beyond the trunk's weight GEMMs; fails if the two counts of those disagree."""
+    linear = sum(v for op, v in counted.items() if op in ("addmm", "mm", "bmm", "linear"))
+    gemms = sum(v for k, v in full_trunk.items() if k != "attention_core")
+    if not gemms <= linear <= 1.01 * gemms:
+        raise RuntimeError(f"FLOP count mismatch: torch counts {linear:.4g} matmul FLOPs, the block formula {gemms:.4g}")
+    return linear - gemms + sum(v for op, v in counted.items() if op not in ("addmm", "mm", "bmm", "linear"))
+
+
+def kernel_seconds(nodes: list, inputs: dict[str, np.ndarray], initializers: list, op_type: str, threads: int,
+                   runs: int = 20) -> float:
+    """Kernel seconds of one ``op_type`` node, from ONNX Runtime's profiler (all such nodes of the graph pooled).
+
+    A fast quantile, not the median: a floor must not be inflated by this VM's bursts of
+    slowdown.
+    """
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    outputs = [o for node in nodes for o in node.output]
+    graph = helper.make_graph(
+        nodes, op_type,
+        [helper.make_tensor_value_info(name, TensorProto.FLOAT, list(v.shape)) for name, v in inputs.items()],
+        [helper.make_tensor_value_info(name, TensorProto.FLOAT, None) for name in outputs], initializers)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)])
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    so.log_severity_level = 3
+    so.enable_profiling = True
+    so.profile_file_prefix = str(Path(os.environ.get("TMPDIR", "/tmp")) / "bindrt-ceiling")
+    sess = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    warmup = 2
+    for _ in range(warmup + runs):
+        sess.run(None, inputs)
+    profile = Path(sess.end_profiling())
+    try:
+        events = json.loads(profile.read_text())
+    finally:
+        profile.unlink(missing_ok=True)
+    durations = [e["dur"] for e in events if e.get("cat") == "Node" and e["name"].endswith("_kernel_time")
+                 and e.get("args", {}).get("op_name") == op_type]
+    per_run = len(durations) // (warmup + runs)
+    return float(np.percentile(durations[warmup * per_run:], 10)) * 1e-6
+
+
+def gemm_seconds(kind: str, m: int, k: int, n: int, copies: int, threads: int) -> float:
+    """One (m, k) x (k, n) weight GEMM: fp32 ``MatMul`` or int8 ``DynamicQuantizeMatMul``.
+
+    ``copies`` distinct weight matrices are applied to the same input, so each kernel streams
+    its weights as it does inside the tower. Random weights; the timing does not depend on them.
+    """
+    from onnx import helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    nodes, inits = [], []
+    for i in range(copies):
+        if kind == "fp32":
+            inits.append(numpy_helper.from_array((rng.standard_normal((k, n)) * 0.05).astype(np.float32), f"w{i}"))
+            nodes.append(helper.make_node("MatMul", ["x", f"w{i}"], [f"y{i}"]))
+        else:
+            inits += [numpy_helper.from_array(rng.integers(-127, 128, (k, n), dtype=np.int8), f"w{i}"),
+                      numpy_helper.from_array(np.full(n, 1e-3, np.float32), f"s{i}"),
+                      numpy_helper.from_array(np.zeros(n, np.int8), f"z{i}")]
+            nodes.append(helper.make_node("DynamicQuantizeMatMul", ["x", f"w{i}", f"s{i}", f"z{i}"], [f"y{i}"],
+                                          domain="com.microsoft"))
+    x = rng.standard_normal((m, k)).astype(np.float32)
+    return kernel_seconds(nodes, {"x": x}, inits, nodes[0].op_type, threads)
+
+
+def block_op_seconds(batch: int, tokens: int, dim: int, heads: int, threads: int) -> dict[str, float]:
+    """ONNX Runtime's fastest CPU kernel for each non-GEMM op of one transformer block, at this batch.
+
+    The attention core is ``MultiHeadAttention`` on separate Q, K, V (measured faster than
+    the core inside ``Attention``; its bias_kv key is left out, which only makes it faster).
+    """
+    from onnx import helper, numpy_helper
+
+    rng = np.random.default_rng(1)
+    ms = "com.microsoft"
+    act = lambda *shape: rng.standard_normal(shape).astype(np.float32)  # noqa: E731
+    m = batch * tokens
+    vec = lambda n, name: numpy_helper.from_array(act(n), name)  # noqa: E731
+    out = {
+        "attention_core": kernel_seconds(
+            [helper.make_node("MultiHeadAttention", ["q", "k", "v"], ["y"], domain=ms, num_heads=heads)],
+            {"q": act(batch, tokens, dim), "k": act(batch, tokens, dim), "v": act(batch, tokens, dim)}, [],
+            "MultiHeadAttention", threads),
+        "layernorm": kernel_seconds([helper.make_node("LayerNormalization", ["x", "g", "b"], ["y"], epsilon=1e-6)],
+                                    {"x": act(m, dim)}, [vec(dim, "g"), vec(dim, "b")], "LayerNormalization", threads),
+        "residual_add": kernel_seconds([helper.make_node("Add", ["x", "r"], ["y"])], {"x": act(m, dim), "r": act(m, dim)}, [],
+                                       "Add", threads),
+    }
+    for op in ("BiasGelu", "FastGelu"):
+        out[op] = kernel_seconds([helper.make_node(op, ["x", "b"], ["y"], domain=ms)], {"x": act(m, 4 * dim)},
+                                 [vec(4 * dim, "b")], op, threads)
+    return out
+
+
+def floor_seconds(flops: dict[str, float], other: float, batch: int, tokens: int, dim: int, heads: int, blocks: int,
+                  threads: int) -> tuple[dict[str, dict[str, float]], dict]:
+    """Two floors per precision, and the measurements behind them.
+
+    ``gemm_rate``: every FLOP at ONNX Runtime's GEMM rate for its shape, everything else free.
+    ``stock_kernels``: the weight GEMMs as above, plus ONNX Runtime's own kernels for the
+    attention core, LayerNorm, GELU and residual adds of every full block, run back to back
+    with nothing in between. int8 graphs quantize the four weight GEMMs; the attention core,
+    stem and head stay fp32 (ONNX Runtime has no int8 attention core), so they are charged
+    at the fp32 QKV GEMM rate; their GELU is ``FastGelu``, fp32's the exact ``BiasGelu``.
+    """
+    m = tokens * batch
+    shapes = {"qkv": (dim, 3 * dim), "out_proj": (dim, dim), "fc1": (dim, 4 * dim), "fc2": (4 * dim, dim)}
+    rates: dict[str, dict[str, float]] = defaultdict(dict)
+    for kind in ("fp32", "int8"):
+        for name, (k, n) in shapes.items():
+            rates[kind][name] = 2 * m * k * n / gemm_seconds(kind, m, k, n, blocks, threads)
+    ops = block_op_seconds(batch, tokens, dim, heads, threads)
+    full_blocks = blocks - 1  # the pooled last block's row-wise ops are one row: left out
+    floors: dict[str, dict[str, float]] = {}
+    for kind, gelu in (("fp32", "BiasGelu"), ("int8", "FastGelu")):
+        weights = sum(flops[name] * batch / rates[kind][name] for name in shapes) + other * batch / rates["fp32"]["qkv"]
+        per_block = ops["attention_core"] + 2 * ops["layernorm"] + ops[gelu] + 2 * ops["residual_add"]
+        floors[kind] = {
+            "gemm_rate": weights + flops["attention_core"] * batch / rates["fp32"]["qkv"],
+            "stock_kernels": weights + full_blocks * per_block + ops["layernorm"],
+        }
+    measured = {"gemm_rates_gflops": {kind: {k: round(v / 1e9, 1) for k, v in r.items()} for kind, r in rates.items()},
+                "block_ops_ms": {k: round(1000 * v, 3) for k, v in ops.items()}}
+    return floors, measured
+
+
+def run(args: argparse.Namespace) -> dict:
+    import torch
+
+    from bindrt.config import PRESETS
+    from bindrt.model import build_encoder, init_weights
+
+    threads = args.threads or os.cpu_count() or 1
+    torch.set_num_threads(threads)
+    torch.manual_seed(args.seed)
+    config = PRESETS["imagebind_huge"]
+    kind = args.modality
+    encoder = init_weights(build_encoder(kind, config)).eval()
+    dim, blocks = config.embed_dim(kind), config.num_blocks(kind)
+    tokens = encoder.preprocessor.position.shape[1]
+    keys = tokens + (1 if encoder.trunk.blocks[0].attn.bias_k is not None else 0)
+
+    x1 = torch.from_numpy(input_batch(kind, 1))
+    full = trunk_flops(dim, tokens, keys, blocks, pooled_last_block=False)
+    other = stem_and_head_flops(counted_flops(encoder, x1), full)  # patch convolution, head projection
+    total_reference = sum(full.values()) + other
+    pooled = trunk_flops(dim, tokens, keys, blocks, pooled_last_block=True)
+
+    graphs = {}
+    if args.workdir:
+        from bindrt.bundle import Bundle
+        from bindrt.export.spec import graph_records
+
+        bundle_dir = Path(args.workdir) / f"huge-{kind}"
+        if (bundle_dir / "manifest.json").exists():
+            bundle = Bundle.open(bundle_dir)
+            records = graph_records(bundle.modality(kind))
+            for name, key in (("ort_fused_fp32", f"{kind}.fp32.fused"), ("ort_fused_int8", f"{kind}.int8.fused")):
+                if key in records:
+                    graphs[name] = make_session(bundle.file(records[key]["file"]), threads)
+        else:
+            print(f"no bundle in {bundle_dir}: timing torch and the floor only", flush=True)
+
+    results = {}
+    for batch in args.batches:
+        print(f"batch {batch}: ORT GEMM rates on the encoder's shapes", flush=True)
+        floors, measured = floor_seconds(pooled, other, batch, tokens, dim, config.num_heads(kind), blocks, threads)
+        x = input_batch(kind, batch)
+        xt = torch.from_numpy(x)
+        calls = {"torch_eager": lambda: encoder(xt)}
+        for name, sess in graphs.items():
+            calls[name] = lambda s=sess: s.run(None, {kind: x})
+        print(f"batch {batch}: timing torch eager" + (" and the fused graphs" if graphs else ""), flush=True)
+        with torch.inference_mode():
+            blocks_timed = interleaved(calls, args.rounds, 2, time.perf_counter)
+        torch_s = statistics.median(flat(blocks_timed["torch_eager"]))
+        row = {
+            "torch_eager_ms": round(1000 * torch_s, 1),
+            **measured,
+            "floor_ms": {k: {f: round(1000 * v, 1) for f, v in fl.items()} for k, fl in floors.items()},
+            "ceiling_speedup": {k: {f: round(torch_s / v, 2) for f, v in fl.items()} for k, fl in floors.items()},
+            "graphs": {},
+        }
+        for name in graphs:
+            precision = name.rsplit("_", 1)[1]
+            t = statistics.median(flat(blocks_timed[name]))
+            row["graphs"][name] = {"median_ms": round(1000 * t, 1),
+                                   "speedup_paired": round(paired_speedup(blocks_timed, "torch_eager", name), 2),
+                                   "stock_floor_over_measured": round(floors[precision]["stock_kernels"] / t, 2)}
+        results[f"batch_{batch}"] = row
+
+    return {
+        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "machine": machine(),
+        "versions": versions(),
+        "threads": threads,
+        "model": {"preset": "imagebind_huge", "modality": kind, "embed_dim": dim, "blocks": blocks,
+                  "heads": config.num_heads(kind), "tokens": tokens, "keys": keys, "weights": f"random (seed {args.seed})"},
+        "gflops_per_item": {"reference_forward": round(total_reference / 1e9, 3),
+                            "pooled_last_block": round((sum(pooled.values()) + other) / 1e9, 3),
+                            "by_part_pooled": {k: round(v / 1e9, 3) for k, v in pooled.items()} | {"stem_and_head": round(other / 1e9, 3)}},
+        "targets": TARGETS,
+        "results": results,
+    }
+
+
+def markdown(report: dict) -> str:
+    m, md = report["machine"], report["model"]
+    g, targets = report["gflops_per_item"], report["targets"]
+    lines = [
+        f"# ONNX Runtime's ceiling on this CPU — imagebind_huge {md['modality']} encoder",
+        "",
+        f"- date: {report['date']}",
+        f"- machine: {m.get('cpu_model')} — {m.get('cpu_count')} cores ({', '.join(m.get('isa', []))}), {m['platform']}",
+        f"- threads: {report['threads']}; versions: " + ", ".join(f"{k} {v}" for k, v in report["versions"].items()),
+        f"- model: {md['embed_dim']} wide, {md['blocks']} blocks, {md['heads']} heads, {md['tokens']} tokens "
+        f"({md['keys']} keys), {md['weights']}",
+        f"- GFLOP per item: reference forward {g['reference_forward']}, with the pooled last block {g['pooled_last_block']} "
+        "(" + ", ".join(f"{k} {v}" for k, v in g["by_part_pooled"].items()) + ")",
+        "- floors (times no ONNX Runtime CPU graph of this encoder can beat; kernel times are 10th percentiles "
+        "from ORT's profiler): **GEMM rate** = every FLOP at ORT's measured GEMM rate for its shape (fp32 `MatMul`; "
+        "int8 `DynamicQuantizeMatMul` for the weight GEMMs, fp32 for attention core, stem, head), all other ops free; "
+        "**stock kernels** = the weight GEMMs at those rates, plus ORT's own kernels for each full block's attention core "
+        "(`MultiHeadAttention`), 2 LayerNorms, GELU (`BiasGelu` fp32, `FastGelu` int8) and 2 residual adds, "
+        "back to back with nothing between them (bias adds, reshapes and the last block's one-row ops free)",
+        "- ceiling = torch eager median (same run) / floor",
+        f"- targets (issue 3): fused fp32 >= {targets['fp32']}x torch eager, int8 >= {targets['int8']}x",
+        "",
+        "| batch | torch eager ms | precision | GEMM GFLOP/s (qkv, out, fc1, fc2) | floor ms: GEMM rate / stock kernels "
+        "| ceiling: GEMM rate / stock kernels | target | fused graph: median ms, paired speed-up, stock floor / measured |",
+        "|---:|---:|---|---|---|---|---:|---|",
+    ]
+    for batch, r in report["results"].items():
+        for kind in ("fp32", "int8"):
+            fl, ce = r["floor_ms"][kind], r["ceiling_speedup"][kind]
+            graph = r["graphs"].get(f"ort_fused_{kind}")
+            timed = (f"{graph['median_ms']} ms, {graph['speedup_paired']}x, {graph['stock_floor_over_measured']:.0%}"
+                     if graph else "not timed")
+            lines.append(f"| {batch.split('_')[1]} | {r['torch_eager_ms']} | {kind} | "
+                         f"{', '.join(str(v) for v in r['gemm_rates_gflops'][kind].values())} | "
+                         f"{fl['gemm_rate']} / {fl['stock_kernels']} | {ce['gemm_rate']}x / {ce['stock_kernels']}x | "
+                         f"{targets[kind]}x | {timed} |")
+    lines += ["", "ORT kernel ms per block op (one call, whole batch):", "",
+              "| batch | " + " | ".join(next(iter(report["results"].values()))["block_ops_ms"]) + " |",
+              "|---:|" + "---:|" * len(next(iter(report["results"].values()))["block_ops_ms"])]
+    for batch, r in report["results"].items():
+        lines.append(f"| {batch.split('_')[1]} | " + " | ".join(str(v) for v in r["block_ops_ms"].values()) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--modality", default="depth", choices=("depth", "audio", "thermal", "imu"))
+    p.add_argument("--batches", type=lambda s: [int(x) for x in s.split(",")], default=[1, 8])
+    p.add_argument("--rounds", type=int, default=12)
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--workdir", help="a bench_cpu.py --workdir holding the exported bundle: also time its fused graphs")
+    p.add_argument("--out", default=str(HERE / "results"))
+    p.add_argument("--tag", default="ceiling")
+    args = p.parse_args(argv)
+    report = run(args)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    stem = f"{report['date'][:10]}-{args.tag}"
+    (out / f"{stem}.json").write_text(json.dumps(report, indent=1) + "\n")
+    (out / f"{stem}.md").write_text(markdown(report) + "\n")
+    print(markdown(report))
+    print(f"wrote {out / stem}.json and .md")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
