@@ -61,6 +61,10 @@ def machine() -> dict:
     return info
 
 
+def machine_line(m: dict) -> str:
+    return f"- machine: {m.get('cpu_model')} — {m.get('cpu_count')} cores ({', '.join(m.get('isa', []))}), {m['platform']}"
+
+
 def versions() -> dict:
     from importlib import metadata
 
@@ -371,7 +375,7 @@ def markdown(report: dict) -> str:
         f"# ONNX Runtime vs torch eager on CPU — imagebind_huge {report['model']['modality']} encoder",
         "",
         f"- date: {report['date']}",
-        f"- machine: {m.get('cpu_model')} — {m.get('cpu_count')} cores ({', '.join(m.get('isa', []))}), {m['platform']}",
+        machine_line(m),
         f"- threads: {report['threads']} (torch.set_num_threads and ORT intra_op_num_threads)",
         "- versions: " + ", ".join(f"{k} {val}" for k, val in v.items()),
         f"- model: {report['model']['embed_dim']} wide, {report['model']['blocks']} blocks, {report['model']['heads']} heads, {report['model']['weights']}",
@@ -416,6 +420,15 @@ def markdown(report: dict) -> str:
     return "\n".join(lines)
 
 
+def write_report(report: dict, markdown, out: Path, tag: str) -> None:
+    """``<out>/<date>-<tag>.json`` and ``.md``: every run recorded with its machine, versions and date."""
+    out.mkdir(parents=True, exist_ok=True)
+    stem = f"{report['date'][:10]}-{tag}"
+    (out / f"{stem}.json").write_text(json.dumps(report, indent=1) + "\n")
+    (out / f"{stem}.md").write_text(markdown(report) + "\n")
+    print(f"wrote {out / stem}.json and .md")
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--modality", default="depth", choices=("depth", "audio", "thermal", "imu"))
@@ -437,13 +450,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default=str(HERE / "results"))
     p.add_argument("--tag", default="cpu")
     args = p.parse_args(argv)
-    report = run(args)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    stem = f"{report['date'][:10]}-{args.tag}"
-    (out / f"{stem}.json").write_text(json.dumps(report, indent=1) + "\n")
-    (out / f"{stem}.md").write_text(markdown(report) + "\n")
-    print(f"wrote {out / stem}.json and .md")
+    write_report(run(args), markdown, Path(args.out), args.tag)
     return 0
 
 

@@ -40,7 +40,8 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from bench_cpu import flat, input_batch, interleaved, machine, make_session, paired_speedup, versions  # noqa: E402
+from bench_cpu import (  # noqa: E402
+    flat, input_batch, interleaved, machine, machine_line, make_session, paired_speedup, versions, write_report)
 
 #: The issue's targets against torch eager.
 TARGETS = {"fp32": 1.4, "int8": 2.5}
@@ -302,7 +303,7 @@ def markdown(report: dict) -> str:
         f"# ONNX Runtime's ceiling on this CPU — imagebind_huge {md['modality']} encoder",
         "",
         f"- date: {report['date']}",
-        f"- machine: {m.get('cpu_model')} — {m.get('cpu_count')} cores ({', '.join(m.get('isa', []))}), {m['platform']}",
+        machine_line(m),
         f"- threads: {report['threads']}; versions: " + ", ".join(f"{k} {v}" for k, v in report["versions"].items()),
         f"- model: {md['embed_dim']} wide, {md['blocks']} blocks, {md['heads']} heads, {md['tokens']} tokens "
         f"({md['keys']} keys), {md['weights']}",
@@ -351,13 +352,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tag", default="ceiling")
     args = p.parse_args(argv)
     report = run(args)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    stem = f"{report['date'][:10]}-{args.tag}"
-    (out / f"{stem}.json").write_text(json.dumps(report, indent=1) + "\n")
-    (out / f"{stem}.md").write_text(markdown(report) + "\n")
     print(markdown(report))
-    print(f"wrote {out / stem}.json and .md")
+    write_report(report, markdown, Path(args.out), args.tag)
     return 0
 
 
