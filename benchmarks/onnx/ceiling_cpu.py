@@ -85,10 +85,11 @@ def counted_flops(encoder, x) -> dict[str, float]:
     return {str(op).split(".")[-1]: float(v) for op, v in counter.get_flop_counts()["Global"].items()}
 
 
-def stem_and_head_flops(counted: dict[str, float], full_trunk: dict[str, float]) -> float:
-    """What the counter saw beyond the trunk's weight GEMMs; fails if the two counts of those disagree."""
+def stem_and_head_flops(counted: dict[str, float], full_trunk: dict[str, float], clips: int) -> float:
+    """What the counter saw beyond the trunk's weight GEMMs (per item of ``clips`` sequences);
+    fails if the two counts of those disagree."""
     linear = sum(v for op, v in counted.items() if op in ("addmm", "mm", "bmm", "linear"))
-    gemms = sum(v for k, v in full_trunk.items() if k != "attention_core")
+    gemms = clips * sum(v for k, v in full_trunk.items() if k != "attention_core")
     if not gemms <= linear <= 1.01 * gemms:
         raise RuntimeError(f"FLOP count mismatch: torch counts {linear:.4g} matmul FLOPs, the block formula {gemms:.4g}")
     return linear - gemms + sum(v for op, v in counted.items() if op not in ("addmm", "mm", "bmm", "linear"))
@@ -184,8 +185,8 @@ def block_op_seconds(batch: int, tokens: int, dim: int, heads: int, threads: int
     return out
 
 
-def floor_seconds(flops: dict[str, float], other: float, batch: int, tokens: int, dim: int, heads: int, blocks: int,
-                  threads: int) -> tuple[dict[str, dict[str, float]], dict]:
+def floor_seconds(flops: dict[str, float], other: float, batch: int, clips: int, tokens: int, dim: int, heads: int,
+                  blocks: int, threads: int) -> tuple[dict[str, dict[str, float]], dict]:
     """Two floors per precision, and the measurements behind them.
 
     ``gemm_rate``: every FLOP at ONNX Runtime's GEMM rate for its shape, everything else free.
@@ -194,21 +195,23 @@ def floor_seconds(flops: dict[str, float], other: float, batch: int, tokens: int
     with nothing in between. int8 graphs quantize the four weight GEMMs; the attention core,
     stem and head stay fp32 (ONNX Runtime has no int8 attention core), so they are charged
     at the fp32 QKV GEMM rate; their GELU is ``FastGelu``, fp32's the exact ``BiasGelu``.
+    ``flops`` are per sequence, ``other`` per item; an item is ``clips`` sequences.
     """
-    m = tokens * batch
+    sequences = batch * clips
+    m = tokens * sequences
     shapes = {"qkv": (dim, 3 * dim), "out_proj": (dim, dim), "fc1": (dim, 4 * dim), "fc2": (4 * dim, dim)}
     rates: dict[str, dict[str, float]] = defaultdict(dict)
     for kind in ("fp32", "int8"):
         for name, (k, n) in shapes.items():
             rates[kind][name] = 2 * m * k * n / gemm_seconds(kind, m, k, n, blocks, threads)
-    ops = block_op_seconds(batch, tokens, dim, heads, threads)
+    ops = block_op_seconds(sequences, tokens, dim, heads, threads)
     full_blocks = blocks - 1  # the pooled last block's row-wise ops are one row: left out
     floors: dict[str, dict[str, float]] = {}
     for kind, gelu in (("fp32", "BiasGelu"), ("int8", "FastGelu")):
-        weights = sum(flops[name] * batch / rates[kind][name] for name in shapes) + other * batch / rates["fp32"]["qkv"]
+        weights = sum(flops[name] * sequences / rates[kind][name] for name in shapes) + other * batch / rates["fp32"]["qkv"]
         per_block = ops["attention_core"] + 2 * ops["layernorm"] + ops[gelu] + 2 * ops["residual_add"]
         floors[kind] = {
-            "gemm_rate": weights + flops["attention_core"] * batch / rates["fp32"]["qkv"],
+            "gemm_rate": weights + flops["attention_core"] * sequences / rates["fp32"]["qkv"],
             "stock_kernels": weights + full_blocks * per_block + ops["layernorm"],
         }
     measured = {"gemm_rates_gflops": {kind: {k: round(v / 1e9, 1) for k, v in r.items()} for kind, r in rates.items()},
@@ -233,9 +236,10 @@ def run(args: argparse.Namespace) -> dict:
     keys = tokens + (1 if encoder.trunk.blocks[0].attn.bias_k is not None else 0)
 
     x1 = torch.from_numpy(input_batch(kind, 1))
-    full = trunk_flops(dim, tokens, keys, blocks, pooled_last_block=False)
-    other = stem_and_head_flops(counted_flops(encoder, x1), full)  # patch convolution, head projection
-    total_reference = sum(full.values()) + other
+    clips = x1.shape[1] if x1.ndim == encoder.multi_clip_ndim else 1  # audio: 3 clips per item, averaged
+    full = trunk_flops(dim, tokens, keys, blocks, pooled_last_block=False)  # per sequence (clip)
+    other = stem_and_head_flops(counted_flops(encoder, x1), full, clips)  # patch convolution, head projection
+    total_reference = clips * sum(full.values()) + other
     pooled = trunk_flops(dim, tokens, keys, blocks, pooled_last_block=True)
 
     graphs = {}
@@ -256,7 +260,7 @@ def run(args: argparse.Namespace) -> dict:
     results = {}
     for batch in args.batches:
         print(f"batch {batch}: ORT GEMM rates on the encoder's shapes", flush=True)
-        floors, measured = floor_seconds(pooled, other, batch, tokens, dim, config.num_heads(kind), blocks, threads)
+        floors, measured = floor_seconds(pooled, other, batch, clips, tokens, dim, config.num_heads(kind), blocks, threads)
         x = input_batch(kind, batch)
         xt = torch.from_numpy(x)
         calls = {"torch_eager": lambda: encoder(xt)}
@@ -287,10 +291,11 @@ def run(args: argparse.Namespace) -> dict:
         "versions": versions(),
         "threads": threads,
         "model": {"preset": "imagebind_huge", "modality": kind, "embed_dim": dim, "blocks": blocks,
-                  "heads": config.num_heads(kind), "tokens": tokens, "keys": keys, "weights": f"random (seed {args.seed})"},
+                  "heads": config.num_heads(kind), "tokens": tokens, "keys": keys, "clips_per_item": clips, "weights": f"random (seed {args.seed})"},
         "gflops_per_item": {"reference_forward": round(total_reference / 1e9, 3),
-                            "pooled_last_block": round((sum(pooled.values()) + other) / 1e9, 3),
-                            "by_part_pooled": {k: round(v / 1e9, 3) for k, v in pooled.items()} | {"stem_and_head": round(other / 1e9, 3)}},
+                            "pooled_last_block": round((clips * sum(pooled.values()) + other) / 1e9, 3),
+                            "by_part_pooled": {k: round(clips * v / 1e9, 3) for k, v in pooled.items()}
+                            | {"stem_and_head": round(other / 1e9, 3)}},
         "targets": TARGETS,
         "results": results,
     }
@@ -306,7 +311,8 @@ def markdown(report: dict) -> str:
         machine_line(m),
         f"- threads: {report['threads']}; versions: " + ", ".join(f"{k} {v}" for k, v in report["versions"].items()),
         f"- model: {md['embed_dim']} wide, {md['blocks']} blocks, {md['heads']} heads, {md['tokens']} tokens "
-        f"({md['keys']} keys), {md['weights']}",
+        f"({md['keys']} keys)" + (f", {md['clips_per_item']} clips per item" if md.get("clips_per_item", 1) > 1 else "")
+        + f", {md['weights']}",
         f"- GFLOP per item: reference forward {g['reference_forward']}, with the pooled last block {g['pooled_last_block']} "
         "(" + ", ".join(f"{k} {v}" for k, v in g["by_part_pooled"].items()) + ")",
         "- floors (times no ONNX Runtime CPU graph of this encoder can beat; kernel times are 10th percentiles "
