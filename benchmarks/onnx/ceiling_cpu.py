@@ -211,7 +211,7 @@ def gemm_shapes(dim: int) -> dict[str, tuple[int, int]]:
 
 
 def timed_cycles(timed: dict, probes: dict[str, KernelProbe], rounds: int, warmup: int,
-                 burst: int = 5, gap: float = 0.02) -> dict[str, list[list[float]]]:
+                 burst: int = 5, gap: float = 0.05) -> dict[str, list[list[float]]]:
     """``rounds`` cycles of: each timed engine once after an untimed settle call (order
     alternating), then every probe ``burst`` times in a row, ``gap`` seconds apart.
 
