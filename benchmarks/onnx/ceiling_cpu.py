@@ -1,24 +1,31 @@
-"""The best ONNX Runtime could do on this CPU: a GEMM-rate floor for one encoder, against torch eager.
+"""The best any ONNX Runtime CPU graph of one encoder could do, against torch eager, on this machine.
 
-``bench_cpu.py`` measures what the exported graphs achieve. This asks what they
-*could* achieve: it counts the encoder's FLOPs per item (the transformer's four
-weight GEMMs and the attention core from the block's shapes, cross-checked against
-``torch.utils.flop_counter``, which also counts the stem and head), measures ONNX Runtime's own kernels on exactly those
-GEMM shapes at ``M = tokens x batch`` (fp32 ``MatMul``; int8 ``DynamicQuantizeMatMul``,
-the kernel the int8 graphs run; each shape with as many distinct weight matrices as
-the tower has blocks, so the weights are not cache-hot), and divides. The resulting
-time assumes every FLOP runs at the GEMM kernel's rate and that LayerNorm, GELU,
-softmax, residual adds and layout changes cost nothing, so no graph for ONNX
-Runtime's CPU kernels can beat it. Torch eager is timed in the same run, so
+``bench_cpu.py`` measures what the exported graphs achieve; this asks what they
+*could* achieve. It counts the encoder's FLOPs per item (the four weight GEMMs and the
+attention core from the block's shapes, cross-checked against
+``torch.utils.flop_counter``, which also counts the stem and head) and profiles ONNX
+Runtime's own kernels at the encoder's shapes, ``M = tokens x sequences``:
+
+* weight GEMMs: fp32 ``MatMul``; int8 ``DynamicQuantizeMatMul``, the kernel the int8
+  graphs run; each shape with as many distinct weight matrices as the tower has blocks,
+  so the weights are not cache-hot;
+* each block's other ops: attention core (``MultiHeadAttention``), LayerNorm and residual
+  add (or ``SkipLayerNormalization``, whichever is faster), GELU.
+
+Two floors follow: **GEMM rate** (every FLOP at the GEMM kernels' rate, all else free)
+and **stock kernels** (the weight GEMMs plus ORT's kernels for the other ops, back to
+back with nothing between them). No graph for ORT's CPU kernels beats either, so
 
     ceiling speed-up = torch eager time / floor time
 
-bounds what any ONNX Runtime graph of this encoder can reach against torch here.
-With ``--workdir`` pointing at a bundle ``bench_cpu.py`` exported, the fused graphs
-are timed alongside (paired with torch, as in ``bench_cpu.py``).
+bounds what any ONNX Runtime graph of this encoder can reach against torch here. The
+kernels run in the same cycles as torch (and, with ``--workdir`` pointing at a bundle
+``bench_cpu.py`` exported, the fused graphs), and every ratio is formed within a cycle:
+this VM slows down in bursts of seconds.
 
     python benchmarks/onnx/ceiling_cpu.py
     python benchmarks/onnx/ceiling_cpu.py --workdir /tmp/bench-depth   # also time the graphs
+    python benchmarks/onnx/ceiling_cpu.py --modality audio             # 3 clips per item
 
 Writes ``benchmarks/onnx/results/<date>-ceiling.{json,md}``.
 """
