@@ -101,7 +101,8 @@ def input_batch(modality: str, batch: int, seed: int = 0) -> np.ndarray:
     return np.ascontiguousarray(np.concatenate([x] * reps)[:batch])
 
 
-def make_session(path: Path, threads: int, opt_level: str = "all", spinning: bool = True):
+def make_session(path: Path | bytes, threads: int, opt_level: str = "all", spinning: bool = True,
+                 profile_prefix: str | None = None):
     import onnxruntime as ort
 
     so = ort.SessionOptions()
@@ -116,8 +117,12 @@ def make_session(path: Path, threads: int, opt_level: str = "all", spinning: boo
         "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
     }[opt_level]
     so.log_severity_level = 3
-    sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-    sess._bindrt_path = str(path)
+    if profile_prefix:
+        so.enable_profiling = True
+        so.profile_file_prefix = profile_prefix
+    model = path if isinstance(path, bytes) else str(path)
+    sess = ort.InferenceSession(model, so, providers=["CPUExecutionProvider"])
+    sess._bindrt_path = None if isinstance(path, bytes) else str(path)
     return sess
 
 

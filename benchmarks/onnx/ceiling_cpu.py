@@ -114,7 +114,6 @@ class KernelProbe:
 
     def __init__(self, nodes: list, inputs: dict[str, np.ndarray], initializers: list, op_type: str,
                  threads: int) -> None:
-        import onnxruntime as ort
         from onnx import TensorProto, helper
 
         outputs = [o for node in nodes for o in node.output]
@@ -123,13 +122,8 @@ class KernelProbe:
             [helper.make_tensor_value_info(name, TensorProto.FLOAT, list(v.shape)) for name, v in inputs.items()],
             [helper.make_tensor_value_info(name, TensorProto.FLOAT, None) for name in outputs], initializers)
         model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)])
-        so = ort.SessionOptions()
-        so.intra_op_num_threads = threads
-        so.inter_op_num_threads = 1
-        so.log_severity_level = 3
-        so.enable_profiling = True
-        so.profile_file_prefix = str(Path(os.environ.get("TMPDIR", "/tmp")) / "bindrt-ceiling")
-        self.session = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+        self.session = make_session(model.SerializeToString(), threads,
+                                    profile_prefix=str(Path(os.environ.get("TMPDIR", "/tmp")) / "bindrt-ceiling"))
         self.inputs, self.op_type, self.per_call = inputs, op_type, len(nodes)
 
     def __call__(self) -> None:
