@@ -19,6 +19,15 @@ at run time, ``MatMulConstBOnly``), everything else fp32:
   CPU time per batch-1 call) static took 98 ms against 67 ms dynamic (the CPU EP
   runs the QDQ pairs around every LayerNorm/GELU/Softmax), at the same accuracy
   (min cosine vs torch 0.99984 static, 0.99982 dynamic, real inputs).
+* The price: one activation range per tensor *per call*, measured over the whole
+  batch, so an item's embedding depends slightly on what it is batched with (the
+  manifest records ``batch_invariant: false``). In the trunk every quantized activation
+  follows a LayerNorm (QKV, fc1) or is built from one (attention output, GELU), which
+  bounds the shift. MatMuls before the first LayerNorm (IMU's Linear stem) read the raw
+  signal, so they stay fp32 (:func:`stem_matmuls`; quantized, they moved IMU embeddings 5x
+  more). The tests check the shift stays inside the int8 tolerance with batch-mates 4x
+  the item's scale. A serving stack that needs bit-identical embeddings across
+  batchings uses fp32/fp16, or ``method="static"``.
 * Per-channel weight scales: one scale per output channel keeps each channel's
   weight error at its own resolution; measured on the same tower: min cosine
   0.99952 per-channel vs 0.99941 per-tensor, and no slower (67 vs 76 ms).
@@ -59,9 +68,11 @@ def quantize(
     op_types = list(op_types)
     # Only com.microsoft.Attention has a quantized form (QAttention); opset >= 23 graphs may hold the
     # standard ONNX Attention op, which the quantizer would otherwise mistake for it.
-    exclude = [n.name for n in model.graph.node if n.op_type == "Attention" and n.domain in ("", "ai.onnx")]
-    if any(not n.name for n in model.graph.node if n.op_type == "Attention" and n.domain in ("", "ai.onnx")):
-        raise ValueError("unnamed ONNX Attention nodes cannot be excluded from quantization")
+    excluded = [n for n in model.graph.node if n.op_type == "Attention" and n.domain in ("", "ai.onnx")]
+    excluded += stem_matmuls(model)
+    if any(not n.name for n in excluded):
+        raise ValueError("unnamed ONNX Attention or stem MatMul nodes cannot be excluded from quantization")
+    exclude = [n.name for n in excluded]
     logger = logging.getLogger()
     level = logger.level
     logger.setLevel(logging.ERROR)
@@ -76,7 +87,9 @@ def quantize(
                     weight_type=QuantType.QInt8, use_external_data_format=large, nodes_to_exclude=exclude,
                     extra_options={"MatMulConstBOnly": True},
                 )
-                details = {"activations": "uint8, per tensor, range measured at run time", "calibration": None}
+                # The range spans the whole batch, so batch-mates shift an item's embedding slightly.
+                details = {"activations": "uint8, per tensor, range measured at run time over the whole batch",
+                           "calibration": None, "batch_invariant": False}
             elif method == "static":
                 if not calibration:
                     raise ValueError("static quantization needs calibration inputs")
@@ -94,7 +107,8 @@ def quantize(
                     calibrate_method=CalibrationMethod.MinMax, use_external_data_format=large, nodes_to_exclude=exclude,
                     extra_options={"MatMulConstBOnly": True, "ActivationSymmetric": False},
                 )
-                details = {"activations": "uint8, per tensor, calibrated (MinMax)", "calibration": {"batches": len(calibration)}}
+                details = {"activations": "uint8, per tensor, calibrated (MinMax)", "calibration": {"batches": len(calibration)},
+                           "batch_invariant": True}
             else:
                 raise ValueError(f"unknown quantization method {method!r}; expected 'dynamic' or 'static'")
         finally:
@@ -110,6 +124,19 @@ def quantize(
         "op_types": op_types,
         "matmul_const_b_only": True,
         "quantized_nodes": quantized,
+        "kept_fp32": sorted(exclude),
         **details,
     }
     return out, summary
+
+
+def stem_matmuls(model: onnx.ModelProto) -> list[onnx.NodeProto]:
+    """MatMuls before the first LayerNorm: they read the raw signal (IMU's Linear patch stem).
+
+    A per-tensor range over a raw batch lets one loud item coarsen every other item's
+    quantization; after a LayerNorm the ranges are per-token bounded. They are a tiny share
+    of the work, so they stay fp32.
+    """
+    nodes = list(model.graph.node)
+    first_norm = next((i for i, n in enumerate(nodes) if n.op_type in ("LayerNormalization", "SkipLayerNormalization")), 0)
+    return [n for n in nodes[:first_norm] if n.op_type == "MatMul"]

@@ -224,6 +224,7 @@ def run(args: argparse.Namespace) -> dict:
     from bindrt.bundle import Bundle
     from bindrt.export import export_bundle
     from bindrt.export.spec import graph_records
+    from bindrt.export.torch_export import wrap
     from bindrt.model import load_encoder
 
     threads = args.threads or os.cpu_count() or 1
@@ -245,6 +246,7 @@ def run(args: argparse.Namespace) -> dict:
     records = graph_records(bundle.modality(args.modality))
     kind = args.modality
     encoder = load_encoder(kind, bundle.config, bundle.load_weights(kind))
+    pooled = wrap(kind, encoder, pooled_last_block=True)  # what the graphs trace (clip axis folded)
 
     engines: dict[str, object] = {}
     engine_info: dict[str, dict] = {
@@ -283,7 +285,7 @@ def run(args: argparse.Namespace) -> dict:
     for batch in args.batches:
         x = input_batch(kind, batch)
         xt = torch.from_numpy(x)
-        calls = {"torch_eager": lambda: encoder(xt), "torch_eager_pooled": lambda: encoder.embed_pooled(xt)}
+        calls = {"torch_eager": lambda: encoder(xt), "torch_eager_pooled": lambda: pooled(xt)}
         for name, sess in engines.items():
             calls[name] = (lambda s=sess: s.run(None, {kind: x})[0])
         ov = openvino_engine(openvino_graph, threads, x.shape) if openvino_graph and args.openvino else None
@@ -327,7 +329,7 @@ def run(args: argparse.Namespace) -> dict:
         for batch in args.batches:
             x = input_batch(kind, batch)
             xt = torch.from_numpy(x)
-            calls = {"torch_eager": lambda: encoder(xt), "torch_eager_pooled": lambda: encoder.embed_pooled(xt)}
+            calls = {"torch_eager": lambda: encoder(xt), "torch_eager_pooled": lambda: pooled(xt)}
             for name, sess in single.items():
                 calls[name] = (lambda s=sess: s.run(None, {kind: x})[0])
             ov = openvino_engine(openvino_graph, 1, x.shape) if openvino_graph and args.openvino else None

@@ -247,3 +247,36 @@ def test_full_last_block_export_is_the_reference_trace_and_agrees(small_bundle, 
     bound = 1e-5 * np.linalg.norm(golden["emb_depth"], axis=-1).min()
     assert np.abs(full_out - golden["emb_depth"]).max() <= bound
     assert np.abs(pooled_out - golden["emb_depth"]).max() <= bound
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_int8_batch_dependence_is_as_recorded_and_bounded(onnx_bundle, golden, records, kind):
+    """Dynamic int8 measures activation ranges over the whole batch: the manifest must say so, and
+    batch-mates far larger than the item must not push it outside the int8 tolerance."""
+    rec = records[MODALITY[kind]][f"{kind}.int8"]
+    sess = session(graph_path(onnx_bundle, kind, f"{kind}.int8"))
+    x, ref = golden[GOLDEN_INPUTS[kind]][:1], golden[f"emb_{kind}"][:1]
+    rng = np.random.default_rng()
+    if np.issubdtype(x.dtype, np.integer):  # token ids: random tokens, same length
+        mates = rng.integers(1, int(golden[GOLDEN_INPUTS[kind]].max()) + 1, size=(4, *x.shape[1:])).astype(x.dtype)
+    else:
+        mates = (4.0 * np.abs(x).max() * rng.standard_normal((4, *x.shape[1:]))).astype(x.dtype)
+    name = sess.get_inputs()[0].name
+    alone = sess.run(None, {name: x})[0]
+    batched = sess.run(None, {name: np.concatenate([mates[:2], x, mates[2:]])})[0][2:3]
+    assert rec["quantization"]["batch_invariant"] is bool(np.array_equal(alone, batched))
+    assert min_cosine(batched, ref) >= 0.98
+    assert min_cosine(alone, ref) >= 0.98
+
+
+def test_int8_keeps_raw_signal_stem_fp32(onnx_bundle, records):
+    """IMU's Linear stem reads the raw signal: quantizing it per batch would let one loud item coarsen the rest."""
+    for key in ("imu.int8", "imu.int8.fused"):
+        nodes = list(onnx.load(str(graph_path(onnx_bundle, "imu", key))).graph.node)
+        first_norm = next(i for i, n in enumerate(nodes) if n.op_type == "LayerNormalization")
+        before = {n.op_type for n in nodes[:first_norm]}
+        assert "MatMul" in before and not before & {"DynamicQuantizeMatMul", "MatMulInteger", "DynamicQuantizeLinear"}, key
+        assert records["imu"][key]["quantization"]["kept_fp32"], key
+        after = {n.op_type for n in nodes[first_norm:]}
+        assert "DynamicQuantizeMatMul" in after or "MatMulInteger" in after, key
+    assert records["depth"]["depth.int8"]["quantization"]["kept_fp32"] == []  # Conv stem: nothing to keep
