@@ -29,7 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="also export raw-input graphs: audio from 16 kHz waveform clips (Kaldi fbank in the graph), "
                         "vision from 224x224 uint8 RGB")
     p.add_argument("--fused", action="store_true",
-                   help="also export ONNX Runtime 'fused' variants (com.microsoft Attention, BiasGelu; FastGelu in int8) "
+                   help="also export ONNX Runtime 'fused' variants (com.microsoft Attention, BiasGelu; Gelu in int8) "
                         "of the fp32 and int8 graphs")
     p.add_argument("--int8-method", choices=("dynamic", "static"), default="dynamic",
                    help="int8 quantization: dynamic (default, per-call activation ranges) or static QDQ calibrated on real inputs")

@@ -232,16 +232,17 @@ class _Exporter:
                                reference, validate)
                     keep(kind, "fp32", "fused", fz)
                 if "int8" in precisions:
-                    from bindrt.export.fusion import approximate_gelu
+                    from bindrt.export.fusion import split_gelu_bias
 
                     q, summary = self._quantize(fz, kind)
-                    fast = approximate_gelu(q)
+                    split = split_gelu_bias(q)
                     fusions_int8 = {**fusions, "fused_operator_statistics": dict(fusions["fused_operator_statistics"])}
-                    if fast:
+                    if split:
                         stats = fusions_int8["fused_operator_statistics"]
-                        stats["FastGelu"] = fast
+                        stats["Gelu"] = split
                         stats.pop("BiasGelu", None)
-                        fusions_int8["gelu"] = "FastGelu (tanh approximation; int8 only)"
+                        fusions_int8["gelu"] = ("com.microsoft.Gelu; its bias Add is left for ONNX Runtime to fold "
+                                                "into DynamicQuantizeMatMul (int8 only)")
                     self.stage(q, modality, kind, "int8", "fused",
                                {**common, "fusions": fusions_int8, "quantization": summary,
                                 "passes": passes_fused + ["onnxruntime.quantization"] + passes_check},

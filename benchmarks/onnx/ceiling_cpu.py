@@ -201,9 +201,10 @@ def block_op_probes(batch: int, tokens: int, dim: int, heads: int, threads: int)
             {"x": act(batch, tokens, dim), "r": act(batch, tokens, dim)}, [vec(dim, "g"), vec(dim, "b")],
             "SkipLayerNormalization", threads),
     }
-    for op in ("BiasGelu", "FastGelu"):
-        probes[op] = KernelProbe([helper.make_node(op, ["x", "b"], ["y"], domain=ms)], {"x": act(m, 4 * dim)},
-                                 [vec(4 * dim, "b")], op, threads)
+    probes["BiasGelu"] = KernelProbe([helper.make_node("BiasGelu", ["x", "b"], ["y"], domain=ms)], {"x": act(m, 4 * dim)},
+                                     [vec(4 * dim, "b")], "BiasGelu", threads)
+    # int8 graphs: bias folded into DynamicQuantizeMatMul (export.fusion.split_gelu_bias), GELU alone
+    probes["Gelu"] = KernelProbe([helper.make_node("Gelu", ["x"], ["y"], domain=ms)], {"x": act(m, 4 * dim)}, [], "Gelu", threads)
     return probes
 
 
@@ -254,7 +255,7 @@ def floor_seconds(flops: dict[str, float], other: float, batch: int, clips: int,
     with nothing in between. int8 graphs quantize the four weight GEMMs; the attention core,
     stem and head stay fp32 (ONNX Runtime has no int8 attention kernel, and one built from
     ``MatMulInteger`` and ``Softmax`` measured slower than ``MultiHeadAttention``), so they are charged
-    at the fp32 QKV GEMM rate; their GELU is ``FastGelu``, fp32's the exact ``BiasGelu``.
+    at the fp32 QKV GEMM rate; their GELU is ``Gelu`` (bias folded into the GEMM), fp32's ``BiasGelu``.
     ``flops`` are per sequence, ``other`` per item; an item is ``clips`` sequences.
     """
     sequences = batch * clips
@@ -263,7 +264,7 @@ def floor_seconds(flops: dict[str, float], other: float, batch: int, clips: int,
              for kind in ("fp32", "int8")}
     full_blocks = blocks - 1  # the pooled last block's row-wise ops are one row: left out
     floors: dict[str, dict[str, float]] = {}
-    for kind, gelu in (("fp32", "BiasGelu"), ("int8", "FastGelu")):
+    for kind, gelu in (("fp32", "BiasGelu"), ("int8", "Gelu")):
         weights = sum(flops[name] * sequences / rates[kind][name] for name in rates[kind]) + other * batch / rates["fp32"]["qkv"]
         add_norm = min(ops["residual_add"] + ops["layernorm"], ops["skip_layernorm"])
         per_block = ops["attention_core"] + 2 * add_norm + ops[gelu]
@@ -391,7 +392,7 @@ def markdown(report: dict) -> str:
         "int8 `DynamicQuantizeMatMul` for the weight GEMMs, fp32 for attention core, stem, head), all other ops free; "
         "**stock kernels** = the weight GEMMs at those rates, plus ORT's own kernels for each full block's attention core "
         "(`MultiHeadAttention`), 2 residual adds + LayerNorms (the faster of `Add` + `LayerNormalization` and "
-        "`SkipLayerNormalization`), GELU (`BiasGelu` fp32, `FastGelu` int8), "
+        "`SkipLayerNormalization`), GELU (`BiasGelu` fp32, `Gelu` int8), "
         "back to back with nothing between them (bias adds, reshapes and the last block's one-row ops free)",
         "- ceiling = torch eager / floor, both from the same ~1-3 s cycle; every figure below is the median "
         "over cycles (this VM slows down in bursts of seconds: within-cycle ratios are what survives them)",

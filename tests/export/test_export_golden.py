@@ -280,3 +280,22 @@ def test_int8_keeps_raw_signal_stem_fp32(onnx_bundle, records):
         after = {n.op_type for n in nodes[first_norm:]}
         assert "DynamicQuantizeMatMul" in after or "MatMulInteger" in after, key
     assert records["depth"]["depth.int8"]["quantization"]["kept_fp32"] == []  # Conv stem: nothing to keep
+
+
+def test_int8_fused_gelu_bias_is_folded_into_the_quantized_matmul(onnx_bundle, records, tmp_path):
+    """The int8 fused graphs hand GELU's bias to ONNX Runtime as an Add; its load-time fusion must
+    fold it into DynamicQuantizeMatMul, or the split would only add a pass over the activation."""
+    import onnxruntime as ort
+
+    assert records["depth"]["depth.int8.fused"]["fusions"]["fused_operator_statistics"]["Gelu"] == 2
+    path = graph_path(onnx_bundle, "depth", "depth.int8.fused")
+    gelus = [n for n in onnx.load(str(path)).graph.node if n.op_type == "Gelu" and n.domain == "com.microsoft"]
+    assert len(gelus) == 2 and not any(n.op_type in ("BiasGelu", "FastGelu") for n in onnx.load(str(path)).graph.node)
+    so = ort.SessionOptions()
+    so.optimized_model_filepath = str(tmp_path / "optimized.onnx")
+    ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    optimized = onnx.load(str(tmp_path / "optimized.onnx"))
+    producers = {out: n for n in optimized.graph.node for out in n.output}
+    for gelu in (n for n in optimized.graph.node if n.op_type == "Gelu"):
+        producer = producers[gelu.input[0]]
+        assert producer.op_type == "DynamicQuantizeMatMul" and len(producer.input) >= 5 and producer.input[4], producer.op_type

@@ -1,0 +1,183 @@
+"""Single-op alternatives that might close the batch-8 gap, timed against torch in the same run.
+
+The README's "What was tried" table cites these. Each probe runs its candidates in
+interleaved cycles (``bench_cpu.interleaved``), so this VM's bursts of slowdown hit
+them alike. It reports medians and the median over cycles of the paired ratio against
+the probe's baseline (its first candidate).
+
+* ``gelu``: GELU (+ bias) on the depth tower's batch-8 MLP activation: ORT ``FastGelu``
+  against ``BiasGelu``, opset-20 ``Gelu`` (exact and tanh, no bias) and torch ``gelu(x + b)``.
+* ``attention``: the attention core at the depth tower's batch-8 shapes: ORT
+  ``MultiHeadAttention`` against the standard opset-23 ``Attention`` (3-D and 4-D inputs)
+  and torch SDPA on the same (B, N, D) layout.
+* ``sharding fp32`` / ``sharding int8`` (needs ``--workdir`` from ``bench_cpu.py``): a batch-8 call as two
+  concurrent batch-4 calls on two single-thread sessions, against one 2-thread session.
+
+    python benchmarks/onnx/probes_cpu.py --workdir /tmp/bench-depth
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import statistics
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from bench_cpu import (  # noqa: E402
+    flat, input_batch, interleaved, machine, machine_line, make_session, paired_speedup, versions, write_report)
+
+
+def single_node_session(node, inputs: dict[str, list[int]], threads: int, opset: int):
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph([node], "probe", [helper.make_tensor_value_info(n, TensorProto.FLOAT, s) for n, s in inputs.items()],
+                              [helper.make_tensor_value_info(node.output[0], TensorProto.FLOAT, None)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset), helper.make_opsetid("com.microsoft", 1)])
+    model.ir_version = 10
+    # No spinning: these calls last milliseconds, and a worker still spinning after one would
+    # steal the cores from the torch call timed next.
+    return make_session(model.SerializeToString(), threads, spinning=False)
+
+
+def gelu_calls(threads: int, rows: int, width: int) -> tuple[dict, str]:
+    import torch
+    from onnx import helper
+
+    rng = np.random.default_rng()
+    x = rng.standard_normal((rows, width), dtype=np.float32)
+    b = rng.standard_normal(width, dtype=np.float32)
+    shapes = {"x": [rows, width], "b": [width]}
+    nodes = {
+        "ort_FastGelu(x, b)": helper.make_node("FastGelu", ["x", "b"], ["y"], domain="com.microsoft"),
+        "ort_BiasGelu(x, b)": helper.make_node("BiasGelu", ["x", "b"], ["y"], domain="com.microsoft"),
+        "onnx_Gelu20(x)": helper.make_node("Gelu", ["x"], ["y"]),
+        "onnx_Gelu20_tanh(x)": helper.make_node("Gelu", ["x"], ["y"], approximate="tanh"),
+    }
+    calls = {}
+    for name, node in nodes.items():
+        feeds = {k: v for k, v in (("x", x), ("b", b)) if k in node.input}
+        sess = single_node_session(node, {k: shapes[k] for k in feeds}, threads, opset=20)
+        calls[name] = lambda s=sess, f=feeds: s.run(None, f)
+    xt, bt = torch.from_numpy(x), torch.from_numpy(b)
+    calls["torch_gelu(x + b) (allocates x + b, as eager does)"] = lambda: torch.nn.functional.gelu(xt + bt)
+    return calls, f"({rows}, {width}) fp32; baseline: FastGelu, what the fused int8 graphs run"
+
+
+def attention_calls(threads: int, batch: int, heads: int, tokens: int, head_dim: int) -> tuple[dict, str]:
+    import torch
+    from onnx import helper
+
+    dim = heads * head_dim
+    rng = np.random.default_rng()
+    q, k, v = (rng.standard_normal((batch, tokens, dim), dtype=np.float32) for _ in range(3))
+    q4, k4, v4 = (t.reshape(batch, tokens, heads, head_dim).transpose(0, 2, 1, 3).copy() for t in (q, k, v))
+    flat3 = {"q": [batch, tokens, dim], "k": [batch, tokens, dim], "v": [batch, tokens, dim]}
+    mha = single_node_session(helper.make_node("MultiHeadAttention", ["q", "k", "v"], ["y"], domain="com.microsoft",
+                                               num_heads=heads), flat3, threads, opset=23)
+    a3 = single_node_session(helper.make_node("Attention", ["q", "k", "v"], ["y"], q_num_heads=heads, kv_num_heads=heads),
+                             flat3, threads, opset=23)
+    a4 = single_node_session(helper.make_node("Attention", ["q", "k", "v"], ["y"]),
+                             {n: [batch, heads, tokens, head_dim] for n in "qkv"}, threads, opset=23)
+    got = [s.run(None, {"q": q, "k": k, "v": v})[0] for s in (mha, a3)]
+    if not np.allclose(got[0], got[1], atol=1e-4):
+        raise AssertionError("MultiHeadAttention and opset-23 Attention disagree: the probe builds them wrongly")
+    qt, kt, vt = (torch.from_numpy(t).view(batch, tokens, heads, head_dim).transpose(1, 2) for t in (q, k, v))
+
+    def torch_sdpa():
+        out = torch.nn.functional.scaled_dot_product_attention(qt, kt, vt)
+        return out.transpose(1, 2).reshape(batch, tokens, dim)
+
+    calls = {
+        "ort_MultiHeadAttention": lambda: mha.run(None, {"q": q, "k": k, "v": v}),
+        "onnx_Attention23 (B, N, D)": lambda: a3.run(None, {"q": q, "k": k, "v": v}),
+        "onnx_Attention23 (B, H, N, Dh)": lambda: a4.run(None, {"q": q4, "k": k4, "v": v4}),
+        "torch_sdpa (B, N, D) in and out": torch_sdpa,
+    }
+    return calls, f"batch {batch}, {heads} heads of {head_dim}, {tokens} tokens"
+
+
+def sharding_calls(threads: int, workdir: Path, modality: str, batch: int, precision: str) -> tuple[dict, str]:
+    from bindrt.bundle import Bundle
+    from bindrt.export.spec import graph_records
+
+    bundle = Bundle.open(workdir / f"huge-{modality}")
+    path = bundle.file(graph_records(bundle.modality(modality))[f"{modality}.{precision}.fused"]["file"])
+    x = input_batch(modality, batch)
+    halves = np.array_split(x, threads)
+    pool = ThreadPoolExecutor(threads)
+    whole = make_session(path, threads)
+    parts = [make_session(path, 1) for _ in halves]
+
+    def sharded():
+        futures = [pool.submit(s.run, None, {modality: h}) for s, h in zip(parts, halves)]
+        return np.concatenate([f.result()[0] for f in futures])
+
+    calls = {f"one {threads}-thread session": lambda: whole.run(None, {modality: x}),
+             f"{threads} x 1-thread sessions, batch split": sharded}
+    return calls, f"{modality}.{precision}.fused, batch {batch} split {threads} ways"
+
+
+def run(args: argparse.Namespace) -> dict:
+    import torch
+
+    threads = args.threads or os.cpu_count() or 1
+    torch.set_num_threads(threads)
+    probes = {
+        "gelu": gelu_calls(threads, 8 * 197, 1536),
+        "attention": attention_calls(threads, 8, 8, 197, 48),
+    }
+    if args.workdir:
+        for precision in ("fp32", "int8"):
+            probes[f"sharding {precision}"] = sharding_calls(threads, Path(args.workdir), args.modality, 8, precision)
+    results = {}
+    with torch.inference_mode():
+        for name, (calls, shape) in probes.items():
+            print(f"probe {name}: {shape}", flush=True)
+            blocks = interleaved(calls, args.rounds, 2, time.perf_counter)
+            base = next(iter(calls))
+            results[name] = {"shape": shape, "baseline": base, "candidates": {
+                c: {"median_ms": round(1000 * statistics.median(flat(b)), 3), "min_ms": round(1000 * min(flat(b)), 3),
+                    "paired_vs_baseline": round(paired_speedup(blocks, base, c), 3)}
+                for c, b in blocks.items()}}
+    return {"date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "machine": machine(),
+            "versions": versions(), "threads": threads, "rounds": args.rounds, "probes": results}
+
+
+def markdown(report: dict) -> str:
+    lines = ["# Single-op probes on CPU (what might close the batch-8 gap)", "", f"- date: {report['date']}",
+             machine_line(report["machine"]),
+             f"- threads: {report['threads']}; versions: " + ", ".join(f"{k} {v}" for k, v in report["versions"].items()),
+             f"- method: {report['rounds']} timed calls per candidate in interleaved cycles (bench_cpu.interleaved); "
+             "paired = median over cycles of baseline block median / candidate block median (>1: candidate faster)"]
+    for name, probe in report["probes"].items():
+        lines += ["", f"## {name}: {probe['shape']}", "", "| candidate | median ms | min ms | paired vs baseline |", "|---|---:|---:|---:|"]
+        lines += [f"| {c} | {r['median_ms']} | {r['min_ms']} | {r['paired_vs_baseline']:.2f}x |" for c, r in probe["candidates"].items()]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--rounds", type=int, default=24)
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--modality", default="depth", choices=("depth", "audio", "thermal", "imu"))
+    p.add_argument("--workdir", help="a bench_cpu.py --workdir holding the exported bundle: adds the sharding probe")
+    p.add_argument("--out", default=str(HERE / "results"))
+    p.add_argument("--tag", default="probes")
+    args = p.parse_args(argv)
+    report = run(args)
+    print(markdown(report))
+    write_report(report, markdown, Path(args.out), args.tag)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
