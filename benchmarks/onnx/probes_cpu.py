@@ -6,7 +6,11 @@ them alike. It reports medians and the median over cycles of the paired ratio ag
 the probe's baseline (its first candidate).
 
 * ``gelu``: GELU (+ bias) on the depth tower's batch-8 MLP activation: ORT ``FastGelu``
-  against ``BiasGelu``, opset-20 ``Gelu`` (exact and tanh, no bias) and torch ``gelu(x + b)``.
+  against ``com.microsoft.Gelu`` (no bias: what the int8 graphs run, see
+  ``export.fusion.split_gelu_bias``), ``BiasGelu``, opset-20 ``Gelu`` (exact and tanh, no
+  bias) and torch ``gelu(x + b)``. Torch's figure here swings 2.5-11 ms between runs
+  (eager allocates ``x + b`` every call; interleaved with ORT this sometimes costs
+  far more than in a tight loop), so read the ORT rows against each other.
 * ``attention``: the attention core at the depth tower's batch-8 shapes: ORT
   ``MultiHeadAttention`` against the standard opset-23 ``Attention`` (3-D and 4-D inputs)
   and torch SDPA on the same (B, N, D) layout.
@@ -58,6 +62,7 @@ def gelu_calls(threads: int, rows: int, width: int) -> tuple[dict, str]:
     shapes = {"x": [rows, width], "b": [width]}
     nodes = {
         "ort_FastGelu(x, b)": helper.make_node("FastGelu", ["x", "b"], ["y"], domain="com.microsoft"),
+        "ort_Gelu(x) (int8 graphs: bias folded into the GEMM)": helper.make_node("Gelu", ["x"], ["y"], domain="com.microsoft"),
         "ort_BiasGelu(x, b)": helper.make_node("BiasGelu", ["x", "b"], ["y"], domain="com.microsoft"),
         "onnx_Gelu20(x)": helper.make_node("Gelu", ["x"], ["y"]),
         "onnx_Gelu20_tanh(x)": helper.make_node("Gelu", ["x"], ["y"], approximate="tanh"),
@@ -69,7 +74,7 @@ def gelu_calls(threads: int, rows: int, width: int) -> tuple[dict, str]:
         calls[name] = lambda s=sess, f=feeds: s.run(None, f)
     xt, bt = torch.from_numpy(x), torch.from_numpy(b)
     calls["torch_gelu(x + b) (allocates x + b, as eager does)"] = lambda: torch.nn.functional.gelu(xt + bt)
-    return calls, f"({rows}, {width}) fp32; baseline: FastGelu, what the fused int8 graphs run"
+    return calls, f"({rows}, {width}) fp32; baseline: FastGelu, what the fused int8 graphs ran before split_gelu_bias"
 
 
 def attention_calls(threads: int, batch: int, heads: int, tokens: int, head_dim: int) -> tuple[dict, str]:
