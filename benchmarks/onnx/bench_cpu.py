@@ -436,6 +436,20 @@ def write_report(report: dict, markdown, out: Path, tag: str) -> None:
     print(f"wrote {out / stem}.json and .md")
 
 
+def add_output_args(p: argparse.ArgumentParser, tag: str) -> None:
+    p.add_argument("--out", default=str(HERE / "results"))
+    p.add_argument("--tag", default=tag, help="results file name: <date>-<tag>.{json,md}")
+
+
+def run_and_record(args: argparse.Namespace, run, markdown, show: bool = True) -> int:
+    """The benchmarks' common ending: run, print the table, record it under ``--out``."""
+    report = run(args)
+    if show:
+        print(markdown(report))
+    write_report(report, markdown, Path(args.out), args.tag)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--modality", default="depth", choices=("depth", "audio", "thermal", "imu"))
@@ -454,11 +468,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workdir", help="keep/reuse the bundle here")
     p.add_argument("--rebuild", action="store_true")
     p.add_argument("--keep", action="store_true")
-    p.add_argument("--out", default=str(HERE / "results"))
-    p.add_argument("--tag", default="cpu")
-    args = p.parse_args(argv)
-    write_report(run(args), markdown, Path(args.out), args.tag)
-    return 0
+    add_output_args(p, "cpu")
+    return run_and_record(p.parse_args(argv), run, markdown, show=False)
 
 
 if __name__ == "__main__":

@@ -48,7 +48,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from bench_cpu import (  # noqa: E402
-    flat, input_batch, machine, machine_line, make_session, paired_speedup, versions, write_report)
+    add_output_args, flat, input_batch, machine, machine_line, make_session, paired_speedup, run_and_record, versions)
 
 #: The issue's targets against torch eager.
 TARGETS = {"fp32": 1.4, "int8": 2.5}
@@ -428,13 +428,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workdir", help="a bench_cpu.py --workdir holding the exported bundle: also time its fused graphs")
-    p.add_argument("--out", default=str(HERE / "results"))
-    p.add_argument("--tag", default="ceiling")
-    args = p.parse_args(argv)
-    report = run(args)
-    print(markdown(report))
-    write_report(report, markdown, Path(args.out), args.tag)
-    return 0
+    add_output_args(p, "ceiling")
+    return run_and_record(p.parse_args(argv), run, markdown)
 
 
 if __name__ == "__main__":

@@ -37,7 +37,8 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from bench_cpu import (  # noqa: E402
-    flat, input_batch, interleaved, machine, machine_line, make_session, paired_speedup, versions, write_report)
+    add_output_args, flat, input_batch, interleaved, machine, machine_line, make_session, paired_speedup, run_and_record,
+    versions)
 
 
 def single_node_session(node, inputs: dict[str, list[int]], threads: int, opset: int):
@@ -175,13 +176,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--modality", default="depth", choices=("depth", "audio", "thermal", "imu"))
     p.add_argument("--workdir", help="a bench_cpu.py --workdir holding the exported bundle: adds the sharding probe")
-    p.add_argument("--out", default=str(HERE / "results"))
-    p.add_argument("--tag", default="probes")
-    args = p.parse_args(argv)
-    report = run(args)
-    print(markdown(report))
-    write_report(report, markdown, Path(args.out), args.tag)
-    return 0
+    add_output_args(p, "probes")
+    return run_and_record(p.parse_args(argv), run, markdown)
 
 
 if __name__ == "__main__":
