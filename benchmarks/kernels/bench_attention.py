@@ -111,38 +111,20 @@ def flops(B, N, H, hd, bias_kv, causal) -> float:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("out", help="output path stem: writes OUT.json and OUT.md")
-    ap.add_argument("--smoke", action="store_true", help="tiny shapes; runs in the Triton interpreter on CPU")
-    ap.add_argument("--dtypes", default=None, help="comma list of fp16,bf16,fp32 (default fp16,bf16; smoke fp32,fp16)")
-    ap.add_argument("--batches", default=None, help="comma list (default 64,256; smoke 1,2)")
-    ap.add_argument("--modalities", default="vision,audio,text,depth", help=f"any of {','.join(MODALITIES)}")
+    bc.add_sweep_args(ap, "vision,audio,text,depth", f"any of {','.join(MODALITIES)}")
     ap.add_argument("--sweep", action="store_true", help="also sweep Triton tile configs")
-    ap.add_argument("--no-compile", action="store_true", help="skip the torch.compile baseline")
-    ap.add_argument("--compile-backend", default=None, help="torch.compile backend (default inductor; smoke aot_eager)")
-    ap.add_argument("--warmup", type=int, default=25, help="do_bench warm-up ms")
-    ap.add_argument("--rep", type=int, default=100, help="do_bench measurement ms")
     args = ap.parse_args(argv)
 
-    interp = bc.setup_interpreter(args.smoke)
+    settings = bc.sweep_settings(args, MODALITIES, SMOKE_MODALITIES)
+    if settings is None:
+        return 2
     import torch
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
     from bindrt.kernels import attention as A
 
-    has_cuda = torch.cuda.is_available()
-    if not has_cuda and not interp:
-        print("no CUDA device: run with --smoke (Triton interpreter) or on a GPU", file=sys.stderr)
-        return 2
-    dev = "cuda" if has_cuda else "cpu"
-    names = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
-    dtypes = [names[d] for d in (args.dtypes or ("fp32,fp16" if args.smoke else "fp16,bf16")).split(",")]
-    if interp:
-        dtypes = [d for d in dtypes if d != torch.bfloat16]  # no bf16 in the interpreter
-    batches = [int(b) for b in (args.batches or ("1,2" if args.smoke else "64,256")).split(",")]
-    table = SMOKE_MODALITIES if args.smoke else MODALITIES
-    mods = [m for m in args.modalities.split(",") if m in table]
-    compile_backend = args.compile_backend or ("aot_eager" if args.smoke else "inductor")
-    timing = dict(warmup=args.warmup, rep=args.rep, smoke=args.smoke)
+    dev, dtypes, batches, mods = settings.device, settings.dtypes, settings.batches, settings.modalities
+    table, compile_backend, timing = settings.table, settings.compile_backend, settings.timing
 
     backends = {
         "flash": SDPBackend.FLASH_ATTENTION,

@@ -15,6 +15,7 @@ import platform
 import statistics
 import subprocess
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 
@@ -26,6 +27,63 @@ def setup_interpreter(smoke: bool) -> bool:
         os.environ["TRITON_INTERPRET"] = "1"
         return True
     return os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+
+def add_sweep_args(ap, modalities: str, modalities_help: str | None = None) -> None:
+    """The options every kernel benchmark shares: shapes, dtypes, baselines, timing."""
+    ap.add_argument("out", help="output path stem: writes OUT.json and OUT.md")
+    ap.add_argument("--smoke", action="store_true", help="tiny shapes; runs in the Triton interpreter on CPU")
+    ap.add_argument("--dtypes", default=None, help="comma list of fp16,bf16,fp32 (default fp16,bf16; smoke fp32,fp16)")
+    ap.add_argument("--batches", default=None, help="comma list (default 64,256; smoke 1,2)")
+    ap.add_argument("--modalities", default=modalities, help=modalities_help)
+    ap.add_argument("--no-compile", action="store_true", help="skip the torch.compile baseline")
+    ap.add_argument("--compile-backend", default=None, help="torch.compile backend (default inductor; smoke aot_eager)")
+    ap.add_argument("--warmup", type=int, default=25, help="do_bench warm-up ms")
+    ap.add_argument("--rep", type=int, default=100, help="do_bench measurement ms")
+
+
+@dataclass
+class Sweep:
+    """What ``add_sweep_args``' options resolve to on this machine."""
+
+    device: str
+    dtypes: list
+    batches: list[int]
+    modalities: list[str]
+    table: dict
+    compile_backend: str
+    timing: dict
+
+
+def sweep_settings(args, table: dict, smoke_table: dict) -> Sweep | None:
+    """Resolve the shared options; None (after saying why) when neither a GPU nor the interpreter is there.
+
+    Turns the Triton interpreter on for smoke runs without a GPU, so call it before
+    importing ``bindrt.kernels`` submodules.
+    """
+    interp = setup_interpreter(args.smoke)
+    import sys
+
+    import torch
+
+    has_cuda = torch.cuda.is_available()
+    if not has_cuda and not interp:
+        print("no CUDA device: run with --smoke (Triton interpreter) or on a GPU", file=sys.stderr)
+        return None
+    names = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
+    dtypes = [names[d] for d in (args.dtypes or ("fp32,fp16" if args.smoke else "fp16,bf16")).split(",")]
+    if interp:
+        dtypes = [d for d in dtypes if d != torch.bfloat16]  # no bf16 in the interpreter
+    table = smoke_table if args.smoke else table
+    return Sweep(
+        device="cuda" if has_cuda else "cpu",
+        dtypes=dtypes,
+        batches=[int(b) for b in (args.batches or ("1,2" if args.smoke else "64,256")).split(",")],
+        modalities=[m for m in args.modalities.split(",") if m in table],
+        table=table,
+        compile_backend=args.compile_backend or ("aot_eager" if args.smoke else "inductor"),
+        timing=dict(warmup=args.warmup, rep=args.rep, smoke=args.smoke),
+    )
 
 
 def environment() -> dict:
