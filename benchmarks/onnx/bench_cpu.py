@@ -77,7 +77,12 @@ def versions() -> dict:
     return out
 
 
-def build_bundle(modality: str, out: Path, seed: int) -> None:
+def bundle_path(workdir: Path | str, preset: str, modality: str) -> Path:
+    """Where ``bench_cpu.py --workdir`` keeps the bundle the other scripts time."""
+    return Path(workdir) / f"{preset}-{modality}"
+
+
+def build_bundle(modality: str, out: Path, seed: int, preset: str = "imagebind_huge") -> None:
     import torch
 
     from bindrt.bundle import write_bundle
@@ -86,7 +91,7 @@ def build_bundle(modality: str, out: Path, seed: int) -> None:
     from bindrt.model.checkpoint import to_reference_key
 
     torch.manual_seed(seed)
-    config = PRESETS["imagebind_huge"]
+    config = PRESETS[preset]
     encoder = build_encoder(modality, config)
     weights = {to_reference_key(modality, k): v for k, v in encoder.state_dict().items()}
     write_bundle(out, config, {modality: weights}, stage="bench", overwrite=True)
@@ -230,14 +235,14 @@ def run(args: argparse.Namespace) -> dict:
     threads = args.threads or os.cpu_count() or 1
     torch.set_num_threads(threads)
     work = Path(args.workdir or tempfile.mkdtemp(prefix="bindrt-bench-onnx-"))
-    bundle_dir = work / f"huge-{args.modality}"
+    bundle_dir = bundle_path(work, args.preset, args.modality)
     load_before = os.getloadavg()
     counters_before = cpu_counters()
     t0 = time.perf_counter()
     built = not (bundle_dir / "manifest.json").exists() or args.rebuild
     if built:
-        print(f"building imagebind_huge {args.modality} bundle (random weights) in {bundle_dir}", flush=True)
-        build_bundle(args.modality, bundle_dir, args.seed)
+        print(f"building {args.preset} {args.modality} bundle (random weights) in {bundle_dir}", flush=True)
+        build_bundle(args.modality, bundle_dir, args.seed, args.preset)
         print("exporting fp32 / int8 / fused (validated against torch at export)", flush=True)
         export_bundle(bundle_dir, modalities=[args.modality], precisions=("fp32", "int8"), fused=True,
                       int8_method=args.int8_method, progress=lambda m: print("  " + m, flush=True))
@@ -354,7 +359,7 @@ def run(args: argparse.Namespace) -> dict:
     return {
         "benchmark": "bindrt ONNX Runtime CPU vs torch eager",
         "date": dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat(),
-        "model": {"preset": "imagebind_huge", "modality": kind, "weights": f"random (build_encoder, seed {args.seed})",
+        "model": {"preset": args.preset, "modality": kind, "weights": f"random (build_encoder, seed {args.seed})",
                   "embed_dim": bundle.config.embed_dim(kind), "blocks": bundle.config.num_blocks(kind),
                   "heads": bundle.config.num_heads(kind)},
         "inputs": "the export validation's real-media suite (bindrt.export.validate.suite_inputs), tiled to the batch",
@@ -379,7 +384,7 @@ def run(args: argparse.Namespace) -> dict:
 def markdown(report: dict) -> str:
     m, v = report["machine"], report["versions"]
     lines = [
-        f"# ONNX Runtime vs torch eager on CPU — imagebind_huge {report['model']['modality']} encoder",
+        f"# ONNX Runtime vs torch eager on CPU — {report['model']['preset']} {report['model']['modality']} encoder",
         "",
         f"- date: {report['date']}",
         machine_line(m),
@@ -450,14 +455,23 @@ def run_and_record(args: argparse.Namespace, run, markdown, show: bool = True) -
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def add_model_args(p: argparse.ArgumentParser) -> None:
+    """Which encoder to time, at which batch sizes and thread count (bench_cpu and ceiling_cpu alike)."""
+    from bindrt.config import PRESETS
+
     p.add_argument("--modality", default="depth", choices=("depth", "audio", "thermal", "imu"))
+    p.add_argument("--preset", default="imagebind_huge", choices=sorted(PRESETS),
+                   help="model size (default the real one; smaller presets only check the script runs)")
     p.add_argument("--batches", type=lambda s: [int(x) for x in s.split(",")], default=[1, 8])
-    p.add_argument("--rounds", type=int, default=21)
-    p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--seed", type=int, default=0)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_model_args(p)
+    p.add_argument("--rounds", type=int, default=21)
+    p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--int8-method", default="dynamic", choices=("dynamic", "static"))
     p.add_argument("--no-cpu-time", dest="cpu_time_check", action="store_false",
                    help="skip the single-thread CPU-time cross-check")

@@ -48,7 +48,8 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from bench_cpu import (  # noqa: E402
-    add_output_args, flat, input_batch, machine, machine_line, make_session, paired_speedup, run_and_record, versions)
+    add_model_args, add_output_args, bundle_path, flat, input_batch, machine, machine_line, make_session, paired_speedup,
+    run_and_record, versions)
 
 #: The issue's targets against torch eager.
 TARGETS = {"fp32": 1.4, "int8": 2.5}
@@ -286,7 +287,7 @@ def run(args: argparse.Namespace) -> dict:
     threads = args.threads or os.cpu_count() or 1
     torch.set_num_threads(threads)
     torch.manual_seed(args.seed)
-    config = PRESETS["imagebind_huge"]
+    config = PRESETS[args.preset]
     kind = args.modality
     encoder = init_weights(build_encoder(kind, config)).eval()
     dim, blocks = config.embed_dim(kind), config.num_blocks(kind)
@@ -305,7 +306,7 @@ def run(args: argparse.Namespace) -> dict:
         from bindrt.bundle import Bundle
         from bindrt.export.spec import graph_records
 
-        bundle_dir = Path(args.workdir) / f"huge-{kind}"
+        bundle_dir = bundle_path(args.workdir, args.preset, kind)
         if (bundle_dir / "manifest.json").exists():
             bundle = Bundle.open(bundle_dir)
             records = graph_records(bundle.modality(kind))
@@ -362,7 +363,7 @@ def run(args: argparse.Namespace) -> dict:
         "machine": machine(),
         "versions": versions(),
         "threads": threads,
-        "model": {"preset": "imagebind_huge", "modality": kind, "embed_dim": dim, "blocks": blocks,
+        "model": {"preset": args.preset, "modality": kind, "embed_dim": dim, "blocks": blocks,
                   "heads": config.num_heads(kind), "tokens": tokens, "keys": keys, "clips_per_item": clips, "weights": f"random (seed {args.seed})"},
         "gflops_per_item": {"reference_forward": round(total_reference / 1e9, 3),
                             "pooled_last_block": round((clips * sum(pooled.values()) + other) / 1e9, 3),
@@ -377,7 +378,7 @@ def markdown(report: dict) -> str:
     m, md = report["machine"], report["model"]
     g, targets = report["gflops_per_item"], report["targets"]
     lines = [
-        f"# ONNX Runtime's ceiling on this CPU — imagebind_huge {md['modality']} encoder",
+        f"# ONNX Runtime's ceiling on this CPU — {md['preset']} {md['modality']} encoder",
         "",
         f"- date: {report['date']}",
         machine_line(m),
@@ -422,11 +423,8 @@ def markdown(report: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--modality", default="depth", choices=("depth", "audio", "thermal", "imu"))
-    p.add_argument("--batches", type=lambda s: [int(x) for x in s.split(",")], default=[1, 8])
+    add_model_args(p)
     p.add_argument("--rounds", type=int, default=16, help="cycles; each times every engine once and runs every probe twice")
-    p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workdir", help="a bench_cpu.py --workdir holding the exported bundle: also time its fused graphs")
     add_output_args(p, "ceiling")
     return run_and_record(p.parse_args(argv), run, markdown)

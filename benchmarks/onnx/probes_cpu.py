@@ -14,6 +14,10 @@ the probe's baseline (its first candidate).
 * ``attention``: the attention core at the depth tower's batch-8 shapes: ORT
   ``MultiHeadAttention`` against the standard opset-23 ``Attention`` (3-D and 4-D inputs)
   and torch SDPA on the same (B, N, D) layout.
+* ``gemm``: the tower's four weight GEMMs (QKV, attention output, fc1, fc2) at batch 8, and
+  QKV at batch 1 for contrast: ORT ``MatMul`` (MLAS) against torch ``Linear`` on the same
+  weights. Where torch's GEMM is the faster one, no graph rewrite can make up the
+  difference: it sits inside the kernel both sides spend most of their time in.
 * ``sharding fp32`` / ``sharding int8`` (needs ``--workdir`` from ``bench_cpu.py``): a batch-8 call as two
   concurrent batch-4 calls on two single-thread sessions, against one 2-thread session.
 
@@ -37,15 +41,16 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from bench_cpu import (  # noqa: E402
-    add_output_args, flat, input_batch, interleaved, machine, machine_line, make_session, paired_speedup, run_and_record,
-    versions)
+    add_output_args, bundle_path, flat, input_batch, interleaved, machine, machine_line, make_session, paired_speedup,
+    run_and_record, versions)
 
 
-def single_node_session(node, inputs: dict[str, list[int]], threads: int, opset: int):
-    from onnx import TensorProto, helper
+def single_node_session(node, inputs: dict[str, list[int]], threads: int, opset: int, weights: dict[str, np.ndarray] | None = None):
+    from onnx import TensorProto, helper, numpy_helper
 
     graph = helper.make_graph([node], "probe", [helper.make_tensor_value_info(n, TensorProto.FLOAT, s) for n, s in inputs.items()],
-                              [helper.make_tensor_value_info(node.output[0], TensorProto.FLOAT, None)])
+                              [helper.make_tensor_value_info(node.output[0], TensorProto.FLOAT, None)],
+                              [numpy_helper.from_array(w, n) for n, w in (weights or {}).items()])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset), helper.make_opsetid("com.microsoft", 1)])
     model.ir_version = 10
     # No spinning: these calls last milliseconds, and a worker still spinning after one would
@@ -111,11 +116,30 @@ def attention_calls(threads: int, batch: int, heads: int, tokens: int, head_dim:
     return calls, f"batch {batch}, {heads} heads of {head_dim}, {tokens} tokens"
 
 
+def gemm_calls(threads: int, rows: int, k: int, n: int) -> tuple[dict, str]:
+    import torch
+    from onnx import helper
+
+    rng = np.random.default_rng()
+    weight = rng.standard_normal((k, n), dtype=np.float32) / k**0.5
+    x = rng.standard_normal((rows, k), dtype=np.float32)
+    # The weight is an initializer, so MLAS prepacks it as it does in the exported graphs.
+    sess = single_node_session(helper.make_node("MatMul", ["x", "w"], ["y"]), {"x": [rows, k]}, threads, opset=17,
+                               weights={"w": weight})
+    linear = torch.nn.Linear(k, n, bias=False)
+    linear.weight.data = torch.from_numpy(weight.T.copy())
+    xt = torch.from_numpy(x)
+    if not np.allclose(sess.run(None, {"x": x})[0], linear(xt).detach().numpy(), atol=1e-3):
+        raise AssertionError("ORT MatMul and torch Linear disagree: the probe builds them wrongly")
+    calls = {"ort_MatMul (MLAS)": lambda: sess.run(None, {"x": x}), "torch_Linear": lambda: linear(xt)}
+    return calls, f"({rows} x {k}) @ ({k} x {n}) fp32, {2 * rows * k * n / 1e9:.2f} GFLOP"
+
+
 def sharding_calls(threads: int, workdir: Path, modality: str, batch: int, precision: str) -> tuple[dict, str]:
     from bindrt.bundle import Bundle
     from bindrt.export.spec import graph_records
 
-    bundle = Bundle.open(workdir / f"huge-{modality}")
+    bundle = Bundle.open(bundle_path(workdir, "imagebind_huge", modality))
     path = bundle.file(graph_records(bundle.modality(modality))[f"{modality}.{precision}.fused"]["file"])
     x = input_batch(modality, batch)
     halves = np.array_split(x, threads)
@@ -141,6 +165,9 @@ def run(args: argparse.Namespace) -> dict:
         "gelu": gelu_calls(threads, 8 * 197, 1536),
         "attention": attention_calls(threads, 8, 8, 197, 48),
     }
+    for name, (rows, k, n) in {"qkv": (8 * 197, 384, 1152), "attention out": (8 * 197, 384, 384),
+                               "fc1": (8 * 197, 384, 1536), "fc2": (8 * 197, 1536, 384), "qkv batch 1": (197, 384, 1152)}.items():
+        probes[f"gemm {name}"] = gemm_calls(threads, rows, k, n)
     if args.workdir:
         for precision in ("fp32", "int8"):
             probes[f"sharding {precision}"] = sharding_calls(threads, Path(args.workdir), args.modality, 8, precision)
