@@ -17,7 +17,11 @@ the probe's baseline (its first candidate).
 * ``gemm``: the tower's four weight GEMMs (QKV, attention output, fc1, fc2) at batch 8, and
   QKV at batch 1 for contrast: ORT ``MatMul`` (MLAS) against torch ``Linear`` on the same
   weights. Where torch's GEMM is the faster one, no graph rewrite can make up the
-  difference: it sits inside the kernel both sides spend most of their time in.
+  difference: it sits inside the kernel both sides spend most of their time in. On QKV,
+  also other ways of handing MLAS the same product: rows split in two, the transposed
+  product, a 1x1 ``Conv`` (ORT's NCHWc path).
+* ``int8 weight scales``: ``DynamicQuantizeMatMul`` with weights scaled per output channel
+  (the graphs) or per tensor, at fc1's batch-8 shape.
 * ``sharding fp32`` / ``sharding int8`` (needs ``--workdir`` from ``bench_cpu.py``): a batch-8 call as two
   concurrent batch-4 calls on two single-thread sessions, against one 2-thread session.
 
@@ -45,17 +49,23 @@ from bench_cpu import (  # noqa: E402
     run_and_record, versions)
 
 
-def single_node_session(node, inputs: dict[str, list[int]], threads: int, opset: int, weights: dict[str, np.ndarray] | None = None):
+def graph_session(nodes: list, inputs: dict[str, list[int]], threads: int, opset: int,
+                  weights: dict[str, np.ndarray] | None = None):
+    """A session over ``nodes`` (float inputs; the last node's first output is the graph's)."""
     from onnx import TensorProto, helper, numpy_helper
 
-    graph = helper.make_graph([node], "probe", [helper.make_tensor_value_info(n, TensorProto.FLOAT, s) for n, s in inputs.items()],
-                              [helper.make_tensor_value_info(node.output[0], TensorProto.FLOAT, None)],
+    graph = helper.make_graph(nodes, "probe", [helper.make_tensor_value_info(n, TensorProto.FLOAT, s) for n, s in inputs.items()],
+                              [helper.make_tensor_value_info(nodes[-1].output[0], TensorProto.FLOAT, None)],
                               [numpy_helper.from_array(w, n) for n, w in (weights or {}).items()])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset), helper.make_opsetid("com.microsoft", 1)])
     model.ir_version = 10
     # No spinning: these calls last milliseconds, and a worker still spinning after one would
     # steal the cores from the torch call timed next.
     return make_session(model.SerializeToString(), threads, spinning=False)
+
+
+def single_node_session(node, inputs: dict[str, list[int]], threads: int, opset: int, weights: dict[str, np.ndarray] | None = None):
+    return graph_session([node], inputs, threads, opset, weights)
 
 
 def gelu_calls(threads: int, rows: int, width: int) -> tuple[dict, str]:
@@ -116,7 +126,8 @@ def attention_calls(threads: int, batch: int, heads: int, tokens: int, head_dim:
     return calls, f"batch {batch}, {heads} heads of {head_dim}, {tokens} tokens"
 
 
-def gemm_calls(threads: int, rows: int, k: int, n: int) -> tuple[dict, str]:
+def gemm_calls(threads: int, rows: int, k: int, n: int, layouts: bool = False) -> tuple[dict, str]:
+    """ORT's fp32 GEMM against torch's; ``layouts`` adds other ways to hand MLAS the same product."""
     import torch
     from onnx import helper
 
@@ -129,10 +140,52 @@ def gemm_calls(threads: int, rows: int, k: int, n: int) -> tuple[dict, str]:
     linear = torch.nn.Linear(k, n, bias=False)
     linear.weight.data = torch.from_numpy(weight.T.copy())
     xt = torch.from_numpy(x)
-    if not np.allclose(sess.run(None, {"x": x})[0], linear(xt).detach().numpy(), atol=1e-3):
+    want = linear(xt).detach().numpy()
+    if not np.allclose(sess.run(None, {"x": x})[0], want, atol=1e-3):
         raise AssertionError("ORT MatMul and torch Linear disagree: the probe builds them wrongly")
-    calls = {"ort_MatMul (MLAS)": lambda: sess.run(None, {"x": x}), "torch_Linear": lambda: linear(xt)}
+    calls = {"ort_MatMul (MLAS)": lambda: sess.run(None, {"x": x})}
+    if layouts:
+        halves = graph_session([helper.make_node("Split", ["x"], ["x1", "x2"], axis=0),
+                                helper.make_node("MatMul", ["x1", "w"], ["y1"]), helper.make_node("MatMul", ["x2", "w"], ["y2"]),
+                                helper.make_node("Concat", ["y1", "y2"], ["y"], axis=0)],
+                               {"x": [rows, k]}, threads, opset=17, weights={"w": weight})
+        x_t = np.ascontiguousarray(x.T)
+        transposed = single_node_session(helper.make_node("MatMul", ["wt", "xt"], ["y"]), {"xt": [k, rows]}, threads,
+                                         opset=17, weights={"wt": np.ascontiguousarray(weight.T)})
+        x_nchw = x_t.reshape(1, k, 1, rows)
+        conv = single_node_session(helper.make_node("Conv", ["x", "w"], ["y"], kernel_shape=[1, 1]), {"x": [1, k, 1, rows]},
+                                   threads, opset=17, weights={"w": np.ascontiguousarray(weight.T).reshape(n, k, 1, 1)})
+        for got in (halves.run(None, {"x": x})[0], transposed.run(None, {"xt": x_t})[0].T,
+                    conv.run(None, {"x": x_nchw})[0].reshape(n, rows).T):
+            if not np.allclose(got, want, atol=1e-3):
+                raise AssertionError("a GEMM layout variant disagrees with torch: the probe builds it wrongly")
+        calls |= {"ort_MatMul, rows split in two": lambda: halves.run(None, {"x": x}),
+                  "ort_MatMul, transposed product (input given transposed: layout cost not counted)":
+                      lambda: transposed.run(None, {"xt": x_t}),
+                  "ort_Conv 1x1 (input given as NCHW: layout cost not counted)": lambda: conv.run(None, {"x": x_nchw})}
+    calls["torch_Linear"] = lambda: linear(xt)
     return calls, f"({rows} x {k}) @ ({k} x {n}) fp32, {2 * rows * k * n / 1e9:.2f} GFLOP"
+
+
+def int8_weight_calls(threads: int, rows: int, k: int, n: int) -> tuple[dict, str]:
+    """``DynamicQuantizeMatMul`` with int8 weights scaled per output channel (what the graphs use) or per tensor."""
+    from onnx import helper
+
+    rng = np.random.default_rng()
+    weight = rng.standard_normal((k, n), dtype=np.float32) / k**0.5
+    x = rng.standard_normal((rows, k), dtype=np.float32)
+    node = helper.make_node("DynamicQuantizeMatMul", ["x", "w", "scale", "zero"], ["y"], domain="com.microsoft")
+    calls = {}
+    for name, amax in (("per output channel", np.abs(weight).max(axis=0)), ("per tensor", np.abs(weight).max())):
+        scale = np.asarray(amax / 127, dtype=np.float32)
+        q = np.clip(np.round(weight / scale), -127, 127).astype(np.int8)
+        sess = single_node_session(node, {"x": [rows, k]}, threads, opset=17,
+                                   weights={"w": q, "scale": scale, "zero": np.zeros_like(scale, dtype=np.int8)})
+        got, want = sess.run(None, {"x": x})[0], x @ weight
+        if np.abs(got - want).max() > 0.05 * np.abs(want).max():
+            raise AssertionError(f"DynamicQuantizeMatMul {name} is far from the fp32 product: the probe builds it wrongly")
+        calls[f"ort_DynamicQuantizeMatMul, weights {name}"] = lambda s=sess: s.run(None, {"x": x})
+    return calls, f"({rows} x {k}) @ ({k} x {n}) int8 weights, dynamic uint8 activations"
 
 
 def sharding_calls(threads: int, workdir: Path, modality: str, batch: int, precision: str) -> tuple[dict, str]:
@@ -167,7 +220,8 @@ def run(args: argparse.Namespace) -> dict:
     }
     for name, (rows, k, n) in {"qkv": (8 * 197, 384, 1152), "attention out": (8 * 197, 384, 384),
                                "fc1": (8 * 197, 384, 1536), "fc2": (8 * 197, 1536, 384), "qkv batch 1": (197, 384, 1152)}.items():
-        probes[f"gemm {name}"] = gemm_calls(threads, rows, k, n)
+        probes[f"gemm {name}"] = gemm_calls(threads, rows, k, n, layouts=name == "qkv")
+    probes["int8 weight scales"] = int8_weight_calls(threads, 8 * 197, 384, 1536)
     if args.workdir:
         for precision in ("fp32", "int8"):
             probes[f"sharding {precision}"] = sharding_calls(threads, Path(args.workdir), args.modality, 8, precision)

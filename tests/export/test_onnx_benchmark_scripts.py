@@ -70,7 +70,8 @@ def test_ceiling_cpu_reports_floors_and_times_the_exported_graphs(bench_run):
 def test_probes_cpu_runs_every_probe_against_its_baseline(tmp_path):
     run_script("probes_cpu.py", "--rounds", "2", "--out", str(tmp_path), "--tag", "smoke-probes")
     rep = report(tmp_path, "smoke-probes")
-    assert {"gelu", "attention", "gemm qkv", "gemm fc2"} <= set(rep["probes"])
+    assert {"gelu", "attention", "gemm qkv", "gemm fc2", "int8 weight scales"} <= set(rep["probes"])
+    assert len(rep["probes"]["gemm qkv"]["candidates"]) == 5  # MatMul, three other layouts, torch
     for probe in rep["probes"].values():
         assert probe["candidates"][probe["baseline"]]["paired_vs_baseline"] == pytest.approx(1.0)
         assert all(c["median_ms"] > 0 for c in probe["candidates"].values())
