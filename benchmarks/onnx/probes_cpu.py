@@ -17,7 +17,8 @@ the probe's baseline (its first candidate).
 * ``gemm``: the tower's four weight GEMMs (QKV, attention output, fc1, fc2) at batch 8, and
   QKV at batch 1 for contrast: ORT ``MatMul`` (MLAS) against torch ``Linear`` on the same
   weights. Where torch's GEMM is the faster one, no graph rewrite can make up the
-  difference: it sits inside the kernel both sides spend most of their time in. On QKV,
+  difference: it sits inside the kernel that takes the largest share of both sides' time
+  (about half of torch's at batch 8). On QKV,
   also other ways of handing MLAS the same product: rows split in two, the transposed
   product, a 1x1 ``Conv`` (ORT's NCHWc path).
 * ``int8 weight scales``: ``DynamicQuantizeMatMul`` with weights scaled per output channel
