@@ -14,6 +14,7 @@ import os
 import platform
 import statistics
 import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,8 +63,6 @@ def sweep_settings(args, table: dict, smoke_table: dict) -> Sweep | None:
     importing ``bindrt.kernels`` submodules.
     """
     interp = setup_interpreter(args.smoke)
-    import sys
-
     import torch
 
     has_cuda = torch.cuda.is_available()
