@@ -54,6 +54,14 @@ class MediaDecodeError(InputError):
     """A media file or buffer could not be decoded (unreadable, truncated, wrong format)."""
 
 
+class LimitError(InputError):
+    """An input would decode to more than a bound bindrt enforces *before* allocating.
+
+    Tiny hostile files (a 1x200000 PNG, a WAV declaring 1 Hz) decode to gigabytes;
+    the message names the limit, the value that exceeded it and how to raise it.
+    """
+
+
 class CheckpointError(BindrtError, ValueError):
     """A checkpoint is not a plain state dict or does not match the model's layout."""
 
@@ -80,6 +88,7 @@ __all__ = [
     "UnknownModalityError",
     "InputError",
     "MediaDecodeError",
+    "LimitError",
     "CheckpointError",
     "BundleError",
     "OutputError",
