@@ -86,6 +86,7 @@ def bench_bundle(
 
     specs = [parse_backend_spec(s) for s in backends]
     kinds, batch_sizes = list(kinds), list(batch_sizes)
+    check_bench_settings(specs, kinds, batch_sizes, repeats, warmup)
     modalities = sorted({INPUT_LAYOUTS[k].encoder for k in kinds})
     rows: list[BenchRow] = []
     baseline: dict[tuple[str, int], tuple[float, np.ndarray]] = {}
@@ -116,6 +117,30 @@ def bench_bundle(
                     if on_row:
                         on_row(row)
     return rows
+
+
+def check_bench_settings(specs: list[tuple[str, str]], kinds: list[str], batch_sizes: list[int], repeats: int,
+                         warmup: int) -> None:
+    """Reject settings that cannot give a measurement before any backend is loaded."""
+    from bindrt.errors import ConfigError, UnknownModalityError
+    from bindrt.runtime import BACKENDS
+
+    if not specs:
+        raise ConfigError("no backends to benchmark; expected at least one NAME[:PRECISION]")
+    for name, _ in specs:
+        if name not in BACKENDS:
+            raise ConfigError(f"unknown backend {name!r}; expected one of {', '.join(BACKENDS)}")
+    if not kinds:
+        raise ConfigError(f"no input kinds to benchmark; expected some of {', '.join(INPUT_LAYOUTS)}")
+    for kind in kinds:
+        if kind not in INPUT_LAYOUTS:
+            raise UnknownModalityError(f"unknown input kind {kind!r}; expected one of {', '.join(INPUT_LAYOUTS)}")
+    if not batch_sizes or any(isinstance(b, bool) or not isinstance(b, int) or b < 1 for b in batch_sizes):
+        raise ConfigError(f"batch sizes must be integers >= 1, got {batch_sizes}")
+    if repeats < 1:
+        raise ConfigError(f"repeats must be >= 1 (a median needs at least one timed run), got {repeats}")
+    if warmup < 0:
+        raise ConfigError(f"warmup must be >= 0, got {warmup}")
 
 
 def min_row_cosine(a: np.ndarray, b: np.ndarray) -> float:

@@ -18,6 +18,10 @@ from bindrt.errors import ConfigError, UnknownModalityError
 #: Encoders of the model, in the reference's order.
 MODALITIES: tuple[str, ...] = ("vision", "text", "audio", "depth", "thermal", "imu")
 
+#: Upper bounds of config fields: 32x imagebind_huge's widest tower and deepest trunk, so a typo or a hostile
+#: manifest (a dimension of 10**12) is a ConfigError instead of an allocation of terabytes.
+MAX_FIELD = {"embed_dim": 1 << 15, "num_blocks": 1024, "num_heads": 1024}
+
 #: Inputs users can give; each is routed to one encoder (video -> vision, multi-clip).
 INPUT_KINDS: dict[str, str] = {m: m for m in MODALITIES} | {"video": "vision"}
 
@@ -57,6 +61,9 @@ class ImageBindConfig:
             value = getattr(self, f.name)
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
                 raise ConfigError(f"config field {f.name!r} must be a positive integer, got {value!r}")
+            limit = next(v for k, v in MAX_FIELD.items() if f.name.endswith(k))
+            if value > limit:
+                raise ConfigError(f"config field {f.name!r} is {value}; expected at most {limit}")
         for m in MODALITIES:
             dim, heads = self.embed_dim(m), self.num_heads(m)
             if dim % heads:

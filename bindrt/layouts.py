@@ -2,6 +2,12 @@
 
 Shapes exclude the batch axis; ``clips`` marks the axis that multi-clip kinds
 average over (the reference folds it into the batch and averages embeddings).
+
+``max_abs`` bounds the values a preprocessed batch may hold. Preprocessing stays far
+inside it; it exists because finite but absurd values (IMU readings of 1e30) overflow
+float32 inside LayerNorm and come out as NaN embeddings with no error. The bounds are
+generous for real data (``value_range`` says what the values are) and leave orders of
+magnitude of float32 headroom.
 """
 
 from __future__ import annotations
@@ -17,6 +23,8 @@ class InputLayout:
     dtype: str
     multi_clip: bool = False
     default_clips: int = 1
+    max_abs: float = 1e3
+    value_range: str = ""
 
     @property
     def item_shape(self) -> tuple[int, ...]:
@@ -30,14 +38,19 @@ class InputLayout:
         return "(" + ", ".join(str(d) for d in self.symbolic_shape()) + f") {self.dtype}"
 
 
+_PIXELS = "CLIP-normalised pixels lie within about +-3"
 INPUT_LAYOUTS: dict[str, InputLayout] = {
-    "vision": InputLayout("vision", "vision", (3, 224, 224), "float32"),
-    "video": InputLayout("video", "vision", (3, 2, 224, 224), "float32", multi_clip=True, default_clips=15),
-    "text": InputLayout("text", "text", (77,), "int64"),
-    "audio": InputLayout("audio", "audio", (1, 128, 204), "float32", multi_clip=True, default_clips=3),
-    "depth": InputLayout("depth", "depth", (1, 224, 224), "float32"),
-    "thermal": InputLayout("thermal", "thermal", (1, 224, 224), "float32"),
-    "imu": InputLayout("imu", "imu", (6, 2000), "float32"),
+    "vision": InputLayout("vision", "vision", (3, 224, 224), "float32", value_range=_PIXELS),
+    "video": InputLayout("video", "vision", (3, 2, 224, 224), "float32", multi_clip=True, default_clips=15,
+                         value_range=_PIXELS),
+    "text": InputLayout("text", "text", (77,), "int64", value_range="token ids"),
+    "audio": InputLayout("audio", "audio", (1, 128, 204), "float32", multi_clip=True, default_clips=3,
+                         value_range="normalised log-mel values lie within about +-10"),
+    "depth": InputLayout("depth", "depth", (1, 224, 224), "float32", max_abs=1e6,
+                         value_range="disparity in pixels: 38.9 / depth in metres, 3.9e5 at 0.1 mm"),
+    "thermal": InputLayout("thermal", "thermal", (1, 224, 224), "float32", value_range="intensities in [0, 1]"),
+    "imu": InputLayout("imu", "imu", (6, 2000), "float32", max_abs=1e5,
+                       value_range="accelerometer m/s^2 and gyroscope rad/s; 1e5 is 10,000 g"),
 }
 
 

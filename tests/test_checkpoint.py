@@ -112,17 +112,25 @@ def test_non_state_dict_checkpoints_are_rejected(tmp_path, payload, message):
 def test_arbitrary_pickles_are_never_unpickled(tmp_path, capsys):
     path = tmp_path / "evil.pth"
     torch.save({"w": Evil()}, path)
-    with pytest.raises(CheckpointError, match="weights_only=True"):
+    with pytest.raises(CheckpointError, match="never unpickles") as info:
         read_state_dict(path)
     assert "pwned" not in capsys.readouterr().out
+    assert "weights_only=False" not in str(info.value)  # never repeat torch's advice to disable the guard
 
 
 @pytest.mark.parametrize("content", [b"", b"not a checkpoint at all", pickle.dumps(Evil())])
 def test_garbage_files_are_rejected(tmp_path, content):
     path = tmp_path / "bad.pth"
     path.write_bytes(content)
-    with pytest.raises(CheckpointError, match="could not be loaded as a plain state dict"):
+    with pytest.raises(CheckpointError, match="could not be loaded with weights_only=True|never unpickles"):
         read_state_dict(path)
+
+
+def test_a_directory_or_missing_path_is_a_checkpoint_error(tmp_path):
+    with pytest.raises(CheckpointError, match="is not a regular file"):
+        read_state_dict(tmp_path)
+    with pytest.raises(CheckpointError, match="does not exist"):
+        read_state_dict(tmp_path / "nope.pth")
 
 
 def test_missing_checkpoint(tmp_path):

@@ -143,7 +143,10 @@ def param_groups(module: nn.Module, weight_decay: float) -> list[dict]:
 
 
 def rng_state() -> dict[str, Any]:
-    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    """Every RNG's state as tensors and plain containers only, so resuming never needs a full unpickler."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    state = {"torch": torch.get_rng_state(), "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached],
+             "python": random.getstate()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -151,10 +154,30 @@ def rng_state() -> dict[str, Any]:
 
 def set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
-    random.setstate(state["python"])
+    kind, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+#: What a training checkpoint holds; anything else in OUT/checkpoints/last.pt is not bindrt's.
+CHECKPOINT_KEYS = ("step", "stage", "config", "model_config", "encoders", "temperatures", "optimizer", "scheduler",
+                   "scaler", "rng")
+
+
+def read_checkpoint(path: Path) -> dict[str, Any]:
+    """Load ``--resume``'s checkpoint with ``weights_only=True`` (a planted pickle cannot run) and check its layout."""
+    from bindrt.errors import CheckpointError
+    from bindrt.model.checkpoint import safe_torch_load
+
+    ckpt = safe_torch_load(path, "training checkpoint")
+    missing = [k for k in CHECKPOINT_KEYS if not isinstance(ckpt, dict) or k not in ckpt]
+    if missing or not isinstance(ckpt["config"], dict) or not isinstance(ckpt["step"], int):
+        raise CheckpointError(f"training checkpoint {path} is not one `bindrt train` wrote (missing or invalid: "
+                              f"{', '.join(missing) or 'config/step'}); expected OUT/checkpoints/last.pt of an earlier run")
+    return ckpt
 
 
 def save_atomic(obj: Any, path: Path) -> None:
@@ -393,7 +416,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     ckpt = None
     step = 0
     if cfg.resume:
-        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        ckpt = read_checkpoint(ckpt_path)
         diff = {k: (ckpt["config"].get(k), v) for k, v in cfg.identity().items() if ckpt["config"].get(k) != _jsonable(v)}
         if diff:
             raise ConfigError("--resume with settings that differ from the checkpoint's run: "

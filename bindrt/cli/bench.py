@@ -26,6 +26,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from rich.console import Console
 
     from bindrt.bench import bench_bundle, rows_to_markdown, write_results
@@ -33,6 +35,8 @@ def run(args: argparse.Namespace) -> int:
     from bindrt.layouts import kinds_for
 
     bundle = Bundle.open(args.bundle)
+    if args.out:  # fail before minutes of timing, not after
+        Path(args.out).mkdir(parents=True, exist_ok=True)
     kinds = args.inputs or [k for m in bundle.modalities for k in kinds_for(m)]
     console = Console()
     rows = bench_bundle(

@@ -7,7 +7,9 @@ the same keys with ``modality_<part>s.<modality>.`` replaced by ``<part>.``.
 
 from __future__ import annotations
 
+import os
 import pickle
+import warnings
 import zipfile
 from os import PathLike
 from typing import Iterable, Mapping
@@ -53,21 +55,43 @@ def read_state_dict(path: "str | PathLike[str]") -> Mapping[str, Tensor]:
 
     Memory-mapped, so selecting a few modalities never reads the others' tensors.
     """
+    return check_plain_state_dict(safe_torch_load(path, "checkpoint"), str(path))
+
+
+def safe_torch_load(path: "str | PathLike[str]", what: str = "checkpoint") -> object:
+    """``torch.load(weights_only=True)`` with every failure as one CheckpointError.
+
+    The only place bindrt calls ``torch.load``: a pickle naming any global outside
+    torch's allow-list (``os.system``...) is refused before anything runs, and the
+    message never repeats torch's advice to retry with ``weights_only=False``.
+    """
+    expected = "a file written by torch.save holding tensors, dicts, lists and numbers"
+    if not os.path.exists(path):
+        raise CheckpointError(f"{what} {path} does not exist (expected {expected})")
+    if not os.path.isfile(path):
+        raise CheckpointError(f"{what} {path} is not a regular file (expected {expected})")
     try:
-        try:
-            obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-        except RuntimeError as exc:  # legacy (non-zip) files cannot be memory-mapped
-            if "mmap" not in str(exc):
-                raise
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise CheckpointError(f"checkpoint {path} does not exist") from None
-    except (pickle.UnpicklingError, zipfile.BadZipFile, EOFError, RuntimeError, ValueError) as exc:
+        with warnings.catch_warnings():  # torch warns about pickle protocols it then refuses anyway
+            warnings.simplefilter("ignore", UserWarning)
+            try:
+                return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+            except RuntimeError as exc:  # legacy (non-zip) files cannot be memory-mapped
+                if "mmap" not in str(exc):
+                    raise
+                return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        refused = next((ln.strip() for ln in str(exc).splitlines() if "GLOBAL" in ln or "Unsupported" in ln), "")
         raise CheckpointError(
-            f"checkpoint {path} could not be loaded as a plain state dict with weights_only=True "
-            f"(expected a dict of tensors as saved by torch.save(model.state_dict())): {(str(exc).splitlines() or [type(exc).__name__])[0]}"
-        ) from None
-    return check_plain_state_dict(obj, str(path))
+            f"{what} {path} holds Python objects other than tensors and plain containers, which bindrt never "
+            f"unpickles (they can run code){': ' + refused if refused else ''} (expected {expected}, loaded with "
+            "weights_only=True)") from None
+    except OSError as exc:
+        raise CheckpointError(f"{what} {path} cannot be read: {exc.strerror or exc}") from None
+    except (zipfile.BadZipFile, EOFError, RuntimeError, ValueError, TypeError, AttributeError, KeyError, IndexError,
+            OverflowError, MemoryError) as exc:
+        reason = (str(exc).splitlines() or [type(exc).__name__])[0][:300] or type(exc).__name__
+        raise CheckpointError(f"{what} {path} could not be loaded with weights_only=True: {reason} "
+                              f"(expected {expected})") from None
 
 
 def check_plain_state_dict(obj: object, where: str = "checkpoint") -> Mapping[str, Tensor]:

@@ -35,8 +35,14 @@ def backend_class(name: str) -> type[Backend]:
 
 def open_source(path: "str | os.PathLike[str]", config: "str | ImageBindConfig | None" = None) -> ModelSource:
     """A bundle directory, or a reference checkpoint file plus ``config`` (preset name or JSON)."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise ConfigError(f"model path must be a str or os.PathLike, got {type(path).__name__}; "
+                          "expected a bundle directory or a reference checkpoint file")
     path = Path(path)
     if path.is_dir():
+        if not Bundle.is_bundle(path):
+            raise ConfigError(f"{path} is a directory but not a bundle (no manifest.json); expected a bundle directory "
+                              "or a reference checkpoint file")
         bundle = Bundle.open(path)
         if config is not None and resolve_config(config) != bundle.config:
             raise ConfigError(f"config {config!r} differs from the config stored in bundle {path}; omit config=")
@@ -64,12 +70,20 @@ def load(
     Only the requested ``modalities`` are read; backend-specific ``options`` (threads,
     providers, engine caches...) are passed through to the backend.
     """
+    _check_types(backend=(backend, str), device=(device, str), precision=(precision, str), batch_size=(batch_size, int))
     source = open_source(path, config)
     mods = check_modalities(modalities, source.available_modalities)
     cls = backend_class(backend)
     if precision not in PRECISIONS or precision not in cls.precisions:
         raise BackendError(f"the {backend!r} backend runs precisions {', '.join(cls.precisions)}, not {precision!r}")
     return Embedder(cls.open(source, modalities=mods, device=device, precision=precision, **options), batch_size=batch_size)
+
+
+def _check_types(**named: "tuple[Any, type]") -> None:
+    """Wrong argument types get a ConfigError naming the argument, not a TypeError from deep inside."""
+    for name, (value, expected) in named.items():
+        if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
+            raise ConfigError(f"{name}={value!r} is of type {type(value).__name__}; expected {expected.__name__}")
 
 
 __all__ = ["load", "Embedder", "Backend", "ModelSource", "BACKENDS", "backend_class", "open_source", "similarity"]

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from bindrt.config import INPUT_KINDS
-from bindrt.errors import InputError, UnknownModalityError
+from bindrt.errors import BackendError, ConfigError, InputError, UnknownModalityError
 from bindrt.layouts import INPUT_LAYOUTS
 from bindrt.runtime.base import Backend
 
@@ -21,10 +21,11 @@ class Embedder:
     """
 
     def __init__(self, backend: Backend, batch_size: int = 32) -> None:
-        if batch_size < 1:
-            raise InputError(f"batch_size must be >= 1, got {batch_size}")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ConfigError(f"batch_size must be an int >= 1, got {batch_size!r}")
         self.backend = backend
         self.batch_size = batch_size
+        self.closed = False
 
     @property
     def config(self):
@@ -57,7 +58,18 @@ class Embedder:
         array = self.check_batch(kind, batch)
         step = min(self.batch_size, self.backend.max_batch_size(kind) or self.batch_size)
         parts = [self.backend.run(kind, array[i : i + step]) for i in range(0, len(array), step)]
-        return np.concatenate(parts, axis=0).astype(np.float32, copy=False)
+        return self._check_output(kind, np.concatenate(parts, axis=0).astype(np.float32, copy=False))
+
+    def _check_output(self, kind: str, out: np.ndarray) -> np.ndarray:
+        """Finite inputs in range must give finite embeddings; NaN/Inf here means the weights or the precision failed."""
+        bad = np.flatnonzero(~np.isfinite(out).all(axis=1))
+        if len(bad):
+            d = self.backend.describe()
+            raise BackendError(
+                f"the {d['backend']} backend ({d['precision']}) produced NaN/Inf embeddings for {kind} item(s) "
+                f"{bad[:8].tolist()} from finite inputs in range; the weights hold non-finite values or the precision "
+                "overflowed (check the bundle with `bindrt info --verify`, or run fp32)")
+        return out
 
     def check_batch(self, kind: str, batch: Any) -> np.ndarray:
         self._check_kind(kind)
@@ -82,6 +94,11 @@ class Embedder:
         finite = np.isfinite(batch).reshape(len(batch), -1).all(axis=1)
         if not finite.all():
             raise InputError("contains NaN or Inf; expected finite values", modality=kind, item=int(np.argmin(finite)))
+        peak = np.abs(batch).reshape(len(batch), -1).max(axis=1)
+        if (peak > layout.max_abs).any():
+            item = int(np.argmax(peak > layout.max_abs))
+            raise InputError(f"holds a value of magnitude {peak[item]:.3g}, outside the {kind} encoder's input range "
+                             f"|x| <= {layout.max_abs:g} ({layout.value_range})", modality=kind, item=item)
         return np.ascontiguousarray(batch, dtype=np.float32)
 
     # -- raw inputs ---------------------------------------------------------------------
@@ -121,7 +138,9 @@ class Embedder:
             raise InputError(f"empty batch {tuple(shape)}; expected at least one item (and one clip)", modality=kind)
 
     def _check_kind(self, kind: str) -> None:
-        if kind not in INPUT_KINDS:
+        if self.closed:
+            raise BackendError("this model was closed (close() or the end of its `with` block); load it again to embed")
+        if not isinstance(kind, str) or kind not in INPUT_KINDS:
             raise UnknownModalityError(f"unknown input kind {kind!r}; expected one of {', '.join(INPUT_KINDS)}")
         if kind not in self.input_kinds:
             raise UnknownModalityError(
@@ -129,7 +148,9 @@ class Embedder:
             )
 
     def close(self) -> None:
-        self.backend.close()
+        if not self.closed:
+            self.closed = True
+            self.backend.close()
 
     def __enter__(self) -> "Embedder":
         return self

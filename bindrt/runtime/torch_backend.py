@@ -17,11 +17,14 @@ DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
 def resolve_device(device: str) -> torch.device:
-    dev = torch.device(device)
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        dev = None
+    if dev is None or dev.type not in ("cpu", "cuda"):
+        raise BackendError(f"unsupported device {device!r}; expected 'cpu' or 'cuda[:N]'")
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise BackendError(f"device {device!r} requested but torch sees no CUDA device; use device='cpu'")
-    if dev.type not in ("cpu", "cuda"):
-        raise BackendError(f"unsupported device {device!r}; expected 'cpu' or 'cuda[:N]'")
     return dev
 
 
