@@ -5,6 +5,8 @@ module documents its convention (``image``, ``text``, ``audio``, ``video``
 reproduce the reference; ``depth``, ``thermal``, ``imu`` are bindrt's own).
 Everything here is numpy + Pillow + soundfile + PyAV + ftfy + regex: importing it
 never imports torch, so runtimes without torch (ONNX Runtime, TensorRT) can use it.
+Decoded sizes are bounded before allocation (:mod:`.limits`: ``media_limits``,
+``set_media_limits``, ``BINDRT_MAX_*`` environment variables).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from .audio import (
 from .depth import DEPTH_BASELINE, DEPTH_FOCAL_LENGTH, depth_to_disparity, preprocess_depth, preprocess_depths
 from .image import IMAGE_MEAN, IMAGE_SIZE, IMAGE_STD, preprocess_image, preprocess_images
 from .imu import IMU_CHANNELS, IMU_SAMPLE_RATE, IMU_SAMPLES, preprocess_imu, preprocess_imus
+from .limits import MediaLimits, current_media_limits, media_limits, set_media_limits
 from .text import CONTEXT_LENGTH, EOT_TOKEN, SOT_TOKEN, VOCAB_SIZE, Tokenizer, get_tokenizer, tokenize
 from .thermal import preprocess_thermal, preprocess_thermals
 from .video import preprocess_video, preprocess_videos
@@ -106,9 +109,9 @@ def preprocess(modality: str, items: Any, **options: Any) -> np.ndarray:
 __all__ = [
     "AUDIO_MEAN", "AUDIO_STD", "AudioArray", "CONTEXT_LENGTH", "DEPTH_BASELINE", "DEPTH_FOCAL_LENGTH",
     "EOT_TOKEN", "IMAGE_MEAN", "IMAGE_SIZE", "IMAGE_STD", "IMU_CHANNELS", "IMU_SAMPLES", "IMU_SAMPLE_RATE",
-    "INPUT_LAYOUTS", "MODALITIES", "NUM_MEL_BINS", "SAMPLE_RATE", "SOT_TOKEN", "TARGET_FRAMES", "VOCAB_SIZE",
-    "Tokenizer", "as_items", "constants", "depth_to_disparity", "get_tokenizer", "kaldi_fbank", "load_audio", "preprocess",
+    "INPUT_LAYOUTS", "MODALITIES", "MediaLimits", "NUM_MEL_BINS", "SAMPLE_RATE", "SOT_TOKEN", "TARGET_FRAMES", "VOCAB_SIZE",
+    "Tokenizer", "as_items", "constants", "current_media_limits", "depth_to_disparity", "get_tokenizer", "kaldi_fbank", "load_audio", "media_limits", "preprocess",
     "preprocess_audio", "preprocess_audios", "preprocess_depth", "preprocess_depths", "preprocess_image",
     "preprocess_images", "preprocess_imu", "preprocess_imus", "preprocess_thermal", "preprocess_thermals",
-    "preprocess_video", "preprocess_videos", "resample", "sample_clips", "tokenize", "waveform_to_melspec",
+    "preprocess_video", "preprocess_videos", "resample", "sample_clips", "set_media_limits", "tokenize", "waveform_to_melspec",
 ]

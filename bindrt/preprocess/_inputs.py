@@ -11,14 +11,17 @@ batch of thousands is easy to find.
 from __future__ import annotations
 
 import io
+import math
 import os
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import Any
 
 import numpy as np
 
-from bindrt.errors import InputError, MediaDecodeError
+from bindrt.errors import InputError, LimitError, MediaDecodeError
+
+from .limits import check_file_bytes
 
 Source = str | io.BytesIO  # what decoders (Pillow, soundfile, PyAV) are handed
 
@@ -45,25 +48,25 @@ def is_bytes(item: Any) -> bool:
 def to_source(item: Any, modality: str, index: int | None, expected: str) -> Source:
     """Turn a path or bytes item into something a decoder can open.
 
-    Missing paths and empty buffers are caught here so decoders only ever see
-    something that exists. Other item kinds are rejected with ``expected``.
+    Missing paths, empty buffers and files over ``max_file_bytes`` are caught here
+    so decoders only ever see something that exists. Other item kinds are rejected.
+    ``expected`` is a noun phrase with its article ("an audio file").
     """
     if is_pathlike(item):
         path = os.fspath(item)
         if isinstance(path, bytes):
             path = os.fsdecode(path)
         if not os.path.exists(path):
-            raise InputError(f"file not found: {path!r} (expected an existing {expected})",
-                             modality=modality, item=index)
+            raise InputError(f"file not found: {path!r} (expected {expected})", modality=modality, item=index)
         if not os.path.isfile(path):
-            raise InputError(f"not a regular file: {path!r} (expected an existing {expected})",
-                             modality=modality, item=index)
+            raise InputError(f"not a regular file: {path!r} (expected {expected})", modality=modality, item=index)
+        check_file_bytes(os.path.getsize(path), repr(path), modality=modality, index=index)
         return path
     if is_bytes(item):
         data = bytes(item)
         if not data:
-            raise InputError(f"empty bytes (expected the contents of a {expected})",
-                             modality=modality, item=index)
+            raise InputError(f"empty bytes (expected the contents of {expected})", modality=modality, item=index)
+        check_file_bytes(len(data), "the bytes item", modality=modality, index=index)
         return io.BytesIO(data)
     raise InputError(f"unsupported item type {type(item).__name__} (expected {expected})",
                      modality=modality, item=index)
@@ -76,8 +79,10 @@ def decoding(item: Any, modality: str, index: int | None, expected: str) -> Iter
         yield
     except InputError:
         raise
-    except MemoryError:
-        raise
+    except MemoryError as exc:  # the limits bound what decoders allocate; this is a process that has less
+        raise LimitError(f"ran out of memory decoding {describe(item)} (expected {expected}); lower the media "
+                         "limits (bindrt.preprocess.media_limits) or give the process more memory",
+                         modality=modality, item=index) from exc
     except Exception as exc:  # decoders raise OSError, ValueError, RuntimeError, their own types...
         reason = str(exc).strip() or type(exc).__name__
         raise MediaDecodeError(f"cannot decode {describe(item)}: {reason} (expected {expected})",
@@ -130,11 +135,36 @@ def is_npy_item(item: Any) -> bool:
     return is_bytes(item) and bytes(item[:6]) == NPY_MAGIC
 
 
-def load_npy(item: Any, modality: str, index: int | None, expected: str) -> np.ndarray:
-    """Load a .npy path/bytes item (no pickles: arrays only)."""
-    src = to_source(item, modality, index, ".npy file")
+def npy_header(f: Any) -> tuple[tuple[int, ...], np.dtype, int]:
+    """(shape, dtype, data offset) of an open .npy file, read without loading the array."""
+    version = np.lib.format.read_magic(f)
+    if version == (1, 0):
+        shape, _, dtype = np.lib.format.read_array_header_1_0(f)
+    elif version == (2, 0):
+        shape, _, dtype = np.lib.format.read_array_header_2_0(f)
+    else:
+        raise ValueError(f"npy format version {version[0]}.{version[1]} is not supported (expected 1.0 or 2.0)")
+    return tuple(int(d) for d in shape), dtype, f.tell()
+
+
+def load_npy(item: Any, modality: str, index: int | None, expected: str,
+             check_shape: Callable[[tuple[int, ...]], None] | None = None) -> np.ndarray:
+    """Load a .npy path/bytes item (no pickles: arrays only).
+
+    The header's shape goes to ``check_shape`` (the modality's limits) and is
+    checked against the file's length before the array is allocated.
+    """
+    src = to_source(item, modality, index, "a .npy file")
     with decoding(item, modality, index, f"a .npy file holding {expected}"):
-        arr = np.load(src, allow_pickle=False)
+        with open(src, "rb") if isinstance(src, str) else nullcontext(src) as f:
+            shape, dtype, offset = npy_header(f)
+            if check_shape is not None:
+                check_shape(shape)
+            declared, held = math.prod(shape) * dtype.itemsize, f.seek(0, os.SEEK_END) - offset
+            if not dtype.hasobject and declared > held:
+                raise ValueError(f"truncated: the header declares {declared} bytes of array data, the file holds {held}")
+            f.seek(0)
+            arr = np.load(f, allow_pickle=False)
     if not isinstance(arr, np.ndarray):
         raise InputError(f"{describe(item)} is not a single array (expected {expected})", modality=modality, item=index)
     return arr

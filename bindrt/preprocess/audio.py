@@ -24,6 +24,7 @@ import io
 import math
 import os
 import struct
+from collections.abc import Iterable, Iterator
 from typing import Any, BinaryIO, NamedTuple
 
 import numpy as np
@@ -33,6 +34,7 @@ from bindrt.errors import InputError, MediaDecodeError
 
 from ._clips import clip_timepoints
 from ._inputs import check_array, decoding, describe, is_bytes, is_pathlike, map_items, to_source
+from .limits import check_audio
 
 SAMPLE_RATE = 16000
 NUM_CLIPS = 3
@@ -44,7 +46,6 @@ AUDIO_STD = 9.138
 FRAME_LENGTH_MS = 25.0
 FRAME_SHIFT_MS = 10.0
 MIN_CLIP_SAMPLES = int(SAMPLE_RATE * FRAME_LENGTH_MS / 1000)  # 400: one 25 ms frame at 16 kHz
-MAX_CHANNELS = 64  # more "channels" than this is almost surely a (samples, channels) array
 
 _EXPECTED = ("an audio file (WAV/FLAC/OGG/MP3...) as a path or bytes, or a (waveform, sample_rate) "
              "pair with waveform (samples,) or (channels, samples)")
@@ -59,43 +60,73 @@ class AudioArray(NamedTuple):
 
 
 # ---------------------------------------------------------------- decoding
-def _riff_truncated(f: BinaryIO, size: int) -> bool:
-    """True if a RIFF/WAVE file declares more data than it holds (libsndfile reads it silently)."""
+_WAV_BITS = {1: (8, 16, 24, 32), 3: (32, 64), 0xFFFE: (8, 16, 24, 32, 64)}  # PCM, IEEE float, extensible
+_MAX_RIFF_CHUNKS = 1024  # real WAVs have a handful; a walk over millions of 8-byte chunks is an attack
+
+
+def _check_riff(f: BinaryIO, size: int) -> None:
+    """Reject what libsndfile reads silently from a RIFF/WAVE file: a truncated data chunk, odd bit depths."""
     f.seek(0)
     head = f.read(12)
     if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
-        return False
+        return
     pos = 12
-    while pos + 8 <= size:
+    for _ in range(_MAX_RIFF_CHUNKS):
+        if pos + 8 > size:
+            break
         f.seek(pos)
         cid, csize = struct.unpack("<4sI", f.read(8))
+        if cid == b"fmt " and csize >= 16:
+            tag, _, _, _, _, bits = struct.unpack("<HHIIHH", f.read(16))
+            if tag in _WAV_BITS and bits not in _WAV_BITS[tag]:
+                raise ValueError(f"the WAV header declares {bits} bits per sample (accepted: 8, 16, 24 or 32-bit "
+                                 "PCM, 32 or 64-bit float)")
         if cid == b"data":
-            return csize not in (0, 0xFFFFFFFF) and pos + 8 + csize > size
+            if csize not in (0, 0xFFFFFFFF) and pos + 8 + csize > size:
+                raise ValueError("the WAV data chunk is truncated (file shorter than its header says)")
+            return
         pos += 8 + csize + (csize & 1)
-    return True  # no complete data chunk header
+    raise ValueError("no complete WAV data chunk header")
 
 
-def _read_soundfile(src: str | io.BytesIO) -> tuple[np.ndarray, int]:
+def _read_soundfile(src: str | io.BytesIO, index: int | None) -> tuple[np.ndarray, int]:
+    """libsndfile decode; sample rate, channels and length are checked from the header before reading."""
     opened = open(src, "rb") if isinstance(src, str) else src
     try:
         size = opened.seek(0, os.SEEK_END)
-        if _riff_truncated(opened, size):
-            raise ValueError("the WAV data chunk is truncated (file shorter than its header says)")
+        _check_riff(opened, size)
         opened.seek(0)
         with sf.SoundFile(opened) as f:
-            expected = f.frames
-            data = f.read(dtype="float32", always_2d=True)
-            sr = f.samplerate
+            sr, channels, expected = f.samplerate, f.channels, f.frames
+            known = 0 < expected < 2**62
+            check_audio(sr, channels, expected if known else None, modality="audio", index=index)
+            if known:
+                data = f.read(dtype="float32", always_2d=True)
+            else:  # unknown length: read in blocks, bounding the running total
+                data = _bounded_concat((b.T for b in f.blocks(1 << 18, dtype="float32", always_2d=True)),
+                                       sr, channels, index).T
     finally:
         if isinstance(src, str):
             opened.close()
-    if 0 < expected < 2**62 and data.shape[0] < expected:
+    if known and data.shape[0] < expected:
         raise ValueError(f"truncated: decoded {data.shape[0]} of {expected} frames")
     return np.ascontiguousarray(data.T), int(sr)
 
 
-def _read_pyav(src: str | io.BytesIO) -> tuple[np.ndarray, int]:
-    """Fallback for containers libsndfile does not read (m4a, webm...)."""
+def _bounded_concat(blocks: Iterable[np.ndarray], sr: int, channels: int, index: int | None) -> np.ndarray:
+    """Concatenate (channels, n) blocks, raising LimitError as soon as the running length exceeds the limits."""
+    parts, total = [], 0
+    for block in blocks:
+        total += block.shape[1]
+        check_audio(sr, channels, total, modality="audio", index=index)
+        parts.append(block)
+    if not parts:
+        raise ValueError("no audio frames decoded")
+    return np.concatenate(parts, axis=1)
+
+
+def _read_pyav(src: str | io.BytesIO, index: int | None) -> tuple[np.ndarray, int]:
+    """Fallback for containers libsndfile does not read (m4a, webm...); bounded by metadata, then while decoding."""
     import av  # lazy: only the fallback needs it
 
     if isinstance(src, io.BytesIO):
@@ -105,18 +136,28 @@ def _read_pyav(src: str | io.BytesIO) -> tuple[np.ndarray, int]:
             raise ValueError("no audio stream")
         stream = container.streams.audio[0]
         ctx = stream.codec_context
-        parts = []
-        for frame in container.decode(stream):
-            a = frame.to_ndarray()  # planar: (channels, n); packed: (1, n * channels)
-            parts.append(a if frame.format.is_planar else a.reshape(-1, frame.layout.nb_channels).T)
-        sr = ctx.sample_rate
-    if not parts:
-        raise ValueError("no audio frames decoded")
-    data = np.concatenate(parts, axis=1)
+        sr, channels = ctx.sample_rate, ctx.channels
+        if not sr:
+            raise ValueError("the audio stream declares no sample rate")
+        declared = (int(stream.duration * stream.time_base * sr)
+                    if stream.duration and stream.time_base and sr else None)
+        check_audio(sr, channels, declared, modality="audio", index=index)
+
+        def blocks() -> Iterator[np.ndarray]:
+            for frame in container.decode(stream):
+                a = frame.to_ndarray()  # planar: (channels, n); packed: (1, n * channels)
+                yield a if frame.format.is_planar else a.reshape(-1, frame.layout.nb_channels).T
+
+        data = _bounded_concat(blocks(), sr, channels, index)
     if data.dtype.kind in "iu":  # integer PCM -> [-1, 1) (unsigned 8-bit is offset by 128)
         half = 2.0 ** (8 * data.dtype.itemsize - 1)
         data = (data.astype(np.float64) - (half if data.dtype.kind == "u" else 0.0)) / half
     return np.ascontiguousarray(data, dtype=np.float32), int(sr)
+
+
+def _not_recognised(exc: sf.LibsndfileError) -> bool:
+    """libsndfile's "not my format" (fall back to PyAV), as opposed to a broken file of a format it reads."""
+    return "Format not recognised" in str(exc) or "unknown format" in str(exc).lower()
 
 
 def load_audio(item: Any, *, index: int | None = None) -> tuple[np.ndarray, int]:
@@ -133,11 +174,9 @@ def load_audio(item: Any, *, index: int | None = None) -> tuple[np.ndarray, int]
                         expected="a (samples,) or (channels, samples) float or int16 waveform")
         if a.dtype.kind == "i" and a.dtype != np.int16:
             raise InputError(f"array has dtype {a.dtype} (expected float in [-1, 1] or int16)", modality=modality, item=index)
-        if a.ndim == 2 and a.shape[0] > MAX_CHANNELS:
-            raise InputError(f"array has shape {a.shape}: {a.shape[0]} channels (expected (channels, samples) "
-                             f"with at most {MAX_CHANNELS} channels; transpose a (samples, channels) array)",
-                             modality=modality, item=index)
         a = a.reshape(1, -1) if a.ndim == 1 else a
+        check_audio(int(sr), a.shape[0], a.shape[1], modality=modality, index=index,
+                    hint=f" (array shape {a.shape}; expected (channels, samples): transpose a (samples, channels) array)")
         wav = a.astype(np.float32) / np.float32(32768.0) if a.dtype == np.int16 else a.astype(np.float32)
         return np.ascontiguousarray(wav), int(sr)
     if isinstance(item, np.ndarray):
@@ -145,17 +184,17 @@ def load_audio(item: Any, *, index: int | None = None) -> tuple[np.ndarray, int]
                          "e.g. AudioArray(wav, 16000))", modality=modality, item=index)
     if not (is_pathlike(item) or is_bytes(item)):
         raise InputError(f"unsupported item type {type(item).__name__} (expected {_EXPECTED})", modality=modality, item=index)
-    src = to_source(item, modality, index, "audio file")
-    expected = "an audio file (WAV/FLAC/OGG/MP3 via soundfile, other containers via PyAV)"
-    try:
-        wav, sr = _read_soundfile(src)
-    except sf.LibsndfileError as exc:
-        if "Format not recognised" not in str(exc) and "unknown format" not in str(exc).lower():
-            raise MediaDecodeError(f"cannot decode {describe(item)}: {exc} (expected {expected})", modality=modality, item=index) from exc
-        with decoding(item, modality, index, expected):
-            wav, sr = _read_pyav(src)
-    except Exception as exc:
-        raise MediaDecodeError(f"cannot decode {describe(item)}: {exc} (expected {expected})", modality=modality, item=index) from exc
+    src = to_source(item, modality, index, "an audio file")
+    with decoding(item, modality, index, "an audio file (WAV/FLAC/OGG/MP3 via soundfile, other containers via PyAV)"):
+        try:
+            wav, sr = _read_soundfile(src, index)
+        except sf.LibsndfileError as exc:
+            if not _not_recognised(exc):
+                raise
+            wav, sr = _read_pyav(src, index)
+    if not np.isfinite(wav).all():  # float WAVs can hold NaN/Inf
+        raise MediaDecodeError(f"cannot decode {describe(item)}: it decodes to NaN or Inf samples "
+                               f"(expected an audio file of finite samples)", modality=modality, item=index)
     if wav.shape[1] == 0:
         raise InputError(f"{describe(item)} has no samples (expected at least {MIN_CLIP_SAMPLES} at {SAMPLE_RATE} Hz)",
                          modality=modality, item=index)
@@ -181,12 +220,19 @@ def _sinc_kernel(orig: int, new: int, lowpass_filter_width: int, rolloff: float)
     return kernel, width  # (new, 2*width + orig)
 
 
+_RESAMPLE_CHUNK = 1 << 22  # window values per matmul (16 MiB): bounds the copy whatever the length
+
+
 def resample(waveform: np.ndarray, orig_sr: int, new_sr: int, *, lowpass_filter_width: int = 6,
              rolloff: float = 0.99) -> np.ndarray:
     """``torchaudio.functional.resample`` (sinc_interp_hann) on a (..., samples) float array.
 
     Polyphase: with rates reduced by their gcd to orig/new, output block j is the
     ``new`` dot products of the kernel with input samples ``[j*orig - width, ...)``.
+    Blocks are computed a chunk of rows at a time, so the window copy stays
+    ~``_RESAMPLE_CHUNK`` values however long the input is. The dot products are
+    the same; BLAS may round a chunk's sums differently in the last bit, as it
+    already did for inputs of different lengths.
     """
     if orig_sr <= 0 or new_sr <= 0 or int(orig_sr) != orig_sr or int(new_sr) != new_sr:
         raise ValueError(f"sample rates must be positive integers, got {orig_sr} -> {new_sr}")
@@ -198,10 +244,19 @@ def resample(waveform: np.ndarray, orig_sr: int, new_sr: int, *, lowpass_filter_
     kernel, width = _sinc_kernel(orig, new, lowpass_filter_width, rolloff)
     lead, length = x.shape[:-1], x.shape[-1]
     flat = x.reshape(-1, length)
-    padded = np.pad(flat, ((0, 0), (width, width + orig)))
-    frames = np.lib.stride_tricks.sliding_window_view(padded, kernel.shape[1], axis=1)[:, ::orig]
-    out = (frames @ kernel.T).reshape(flat.shape[0], -1)  # (C, blocks, new) -> interleaved
+    blocks = length // orig + 1  # windows of the padded signal [width + length + width + orig) at stride orig
     target = math.ceil(np.float32(new * length / orig))  # torchaudio rounds this via a float32 tensor
+    out = np.empty((flat.shape[0], blocks, new), dtype=np.float32)
+    step = max(2, _RESAMPLE_CHUNK // kernel.shape[1])  # >= 2 rows: one row is a matrix-vector product
+    start = 0
+    while start < blocks:
+        stop = blocks if blocks - start < 2 * step else start + step  # the last chunk also has >= 2 rows
+        lo, hi = start * orig - width, (stop - 1) * orig - width + kernel.shape[1]  # its input span
+        piece = np.pad(flat[:, max(lo, 0) : min(hi, length)], ((0, 0), (max(0, -lo), max(0, hi - length))))
+        frames = np.lib.stride_tricks.sliding_window_view(piece, kernel.shape[1], axis=1)[:, ::orig]
+        out[:, start:stop] = frames @ kernel.T
+        start = stop
+    out = out.reshape(flat.shape[0], -1)  # (C, blocks, new) -> interleaved
     return np.ascontiguousarray(out[:, :target].reshape(*lead, -1), dtype=np.float32)
 
 
@@ -299,7 +354,11 @@ def preprocess_audio(item: Any, *, index: int | None = None) -> np.ndarray:
         view = wav[:, s:e]
         view -= view.mean(dtype=np.float32)  # in place on purpose: the reference does `waveform -= mean` on a view
         out.append(fbank_to_melspec(kaldi_fbank(view[0], SAMPLE_RATE)))
-    return np.stack(out)
+    mel = np.stack(out)
+    if not np.isfinite(mel).all():  # the power spectrum overflows float32 for samples far outside [-1, 1]
+        raise InputError(f"{describe(item)}: the log-mel spectrogram overflows float32 (samples reach "
+                         f"{np.abs(wav).max():.3g}; expected samples in [-1, 1])", modality="audio", item=index)
+    return mel
 
 
 def preprocess_audios(items: Any) -> np.ndarray:

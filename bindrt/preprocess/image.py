@@ -12,14 +12,17 @@ Items: a path, raw file bytes, a Pillow image, or a numpy array. Arrays must be
 
 from __future__ import annotations
 
+import re
+import warnings
 from typing import Any
 
 import numpy as np
 from PIL import Image
 
-from bindrt.errors import InputError
+from bindrt.errors import InputError, LimitError
 
 from ._inputs import check_array, decoding, map_items, to_source
+from .limits import check_frame, current_media_limits, exceeded
 
 IMAGE_SIZE = 224
 IMAGE_MEAN: tuple[float, float, float] = (0.48145466, 0.4578275, 0.40821073)
@@ -29,14 +32,36 @@ _EXPECTED = "an image file Pillow can read, a Pillow image, or an (H, W, 3) uint
 
 
 def open_pil(item: Any, modality: str, index: int | None, expected: str = _EXPECTED) -> Image.Image:
-    """Open a path/bytes/Pillow item as a fully loaded Pillow image (truncation surfaces here)."""
+    """Open a path/bytes/Pillow item as a fully loaded Pillow image (truncation surfaces here).
+
+    The header's size is checked against the limits before the pixels are decoded.
+    Pillow's own decompression-bomb warning is left to that check; its error (over
+    twice ``PIL.Image.MAX_IMAGE_PIXELS``, raised while opening) becomes a LimitError.
+    """
     if isinstance(item, Image.Image):
+        check_frame(*item.size, modality=modality, index=index)
         return item
     src = to_source(item, modality, index, expected)
     with decoding(item, modality, index, expected):
-        img = Image.open(src)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                img = Image.open(src)
+        except Image.DecompressionBombError as exc:
+            pixels = _bomb_pixels(exc)
+            if pixels > current_media_limits().max_pixels:
+                raise exceeded("max_pixels", "the image's pixel count", pixels, modality=modality, index=index) from exc
+            raise LimitError(f"{exc} (Pillow's own limit, twice PIL.Image.MAX_IMAGE_PIXELS; raise "
+                             "PIL.Image.MAX_IMAGE_PIXELS too to accept it)", modality=modality, item=index) from exc
+        check_frame(*img.size, modality=modality, index=index)
         img.load()  # Pillow decodes lazily; force it so truncated files fail now
     return img
+
+
+def _bomb_pixels(exc: Exception) -> int:
+    """The pixel count Pillow's DecompressionBombError reports ("Image size (N pixels) exceeds ...")."""
+    found = re.search(r"\((\d+) pixels\)", str(exc))
+    return int(found.group(1)) if found else 0
 
 
 def resize_short_side(img: Image.Image, size: int, resample: int) -> Image.Image:
@@ -64,6 +89,7 @@ def image_from_array(arr: Any, modality: str, index: int | None) -> Image.Image:
         raise InputError(f"array has shape {a.shape} dtype {a.dtype} "
                          "(expected an (H, W, 3) uint8 RGB or (H, W) uint8 grey array)",
                          modality=modality, item=index)
+    check_frame(a.shape[1], a.shape[0], modality=modality, index=index)
     return Image.fromarray(np.ascontiguousarray(a))
 
 

@@ -7,12 +7,24 @@ merges of ``bpe_simple_vocab_16e6.txt.gz`` (shipped as package data, never
 downloaded). A sequence is ``[49406] + first 75 tokens + [49407]`` right-padded
 with 0 to 77, so a truncated text still ends in the end-of-text token (the text
 encoder pools at ``argmax(ids)``, which must be that token).
+
+Special tokens: as in the reference, the strings ``<|startoftext|>`` and
+``<|endoftext|>`` typed in a text become the real special tokens (so a user can
+end a caption early, and the pooled position moves there). Pass
+``special_tokens=False`` to :func:`tokenize` (or ``Tokenizer.encode``) to treat
+them as plain text, e.g. for untrusted input.
+
+Bounds: a text longer than ``max_text_chars`` (:mod:`bindrt.preprocess.limits`)
+is a LimitError (cleaning is linear in the whole text); words are BPE-merged
+with a heap (``n log n``; the reference's loop is quadratic in a word's length)
+and only until the context is full. Both give the reference's ids exactly.
 """
 
 from __future__ import annotations
 
 import functools
 import gzip
+import heapq
 import html
 from importlib import resources
 from typing import Any
@@ -24,16 +36,17 @@ import regex
 from bindrt.errors import InputError
 
 from ._inputs import as_item_list
+from .limits import check_max
 
 CONTEXT_LENGTH = 77
 VOCAB_SIZE = 49408
 SOT_TOKEN = 49406
 EOT_TOKEN = 49407
 _NUM_MERGES = 49152 - 256 - 2  # 48,894: the merges CLIP's vocabulary was built from
-_PATTERN = regex.compile(
-    r"""<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+""",
-    regex.IGNORECASE,
-)
+_SPECIAL = ("<|startoftext|>", "<|endoftext|>")
+_WORDS = r"""'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+"""
+_PATTERN = regex.compile(r"<\|startoftext\|>|<\|endoftext\|>|" + _WORDS, regex.IGNORECASE)
+_PLAIN_PATTERN = regex.compile(_WORDS, regex.IGNORECASE)
 _WHITESPACE = regex.compile(r"\s+")
 
 
@@ -78,37 +91,67 @@ class Tokenizer:
         self._bpe = functools.lru_cache(maxsize=1 << 16)(self._bpe_uncached)
 
     def _bpe_uncached(self, token: str) -> tuple[str, ...]:
-        if token in ("<|startoftext|>", "<|endoftext|>"):
-            return (token,)
-        word: tuple[str, ...] = tuple(token[:-1]) + (token[-1] + "</w>",)
-        while len(word) > 1:
-            pairs = {(word[i], word[i + 1]) for i in range(len(word) - 1)}
-            bigram = min(pairs, key=lambda p: self.bpe_ranks.get(p, float("inf")))
-            if bigram not in self.bpe_ranks:
-                break
-            first, second = bigram
-            merged: list[str] = []
-            i = 0
-            while i < len(word):
-                if i < len(word) - 1 and word[i] == first and word[i + 1] == second:
-                    merged.append(first + second)
-                    i += 2
-                else:
-                    merged.append(word[i])
-                    i += 1
-            word = tuple(merged)
-        return word
+        """The reference's BPE (merge every occurrence of the lowest-ranked pair, left to right, repeat).
 
-    def encode(self, text: str) -> list[int]:
-        """Text -> BPE token ids, without start/end tokens or truncation."""
+        Same result, in ``n log n``: a heap of (rank, position) over a linked list of
+        symbols. One rank's occurrences are merged before any pair they create is
+        queued (the reference re-scans only between ranks); a merged pair can never
+        re-create its own rank, since the new symbol is longer than both halves.
+        """
+        if token in _SPECIAL:
+            return (token,)
+        syms: list[str | None] = list(token[:-1]) + [token[-1] + "</w>"]
+        nxt = list(range(1, len(syms))) + [-1]
+        prv = list(range(-1, len(syms) - 1))
+        ranks = self.bpe_ranks
+
+        def pair(i: int) -> tuple[int, int, str, str] | None:
+            j = nxt[i]
+            if j < 0:
+                return None
+            rank = ranks.get((syms[i], syms[j]))  # type: ignore[arg-type]
+            return None if rank is None else (rank, i, syms[i], syms[j])  # type: ignore[return-value]
+
+        heap = [p for p in map(pair, range(len(syms) - 1)) if p is not None]
+        heapq.heapify(heap)
+        while heap:
+            rank = heap[0][0]
+            touched: list[int] = []
+            while heap and heap[0][0] == rank:  # positions in order: left-to-right, non-overlapping
+                _, i, first, second = heapq.heappop(heap)
+                j = nxt[i]
+                if syms[i] != first or j < 0 or syms[j] != second:
+                    continue  # stale: one of the two was merged earlier in this round
+                syms[i], syms[j] = first + second, None
+                nxt[i] = nxt[j]
+                if nxt[j] >= 0:
+                    prv[nxt[j]] = i
+                touched.append(i)
+            for i in touched:
+                if syms[i] is None:
+                    continue
+                for k in (prv[i], i):
+                    if k >= 0 and syms[k] is not None and (p := pair(k)) is not None:
+                        heapq.heappush(heap, p)
+        return tuple(sym for sym in syms if sym is not None)
+
+    def encode(self, text: str, *, special_tokens: bool = True, max_tokens: int | None = None) -> list[int]:
+        """Text -> BPE token ids, without start/end tokens.
+
+        ``special_tokens=False`` reads ``<|endoftext|>`` etc. as plain text;
+        ``max_tokens`` stops once that many ids are known (the first ids of the full encoding).
+        """
+        pattern = _PATTERN if special_tokens else _PLAIN_PATTERN
         ids: list[int] = []
-        for word in _PATTERN.findall(clean_text(text)):
-            symbols = "".join(self.byte_encoder[b] for b in word.encode("utf-8"))
+        for match in pattern.finditer(clean_text(text)):
+            symbols = "".join(self.byte_encoder[b] for b in match.group().encode("utf-8"))
             ids.extend(self.encoder[t] for t in self._bpe(symbols))
+            if max_tokens is not None and len(ids) >= max_tokens:
+                return ids[:max_tokens]
         return ids
 
-    def __call__(self, texts: Any, context_length: int = CONTEXT_LENGTH) -> np.ndarray:
-        return tokenize(texts, context_length=context_length, tokenizer=self)
+    def __call__(self, texts: Any, context_length: int = CONTEXT_LENGTH, *, special_tokens: bool = True) -> np.ndarray:
+        return tokenize(texts, context_length=context_length, tokenizer=self, special_tokens=special_tokens)
 
 
 @functools.lru_cache(maxsize=1)
@@ -117,14 +160,20 @@ def get_tokenizer() -> Tokenizer:
     return Tokenizer()
 
 
-def tokenize(texts: Any, *, context_length: int = CONTEXT_LENGTH, tokenizer: Tokenizer | None = None) -> np.ndarray:
-    """A string or list of strings -> ``(B, context_length)`` int64 token ids."""
+def tokenize(texts: Any, *, context_length: int = CONTEXT_LENGTH, tokenizer: Tokenizer | None = None,
+             special_tokens: bool = True) -> np.ndarray:
+    """A string or list of strings -> ``(B, context_length)`` int64 token ids.
+
+    ``special_tokens=False``: ``<|startoftext|>`` / ``<|endoftext|>`` in a text are plain text.
+    """
     seq = [texts] if isinstance(texts, str) else as_item_list(texts, "text")
     tok = tokenizer or get_tokenizer()
     out = np.zeros((len(seq), context_length), dtype=np.int64)
     for i, text in enumerate(seq):
         if not isinstance(text, str):
             raise InputError(f"got {type(text).__name__} (expected a str)", modality="text", item=i)
-        ids = [SOT_TOKEN] + tok.encode(text)[: context_length - 2] + [EOT_TOKEN]
+        check_max("max_text_chars", "the text's length in characters", len(text), modality="text", index=i)
+        body = tok.encode(text, special_tokens=special_tokens, max_tokens=context_length - 2)
+        ids = [SOT_TOKEN] + body + [EOT_TOKEN]
         out[i, : len(ids)] = ids
     return out

@@ -24,8 +24,8 @@ from PIL import Image
 
 from bindrt.errors import InputError
 
-from ._inputs import decoding, describe, is_npy_item, load_npy, map_items
-from .depth import resize_crop_float, single_channel
+from ._inputs import decoding, describe, is_npy_item, map_items
+from .depth import load_map_npy, resize_crop_float, single_channel
 from .image import open_pil
 
 _EXPECTED = ("a greyscale thermal image (8- or 16-bit), or an (H, W) uint8/uint16 array or float array in [0, 1]")
@@ -48,7 +48,7 @@ def load_thermal(item: Any, *, index: int | None = None) -> np.ndarray:
     """One item -> (H, W) float32 in [0, 1]."""
     modality = "thermal"
     if isinstance(item, np.ndarray) or is_npy_item(item):
-        arr = item if isinstance(item, np.ndarray) else load_npy(item, modality, index, "an (H, W) thermal image")
+        arr = item if isinstance(item, np.ndarray) else load_map_npy(item, modality, index, "an (H, W) thermal image")
         return _scale_array(single_channel(arr, modality, index, _EXPECTED), item, index)
     img = open_pil(item, modality, index, _EXPECTED)
     with decoding(item, modality, index, _EXPECTED):

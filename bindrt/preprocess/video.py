@@ -14,7 +14,9 @@ Output ``(15, 3, 2, 224, 224)``: clip-major, crop-minor, each crop (C, T, H, W).
 
 Decoding is one demux pass (count packets) and one decode pass that stops after
 the last needed frame and converts only the needed frames to RGB (FFmpeg's
-default YUV->RGB through PyAV). Items: a path or the raw bytes of a video file.
+default YUV->RGB through PyAV), resizing each as it comes. Frame size, frame
+count and duration are bounded (:mod:`bindrt.preprocess.limits`).
+Items: a path or the raw bytes of a video file.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from bindrt.errors import InputError, MediaDecodeError
 from ._clips import clip_timepoints
 from ._inputs import decoding, describe, map_items, to_source
 from .image import IMAGE_MEAN, IMAGE_SIZE, IMAGE_STD
+from .limits import check_frame, check_max, current_media_limits, exceeded
 
 NUM_CLIPS = 5
 CLIP_SECONDS = 2
@@ -103,21 +106,45 @@ def _open(src: str | io.BytesIO):  # -> av.container.InputContainer
     return av.open(src)
 
 
-def probe_video(src: str | io.BytesIO) -> tuple[int, float]:
-    """(frame count, average fps) as decord reports them: demuxed packets, stream avg_frame_rate."""
+def probe_video(src: str | io.BytesIO, *, modality: str = "video", index: int | None = None) -> tuple[int, float]:
+    """(frame count, average fps) as decord reports them: demuxed packets, stream avg_frame_rate.
+
+    The declared frame size is checked before demuxing, the packet count while
+    demuxing (it stops at the first packet over the limit), the duration after.
+    """
     with _open(src) as container:
         if not container.streams.video:
             raise ValueError("no video stream")
         stream = container.streams.video[0]
+        if stream.codec_context.width > 0 and stream.codec_context.height > 0:
+            _check_frame_size(stream.codec_context.width, stream.codec_context.height, modality, index)
         rate = stream.average_rate or stream.guessed_rate
-        n = sum(1 for packet in container.demux(stream) if packet.size)
-    if not rate or n == 0:
+        max_frames = current_media_limits().max_video_frames
+        n = 0
+        for packet in container.demux(stream):
+            n += bool(packet.size)
+            if n > max_frames:
+                raise exceeded("max_video_frames", "the number of frames (demuxed packets)", n,
+                               modality=modality, index=index, hint=" (counting stopped there)")
+    if not rate or rate <= 0 or n == 0:
         raise ValueError("the video stream has no frames or no frame rate")
+    check_max("max_video_seconds", f"the duration in seconds ({n} frames at {float(rate):g} fps)", n / float(rate),
+              modality=modality, index=index)
     return n, float(rate)
 
 
-def decode_frames(src: str | io.BytesIO, wanted: set[int]) -> dict[int, np.ndarray]:
-    """Decode in presentation order, converting only frames whose index is in ``wanted`` to RGB uint8."""
+def _check_frame_size(width: int, height: int, modality: str, index: int | None) -> None:
+    check_frame(width, height, modality=modality, index=index, what="video frame",
+                pixels_limit="max_video_frame_pixels")
+
+
+def decode_frames(src: str | io.BytesIO, wanted: set[int], *, modality: str = "video",
+                  index: int | None = None) -> dict[int, np.ndarray]:
+    """Decode in presentation order; frames whose index is in ``wanted`` -> /255, shorter side 224 (C, H, W).
+
+    Each frame's size is checked before it is converted, and it is resized at once,
+    so at most one full-size frame is held.
+    """
     last = max(wanted)
     frames: dict[int, np.ndarray] = {}
     with _open(src) as container:
@@ -125,7 +152,9 @@ def decode_frames(src: str | io.BytesIO, wanted: set[int]) -> dict[int, np.ndarr
         stream.thread_type = "AUTO"
         for i, frame in enumerate(container.decode(stream)):
             if i in wanted:
-                frames[i] = frame.to_ndarray(format="rgb24")
+                _check_frame_size(frame.width, frame.height, modality, index)
+                x = frame.to_ndarray(format="rgb24").astype(np.float32).transpose(2, 0, 1) / np.float32(255.0)
+                frames[i] = resize_bilinear(x, *short_side_size(*x.shape[1:]))
             if i >= last:
                 break
     return frames
@@ -136,23 +165,19 @@ def preprocess_video(item: Any, *, index: int | None = None) -> np.ndarray:
     modality = "video"
     if isinstance(item, np.ndarray):
         raise InputError(f"got {describe(item)} (expected {_EXPECTED})", modality=modality, item=index)
-    src = to_source(item, modality, index, "video file")
+    src = to_source(item, modality, index, "a video file")
     with decoding(item, modality, index, _EXPECTED):
-        n, fps = probe_video(src)
+        n, fps = probe_video(src, modality=modality, index=index)
         picks = clip_frame_indices(n, fps)
-        frames = decode_frames(src, {i for clip in picks for i in clip})
-    missing = sorted({i for clip in picks for i in clip} - frames.keys())
+        processed = decode_frames(src, {i for clip in picks for i in clip}, modality=modality, index=index)
+    missing = sorted({i for clip in picks for i in clip} - processed.keys())
     if missing:
         raise MediaDecodeError(f"{describe(item)} decoded fewer frames than its {n} packets (frame {missing[0]} "
                                f"missing; expected {_EXPECTED} that is not truncated)", modality=modality, item=index)
     mean = np.asarray(IMAGE_MEAN, np.float32)[:, None, None, None]
     std = np.asarray(IMAGE_STD, np.float32)[:, None, None, None]
-    processed: dict[int, np.ndarray] = {}
-    for i, rgb in frames.items():  # each distinct frame is resized once even if two clips share it
-        x = rgb.astype(np.float32).transpose(2, 0, 1) / np.float32(255.0)
-        processed[i] = resize_bilinear(x, *short_side_size(*x.shape[1:]))
     out = []
-    for clip in picks:
+    for clip in picks:  # each distinct frame was resized once even if two clips share it
         video = (np.stack([processed[i] for i in clip], axis=1) - mean) / std  # (C, T, H, W)
         out.extend(spatial_crops(video))
     return np.ascontiguousarray(np.stack(out), dtype=np.float32)
