@@ -23,12 +23,14 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Callable, Mapping
 
 from bindrt.config import MODALITIES, ImageBindConfig
-from bindrt.errors import BundleError, UnknownModalityError
-from bindrt.fileio import atomic_directory, atomic_write_bytes, sha256_file
+from bindrt.errors import BundleError, CheckpointError, UnknownModalityError
+from bindrt.fileio import atomic_directory, atomic_path, atomic_write_bytes, check_output, sha256_file
 
 SCHEMA_VERSION = 1
 MANIFEST = "manifest.json"
 FORMAT = "bindrt-bundle"
+BUNDLE_WHAT = "bindrt bundle"  # names what ``overwrite`` may replace, in OutputError messages
+_SHA256_HEX = frozenset("0123456789abcdef")
 
 
 def producer_versions(*packages: str) -> dict[str, str]:
@@ -70,11 +72,13 @@ class Bundle:
     @classmethod
     def open(cls, path: "str | os.PathLike[str]") -> "Bundle":
         path = Path(path)
-        manifest_path = path / MANIFEST
         if not path.is_dir():
             raise BundleError(f"bundle {path} does not exist or is not a directory")
-        if not manifest_path.is_file():
+        if not os.path.lexists(path / MANIFEST):
             raise BundleError(f"bundle {path} has no {MANIFEST}; expected a directory written by `bindrt convert` or `bindrt train`")
+        manifest_path = _inside(path, MANIFEST)  # a manifest symlinked out of the bundle is never read
+        if not manifest_path.is_file():
+            raise BundleError(f"bundle {path}: {MANIFEST} is not a regular file")
         try:
             manifest = json.loads(manifest_path.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -84,7 +88,21 @@ class Bundle:
 
     @staticmethod
     def is_bundle(path: "str | os.PathLike[str]") -> bool:
-        return (Path(path) / MANIFEST).is_file()
+        """Whether ``path`` is a bundle bindrt wrote: the only directories ``overwrite`` may replace.
+
+        A real directory (not a symlink) holding a regular ``manifest.json`` of format
+        ``bindrt-bundle``; the rest of the manifest is not checked, so a damaged bundle
+        can still be replaced.
+        """
+        path = Path(path)
+        manifest = path / MANIFEST
+        if path.is_symlink() or manifest.is_symlink() or not manifest.is_file():
+            return False
+        try:
+            data = json.loads(manifest.read_text())
+        except (OSError, ValueError):  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+            return False
+        return isinstance(data, dict) and data.get("format") == FORMAT
 
     # -- reading -----------------------------------------------------------------
     @property
@@ -108,6 +126,8 @@ class Bundle:
         if entry is None:
             raise BundleError(f"bundle {self.path}: {relpath!r} is not listed in {MANIFEST}")
         full = _inside(self.path, relpath)
+        if full.is_dir():
+            raise BundleError(f"bundle {self.path}: {relpath} (listed in {MANIFEST}) is a directory, expected a file")
         if not full.is_file():
             raise BundleError(f"bundle {self.path} is missing {relpath} (listed in {MANIFEST})")
         if verify:
@@ -123,10 +143,17 @@ class Bundle:
         return self.file(self.modality(modality)["weights"], verify=verify)
 
     def load_weights(self, modality: str, verify: bool = True) -> dict[str, Any]:
-        """Reference-keyed torch tensors of one modality (imports torch)."""
-        from safetensors.torch import load_file
+        """Reference-keyed torch tensors of one modality, checked against the config (imports torch).
 
-        return load_file(str(self.weights_file(modality, verify=verify)))
+        A checksum proves the file is the one the manifest lists, not that it holds
+        this config's tensors: layout and finiteness are checked here so a bad file is
+        a BundleError naming it, not a raw ``load_state_dict`` error or NaN embeddings.
+        """
+        where = f"bundle {self.path}: {self.modality(modality)['weights']}"
+        tensors = _read_safetensors(self.weights_file(modality, verify=verify), where)
+        tensors = _check_layout(tensors, self.config, modality, where)
+        _check_finite(tensors, self.config, modality, where)
+        return tensors
 
     # -- writing -----------------------------------------------------------------
     def add_file(self, relpath: str, write: Callable[[Path], None]) -> None:
@@ -136,8 +163,6 @@ class Bundle:
         """
         full = _inside(self.path, relpath)
         full.parent.mkdir(parents=True, exist_ok=True)
-        from bindrt.fileio import atomic_path
-
         with atomic_path(full) as tmp:
             write(tmp)
         self.manifest["files"][relpath] = {"sha256": sha256_file(full), "bytes": full.stat().st_size}
@@ -197,7 +222,7 @@ def write_bundle(
     if not weights:
         raise BundleError("a bundle needs at least one modality")
     out = Path(out)
-    with atomic_directory(out, overwrite=overwrite) as tmp:
+    with atomic_directory(out, overwrite=overwrite, is_ours=Bundle.is_bundle, what=BUNDLE_WHAT) as tmp:
         manifest: dict[str, Any] = {
             "format": FORMAT,
             "schema_version": SCHEMA_VERSION,
@@ -225,24 +250,90 @@ def write_bundle(
     return Bundle.open(out)
 
 
+def check_bundle_output(out: "str | os.PathLike[str]", overwrite: bool = False) -> None:
+    """Fail before expensive work (reading a checkpoint) if ``out`` cannot receive a bundle."""
+    check_output(out, overwrite=overwrite, is_ours=Bundle.is_bundle, what=BUNDLE_WHAT)
+
+
 def _inside(root: Path, relpath: str) -> Path:
-    """Resolve ``relpath`` under ``root``; reject absolute paths, '..' and escaping symlinks."""
+    """Resolve ``relpath`` to a file under ``root``; reject absolute paths, '..', the root and escaping symlinks."""
+    problem = _path_problem(root, relpath)
+    if problem:
+        raise BundleError(f"bundle {root}: manifest path {relpath!r} {problem}")
+    return root / Path(*PurePosixPath(relpath).parts)
+
+
+def _path_problem(root: Path, relpath: Any) -> str | None:
+    """Why ``relpath`` cannot name a file inside ``root`` (None when it can)."""
+    if not isinstance(relpath, str):
+        return f"is a {type(relpath).__name__}, expected a string"
     pure = PurePosixPath(relpath)
-    escapes = (
-        not relpath
-        or pure.is_absolute()
-        or ".." in pure.parts
-        or "\\" in relpath
-        or ":" in pure.parts[0]
-    )
-    if escapes:
-        raise BundleError(f"manifest path {relpath!r} points outside the bundle directory; refusing to follow it")
-    full = root / Path(*pure.parts)
+    if "\0" in relpath:
+        return "contains a NUL character"
+    if not relpath or pure.is_absolute() or ".." in pure.parts or "\\" in relpath or (pure.parts and ":" in pure.parts[0]):
+        return "points outside the bundle directory; refusing to follow it"
+    if not pure.parts:
+        return "names the bundle directory itself, expected a file inside it"
     resolved_root = root.resolve()
-    resolved = full.resolve()
-    if resolved != resolved_root and resolved_root not in resolved.parents:
-        raise BundleError(f"manifest path {relpath!r} resolves outside the bundle directory (symlink?); refusing to follow it")
-    return full
+    resolved = (root / Path(*pure.parts)).resolve()
+    if resolved == resolved_root:
+        return "names the bundle directory itself (symlink?), expected a file inside it"
+    if resolved_root not in resolved.parents:
+        return "resolves outside the bundle directory (symlink?); refusing to follow it"
+    return None
+
+
+def _read_safetensors(path: Path, where: str) -> dict[str, Any]:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(path))
+    except SafetensorError as exc:
+        raise BundleError(f"{where} is not a valid safetensors file: {exc}") from None
+
+
+def _check_layout(tensors: dict[str, Any], config: ImageBindConfig, modality: str, where: str) -> dict[str, Any]:
+    """The modality's tensors, strictly matched against the config's reference layout (keys and shapes)."""
+    from bindrt.model.checkpoint import split_state_dict
+
+    try:
+        return split_state_dict(tensors, config, [modality])[modality]
+    except CheckpointError as exc:
+        raise BundleError(f"{where}: {exc}; re-create the bundle from the checkpoint it came from") from None
+
+
+def _check_finite(tensors: Mapping[str, Any], config: ImageBindConfig, modality: str, where: str) -> None:
+    """NaN/Inf weights (a diverged run) make every embedding NaN; aminmax is one cheap pass per tensor.
+
+    Parameters must be finite; buffers only free of NaN (the text causal mask is -inf by design).
+    """
+    import torch
+
+    parameters = _parameter_keys(config, modality)
+    bad = []
+    for key, tensor in tensors.items():
+        if tensor.is_floating_point() and tensor.numel():
+            low, high = torch.aminmax(tensor)
+            finite = bool(torch.isfinite(low) and torch.isfinite(high))
+            if not finite and (key in parameters or bool(torch.isnan(low))):
+                bad.append(key)
+    if bad:
+        shown = ", ".join(bad[:5]) + (f", ... ({len(bad) - 5} more)" if len(bad) > 5 else "")
+        raise BundleError(f"{where}: tensor(s) {shown} hold NaN or Inf values; the weights are unusable "
+                          "(a diverged training run?)")
+
+
+def _parameter_keys(config: ImageBindConfig, modality: str) -> set[str]:
+    """Reference keys of the encoder's parameters, not its buffers (built on the meta device: no memory)."""
+    import torch
+
+    from bindrt.model.checkpoint import to_reference_key
+    from bindrt.model.encoders import ModalityEncoder
+
+    with torch.device("meta"):
+        encoder = ModalityEncoder(modality, config)
+    return {to_reference_key(modality, key) for key, _ in encoder.named_parameters()}
 
 
 def _validate_manifest(manifest: Any, where: Path) -> None:
@@ -254,8 +345,8 @@ def _validate_manifest(manifest: Any, where: Path) -> None:
     if manifest.get("format") != FORMAT:
         fail(f"format is {manifest.get('format')!r}, expected {FORMAT!r}")
     version = manifest.get("schema_version")
-    if version != SCHEMA_VERSION:
-        fail(f"schema_version {version!r} is not supported; this bindrt reads version {SCHEMA_VERSION}")
+    if type(version) is not int or version != SCHEMA_VERSION:  # True == 1, so compare the type too
+        fail(f"schema_version {version!r} is not supported; this bindrt reads version {SCHEMA_VERSION} (an integer)")
     for key in ("config", "modalities", "files"):
         if not isinstance(manifest.get(key), dict):
             fail(f"missing or invalid {key!r} section")
@@ -264,12 +355,35 @@ def _validate_manifest(manifest: Any, where: Path) -> None:
     except Exception as exc:  # ConfigError with its own message
         fail(f"invalid config: {exc}")
     for rel, entry in manifest["files"].items():
-        _inside(where, rel)
-        if not isinstance(entry, dict) or not isinstance(entry.get("sha256"), str) or not isinstance(entry.get("bytes"), int):
-            fail(f"file entry {rel!r} needs 'sha256' and 'bytes'")
+        problem = _path_problem(where, rel) or _file_entry_problem(entry)
+        if problem:
+            fail(f"file entry {rel!r} {problem}")
     for name, entry in manifest["modalities"].items():
-        if name not in MODALITIES:
-            fail(f"unknown modality {name!r}")
-        if not isinstance(entry, dict) or entry.get("weights") not in manifest["files"]:
-            fail(f"modality {name!r} must name a weights file listed under 'files'")
+        problem = _modality_problem(name, entry, manifest["files"])
+        if problem:
+            fail(problem)
 
+
+def _file_entry_problem(entry: Any) -> str | None:
+    if not isinstance(entry, dict):
+        return f"is a {type(entry).__name__}, expected an object with 'sha256' and 'bytes'"
+    digest, size = entry.get("sha256"), entry.get("bytes")
+    if not isinstance(digest, str) or len(digest) != 64 or not set(digest) <= _SHA256_HEX:
+        return f"has sha256 {digest!r}, expected 64 lower-case hex digits"
+    if type(size) is not int or size < 0:
+        return f"has bytes {size!r}, expected a non-negative integer"
+    return None
+
+
+def _modality_problem(name: Any, entry: Any, files: dict[str, Any]) -> str | None:
+    if name not in MODALITIES:
+        return f"unknown modality {name!r}; expected one of {', '.join(MODALITIES)}"
+    if not isinstance(entry, dict):
+        return f"modality {name!r} is a {type(entry).__name__}, expected an object"
+    weights = entry.get("weights")
+    if not isinstance(weights, str) or not weights.endswith(".safetensors") or weights not in files:
+        return f"modality {name!r} must name a weights file listed under 'files' (a .safetensors file), not {weights!r}"
+    for key, default in (("inputs", None), ("output", None), ("artifacts", {})):  # artifacts come with export
+        if not isinstance(entry.get(key, default), dict):
+            return f"modality {name!r} has an invalid {key!r} section (expected an object)"
+    return None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from bindrt.bundle import Bundle, write_bundle
+from bindrt.bundle import Bundle, check_bundle_output, write_bundle
 from bindrt.config import ImageBindConfig, check_modalities, resolve_config
 
 
@@ -22,5 +22,6 @@ def convert_checkpoint(
 
     cfg = resolve_config(config)
     mods = check_modalities(modalities)
+    check_bundle_output(out, overwrite)  # before reading a multi-GB checkpoint
     per_modality = split_state_dict(read_state_dict(checkpoint), cfg, mods)
     return write_bundle(out, cfg, per_modality, stage="convert", source=Path(checkpoint).name, overwrite=overwrite)

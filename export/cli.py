@@ -15,7 +15,8 @@ VALIDATE_DESCRIPTION = (
     "Re-validate a bundle's exported ONNX graphs against the PyTorch fp32 model (checksums first) and store "
     "the results in manifest.json. Tolerances: fp32 max|diff| <= 1e-5 of the row norm; fp16 min cosine >= 0.999; "
     "int8 min cosine >= 0.98; raw-input graphs vs the Python preprocessing >= 0.9999; same top-1 retrieval. "
-    "Exit status 2 when any graph misses its tolerance."
+    "Exit status 2 when any graph misses its tolerance. A read-only bundle is validated without recording "
+    "(with a note)."
 )
 
 
@@ -91,11 +92,19 @@ def run_validate(args: argparse.Namespace) -> int:
 
     from rich.console import Console
 
+    from bindrt.bundle import Bundle
     from bindrt.export.pipeline import raise_failures, validate_bundle
+    from bindrt.fileio import is_writable_dir
 
     console = Console(stderr=args.json)
-    results = validate_bundle(args.bundle, modalities=_mods(args.modalities), precisions=args.precision,
-                              update_manifest=not args.no_update, raise_on_failure=False,
+    bundle = Bundle.open(args.bundle)
+    record = not args.no_update
+    if record and not is_writable_dir(bundle.path):  # checking needs no write access; only recording does
+        console.print(f"note: {bundle.path} is not writable; validating without recording the results in manifest.json",
+                      soft_wrap=True, markup=False, highlight=False)
+        record = False
+    results = validate_bundle(bundle, modalities=_mods(args.modalities), precisions=args.precision,
+                              update_manifest=record, raise_on_failure=False,
                               progress=lambda msg: console.print(f"[dim]{msg}[/]"))
     if args.json:
         print(json.dumps(results, indent=1))

@@ -166,12 +166,71 @@ def test_symlink_escaping_the_bundle_is_not_followed(bundle_copy, tmp_path):
         (lambda m: m.pop("files"), "missing or invalid 'files'"),
         (lambda m: m["config"].update(vision_num_heads=7), "not divisible"),
         (lambda m: m["modalities"].update(smell={"weights": "weights/vision.safetensors"}), "unknown modality 'smell'"),
+        (lambda m: m.update(schema_version=True), r"schema_version True is not supported.*version 1 \(an integer\)"),
+        (lambda m: m.update(schema_version=1.0), "schema_version 1.0 is not supported"),
+        (lambda m: m["files"].update({".": _an_entry(m)}), "file entry '.' names the bundle directory itself, expected a file"),
+        (lambda m: m["files"].update({"./": _an_entry(m)}), "file entry './' names the bundle directory itself"),
+        (lambda m: m["files"].update({"": _an_entry(m)}), "file entry '' points outside the bundle directory"),
+        (lambda m: m["files"].update({"weights/x\0": _an_entry(m)}), "contains a NUL character"),
+        (lambda m: m["files"].update({"weights/imu.safetensors": "abc"}), "file entry 'weights/imu.safetensors' is a str, expected an object"),
+        (lambda m: m["files"]["weights/imu.safetensors"].update(bytes=-1), "'weights/imu.safetensors' has bytes -1, expected a non-negative integer"),
+        (lambda m: m["files"]["weights/imu.safetensors"].update(bytes=True), "has bytes True, expected a non-negative integer"),
+        (lambda m: m["files"]["weights/imu.safetensors"].update(bytes="12"), "has bytes '12'"),
+        (lambda m: m["files"]["weights/imu.safetensors"].update(sha256="xyz"), "has sha256 'xyz', expected 64 lower-case hex digits"),
+        (lambda m: m["files"]["weights/imu.safetensors"].pop("sha256"), "has sha256 None"),
+        (lambda m: m["modalities"]["imu"].update(weights=["weights/imu.safetensors"]),
+         r"modality 'imu' must name a weights file listed under 'files' \(a \.safetensors file\), not \['weights"),
+        (lambda m: m["modalities"]["imu"].update(weights="weights/other.safetensors"), "not 'weights/other.safetensors'"),
+        (lambda m: (m["files"].update({"notes.txt": _an_entry(m)}), m["modalities"]["imu"].update(weights="notes.txt")),
+         "a .safetensors file.*not 'notes.txt'"),
+        (lambda m: m["modalities"].update(imu="weights/imu.safetensors"), "modality 'imu' is a str, expected an object"),
+        (lambda m: m["modalities"]["imu"].pop("output"), "modality 'imu' has an invalid 'output' section"),
+        (lambda m: m["modalities"]["imu"].update(artifacts=[]), "modality 'imu' has an invalid 'artifacts' section"),
     ],
 )
 def test_invalid_manifests(bundle_copy, edit, message):
     _edit_manifest(bundle_copy, edit)
     with pytest.raises(BundleError, match=message):
         Bundle.open(bundle_copy)
+
+
+def _an_entry(manifest: dict) -> dict:
+    return dict(manifest["files"]["weights/imu.safetensors"])
+
+
+@pytest.mark.parametrize("key", [1, None])
+def test_non_string_keys_in_an_in_memory_manifest(bundle_copy, key):
+    """JSON keys are strings, but ``Bundle.save`` validates manifests built in code too."""
+    bundle = Bundle.open(bundle_copy)
+    bundle.manifest["files"][key] = _an_entry(bundle.manifest)
+    with pytest.raises(BundleError, match=f"file entry {key!r} is a {type(key).__name__}, expected a string"):
+        bundle.save()
+
+
+def test_manifest_symlinked_out_of_the_bundle_is_not_read(bundle_copy, tmp_path):
+    outside = tmp_path / "elsewhere.json"
+    (bundle_copy / MANIFEST).rename(outside)
+    (bundle_copy / MANIFEST).symlink_to(outside)
+    with pytest.raises(BundleError, match="'manifest.json' resolves outside the bundle directory"):
+        Bundle.open(bundle_copy)
+
+
+def test_manifest_that_is_a_directory(bundle_copy):
+    (bundle_copy / MANIFEST).unlink()
+    (bundle_copy / MANIFEST).mkdir()
+    with pytest.raises(BundleError, match="manifest.json is not a regular file"):
+        Bundle.open(bundle_copy)
+
+
+def test_listed_file_that_is_a_directory(bundle_copy):
+    def edit(m):
+        m["files"]["weights/extra.safetensors"] = m["files"]["weights/imu.safetensors"]
+        m["modalities"]["imu"]["weights"] = "weights/extra.safetensors"
+
+    _edit_manifest(bundle_copy, edit)
+    (bundle_copy / "weights" / "extra.safetensors").mkdir()
+    with pytest.raises(BundleError, match="weights/extra.safetensors .listed in manifest.json. is a directory, expected a file"):
+        bindrt.load(bundle_copy, modalities=["imu"])
 
 
 def test_not_a_bundle(tmp_path):
@@ -186,3 +245,72 @@ def test_bundle_embeddings_equal_checkpoint_embeddings(golden_bundle, golden):
     a = bindrt.load(golden_bundle, modalities=["thermal"]).encode("thermal", golden["in_thermal"])
     b = bindrt.load(GOLDEN_DIR / "weights.pth", config="golden", modalities=["thermal"]).encode("thermal", golden["in_thermal"])
     np.testing.assert_array_equal(a, b)
+
+
+# ----------------------------------------------------------------------------- weights that pass their checksum
+def _rewrite_weights(bundle: Path, modality: str, edit) -> None:
+    """Edit one modality's tensors and re-list the file, so only the content checks can catch it."""
+    from safetensors.torch import load_file, save_file
+
+    path = bundle / "weights" / f"{modality}.safetensors"
+    tensors = load_file(path)
+    edit(tensors)
+    save_file(tensors, str(path))
+    _relist(bundle, f"weights/{modality}.safetensors")
+
+
+def _relist(bundle: Path, rel: str) -> None:
+    from bindrt.fileio import sha256_file
+
+    full = bundle / rel
+    _edit_manifest(bundle, lambda m: m["files"].update({rel: {"sha256": sha256_file(full), "bytes": full.stat().st_size}}))
+
+
+def test_weights_with_a_renamed_tensor(bundle_copy):
+    key = "modality_heads.depth.2.weight"
+    _rewrite_weights(bundle_copy, "depth", lambda t: t.update({"modality_heads.depth.9.weight": t.pop(key)}))
+    with pytest.raises(BundleError, match=r"weights/depth\.safetensors: .*missing keys \(1\): modality_heads\.depth\.2\.weight; "
+                                          r"unexpected keys \(1\): modality_heads\.depth\.9\.weight"):
+        bindrt.load(bundle_copy, modalities=["depth"])
+
+
+def test_weights_with_a_reshaped_tensor(bundle_copy):
+    key = "modality_heads.depth.2.weight"
+    _rewrite_weights(bundle_copy, "depth", lambda t: t.update({key: t[key][:-1].clone()}))
+    with pytest.raises(BundleError, match=r"shape mismatches \(1\): modality_heads\.depth\.2\.weight: checkpoint \(31, 32\) vs expected \(32, 32\)"):
+        Bundle.open(bundle_copy).load_weights("depth")
+
+
+def test_weights_with_a_missing_tensor(bundle_copy):
+    _rewrite_weights(bundle_copy, "imu", lambda t: t.pop("modality_postprocessors.imu.1.log_logit_scale"))
+    with pytest.raises(BundleError, match=r"missing keys \(1\): modality_postprocessors\.imu\.1\.log_logit_scale"):
+        bindrt.load(bundle_copy, modalities=["imu"])
+
+
+@pytest.mark.parametrize(
+    "modality, key, value",
+    [
+        ("thermal", "modality_trunks.thermal.blocks.0.attn.in_proj_weight", float("nan")),
+        ("thermal", "modality_trunks.thermal.blocks.0.attn.in_proj_weight", float("inf")),
+        ("thermal", "modality_trunks.thermal.blocks.0.attn.in_proj_weight", -float("inf")),
+        ("imu", "modality_postprocessors.imu.1.log_logit_scale", float("nan")),  # a buffer
+        ("text", "modality_preprocessors.text.mask", float("nan")),  # a buffer that is -inf above the diagonal
+    ],
+)
+def test_weights_holding_nan_or_inf(bundle_copy, modality, key, value):
+    def poison(tensors):
+        tensors[key].view(-1)[-1] = value
+
+    _rewrite_weights(bundle_copy, modality, poison)
+    with pytest.raises(BundleError, match=rf"weights/{modality}\.safetensors: tensor\(s\) {key} hold NaN or Inf values"):
+        bindrt.load(bundle_copy, modalities=[modality])
+
+
+@pytest.mark.parametrize("damage", ["header", "truncated", "empty"])
+def test_corrupt_safetensors_file(bundle_copy, damage):
+    path = bundle_copy / "weights" / "imu.safetensors"
+    data = path.read_bytes()
+    path.write_bytes({"header": data[:8] + b"{not json" + data[17:], "truncated": data[: len(data) // 2], "empty": b""}[damage])
+    _relist(bundle_copy, "weights/imu.safetensors")
+    with pytest.raises(BundleError, match=r"weights/imu\.safetensors is not a valid safetensors file: "):
+        bindrt.load(bundle_copy, modalities=["imu"])

@@ -53,6 +53,11 @@ def world(tmp_path_factory, golden_bundle) -> dict[str, str]:
     paths["huge_imu"] = root / "huge_imu.npy"
     np.save(paths["huge_imu"], imu)
 
+    from PIL import Image
+
+    paths["thin_png"] = root / "thin.png"  # 1 x 20000: resizing its short side to 224 would need 4.5 billion pixels
+    Image.fromarray(rng.integers(0, 256, (1, 20000), dtype=np.uint8)).save(paths["thin_png"])
+
     paths["not_json"] = root / "not-json.bundle"
     paths["not_json"].mkdir()
     (paths["not_json"] / "manifest.json").write_text("{ this is not json")
@@ -95,6 +100,7 @@ CASES = [
     ("embed-wrong-precision", ["embed", "{bundle}", "--text", "a", "--precision", "fp64"], "fp64"),
     ("embed-hostile-imu", ["embed", "{bundle}", "--imu", "{huge_imu}"], "input range"),
     ("embed-hostile-image", ["embed", "{bundle}", "--vision", "{pickle}"], "cannot decode"),
+    ("embed-hostile-thin-image", ["embed", "{bundle}", "--depth", "{thin_png}"], "BINDRT_MAX_ASPECT_RATIO"),
     # export / validate
     ("export-missing", ["export", "{dir}/nope"], "does not exist"),
     ("export-unreadable", ["export", "{file}"], "not a directory"),
@@ -185,3 +191,16 @@ def test_resume_never_runs_a_planted_pickle(world, tmp_path):
     result = run_cli(["train", "--out", str(run), "--resume"], tmp_path)
     assert result.returncode == 2 and "never unpickles" in result.stderr
     assert "PLANTED-PICKLE-RAN" not in result.stdout + result.stderr
+
+
+def test_train_overwrite_never_deletes_what_bindrt_did_not_write(tmp_path):
+    """`train --overwrite` deletes OUT/bundle, checkpoints/ and train.jsonl only if each is bindrt's own."""
+    run = tmp_path / "run"
+    (run / "bundle").mkdir(parents=True)
+    (run / "bundle" / "important.txt").write_text("the user's")
+    (run / "train.jsonl").write_text('{"event": "start"}\n')
+    result = run_cli(["train", "--out", str(run), "--overwrite", "--steps", "2"], tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert "not a bindrt bundle; refusing to replace it" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert (run / "bundle" / "important.txt").read_text() == "the user's"
+    assert (run / "train.jsonl").exists()  # nothing is deleted unless everything is replaceable

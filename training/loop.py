@@ -29,7 +29,6 @@ import json
 import math
 import os
 import random
-import shutil
 import sys
 import time
 from dataclasses import dataclass, field
@@ -40,6 +39,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from bindrt.bundle import BUNDLE_WHAT, Bundle
 from bindrt.config import ImageBindConfig, resolve_config
 from bindrt.errors import ConfigError, OutputError
 
@@ -162,6 +162,43 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def _is_checkpoint_dir(path: Path) -> bool:
+    """OUT/checkpoints as `bindrt train` leaves it: a real directory holding only last.pt and its temporaries."""
+    return (path.is_dir() and not path.is_symlink()
+            and all(p.name == "last.pt" or (p.name.startswith(".last.pt.") and p.name.endswith(".tmp"))
+                    for p in path.iterdir()))
+
+
+def _is_run_log(path: Path) -> bool:
+    """OUT/train.jsonl as `bindrt train` writes it: a regular file whose first line is a JSON event."""
+    if path.is_symlink() or not path.is_file():
+        return False
+    try:
+        with open(path, encoding="utf-8") as fh:
+            first = json.loads(fh.readline())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return False
+    return isinstance(first, dict) and "event" in first
+
+
+#: What ``--overwrite`` may delete in OUT, each with the test that it is what bindrt wrote there.
+RUN_OUTPUTS = {
+    "bundle": (Bundle.is_bundle, BUNDLE_WHAT),
+    "checkpoints": (_is_checkpoint_dir, "bindrt train checkpoint directory (only last.pt)"),
+    "train.jsonl": (_is_run_log, "bindrt train log (JSON lines)"),
+}
+
+
+def clear_run(out: Path) -> None:
+    """``--overwrite``: delete an earlier run's outputs, only after checking every one of them is bindrt's own."""
+    from bindrt.fileio import ensure_replaceable, remove_replaceable
+
+    for name, (is_ours, what) in RUN_OUTPUTS.items():
+        ensure_replaceable(out / name, is_ours=is_ours, what=what)
+    for name, (is_ours, what) in RUN_OUTPUTS.items():
+        remove_replaceable(out / name, is_ours=is_ours, what=what)
+
+
 #: What a training checkpoint holds; anything else in OUT/checkpoints/last.pt is not bindrt's.
 CHECKPOINT_KEYS = ("step", "stage", "config", "model_config", "encoders", "temperatures", "optimizer", "scheduler",
                    "scaler", "rng")
@@ -181,9 +218,10 @@ def read_checkpoint(path: Path) -> dict[str, Any]:
 
 
 def save_atomic(obj: Any, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    from bindrt.fileio import atomic_path
+
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
 
 
 @dataclass
@@ -393,9 +431,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         if not cfg.resume and out.exists() and any(out.iterdir()):
             if not cfg.overwrite:
                 raise OutputError(f"{out} already holds a run; pass --resume to continue it or --overwrite to start over")
-            for sub in ("bundle", "checkpoints", "train.jsonl"):
-                p = out / sub
-                shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
+            clear_run(out)
         (out / "checkpoints").mkdir(parents=True, exist_ok=True)
     dist.barrier()
     log = RunLog(out / "train.jsonl" if dist.main else None, cfg.quiet)

@@ -136,3 +136,114 @@ def test_cli_export_and_error_exit_codes(small_bundle, capsys):
     assert main(["export", str(small_bundle), "--opset", "16"]) == 2
     assert "unsupported opset 16" in capsys.readouterr().err
 
+
+
+def _relist(bundle_path, rel: str) -> None:
+    """Re-record a file's checksum, as if the swap came with a consistent manifest."""
+    from bindrt.fileio import sha256_file
+
+    bundle = Bundle.open(bundle_path)
+    full = bundle_path / rel
+    bundle.manifest["files"][rel] = {"sha256": sha256_file(full), "bytes": full.stat().st_size}
+    bundle.save()
+
+
+def test_graph_swapped_for_another_modality_is_rejected_at_load(small_bundle):
+    import shutil
+
+    export_bundle(small_bundle, modalities=["depth", "imu"], precisions="fp32")
+    shutil.copy(small_bundle / "onnx/imu/imu.fp32.onnx", small_bundle / "onnx/depth/depth.fp32.onnx")
+    _relist(small_bundle, "onnx/depth/depth.fp32.onnx")
+    with pytest.raises(BundleError, match=r"onnx/depth/depth\.fp32\.onnx \(depth graph\) declares input\(s\) 'imu' \(batch, 6, 2000\) "
+                                          r"float32, expected 'depth' \(batch, 1, 224, 224\) float32; to re-export it, run `bindrt export"):
+        bindrt.load(small_bundle, backend="onnxruntime", modalities=["depth"])
+    bindrt.load(small_bundle, backend="onnxruntime", modalities=["imu"])  # the intact graph still loads
+
+
+_ONNX_TYPES = {"float": 1, "int64": 7, "float16": 10}  # onnx.TensorProto element types
+
+
+def _arg(name: str, dtype: str, shape: list) -> tuple[str, str, list]:
+    return name, dtype, shape
+
+
+def _session(inputs: list, outputs: list):
+    """A real ONNX Runtime session over a tiny graph declaring exactly these inputs and outputs.
+
+    Each output is a constant of its declared type expanded to the first input's batch size,
+    so ONNX Runtime's shape inference keeps the declared symbolic batch axis.
+    """
+    import onnxruntime as ort
+    from onnx import helper
+
+    first = inputs[0][0] if inputs else None
+    nodes = [helper.make_node("Shape", [first], ["batch_dim"], start=0, end=1)] if first else []
+    for name, dtype, shape in outputs:
+        dims = [d if isinstance(d, int) else 1 for d in shape]
+        value = helper.make_tensor(f"{name}_value", _ONNX_TYPES[dtype], dims, [0.5] * int(np.prod(dims)))
+        nodes.append(helper.make_node("Constant", [], [name if not first else f"{name}_one"], value=value))
+        if first:
+            rest = helper.make_tensor(f"{name}_rest_value", _ONNX_TYPES["int64"], [len(dims) - 1], dims[1:])
+            nodes += [helper.make_node("Constant", [], [f"{name}_rest"], value=rest),
+                      helper.make_node("Concat", ["batch_dim", f"{name}_rest"], [f"{name}_shape"], axis=0),
+                      helper.make_node("Expand", [f"{name}_one", f"{name}_shape"], [name])]
+    graph = helper.make_graph(
+        nodes, "contract",
+        [helper.make_tensor_value_info(n, _ONNX_TYPES[t], s) for n, t, s in inputs],
+        [helper.make_tensor_value_info(n, _ONNX_TYPES[t], s) for n, t, s in outputs])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    model.ir_version = 9
+    return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+
+
+DEPTH_IN = _arg("depth", "float", ["batch", 1, 224, 224])
+EMB_OUT = _arg("embedding", "float", ["batch", 32])
+
+
+@pytest.mark.parametrize(
+    "inputs, outputs, message",
+    [
+        ([_arg("depth", "int64", ["batch", 1, 224, 224])], [EMB_OUT], r"input\(s\) 'depth' \(batch, 1, 224, 224\) int64, expected"),
+        ([_arg("depth", "float", ["batch", 1, 224, 225])], [EMB_OUT], r"input\(s\) 'depth' \(batch, 1, 224, 225\) float32, expected 'depth' \(batch, 1, 224, 224\)"),
+        ([_arg("depth", "float", [1, 1, 224, 224])], [EMB_OUT], r"input\(s\) 'depth' \(1, 1, 224, 224\) float32, expected 'depth' \(batch,"),
+        ([_arg("depth", "float", ["batch", 224, 224])], [EMB_OUT], r"input\(s\) 'depth' \(batch, 224, 224\) float32, expected"),
+        ([DEPTH_IN, _arg("extra", "float", [1])], [EMB_OUT], r"input\(s\) 'depth' .*, 'extra' \(1\) float32, expected"),
+        ([], [EMB_OUT], r"input\(s\) none, expected"),
+        ([DEPTH_IN], [_arg("embedding", "float", ["batch", 64])], r"output\(s\) 'embedding' \(batch, 64\) float32, expected 'embedding' \(batch, 32\) float32"),
+        ([DEPTH_IN], [_arg("embedding", "float16", ["batch", 32])], r"output\(s\) 'embedding' \(batch, 32\) float16, expected"),
+        ([DEPTH_IN], [_arg("logits", "float", ["batch", 32])], r"output\(s\) 'logits' \(batch, 32\) float32, expected 'embedding'"),
+    ],
+)
+def test_graph_io_contract(inputs, outputs, message):
+    from bindrt.runtime.onnxruntime_backend import check_graph_io
+
+    with pytest.raises(BundleError, match=r"^B: onnx/depth/x\.onnx \(depth graph\) declares " + message):
+        check_graph_io(_session(inputs, outputs), "depth", 32, where="B: onnx/depth/x.onnx", hint="run this")
+    check_graph_io(_session([DEPTH_IN], [EMB_OUT]), "depth", 32, where="B", hint="run this")  # the contract itself passes
+    check_graph_io(_session([_arg("depth", "float", [None, 1, 224, 224])], [_arg("embedding", "float", ["b", 32])]),
+                   "depth", 32, where="B", hint="run this")  # unnamed symbolic axes are fine
+
+
+def test_validate_a_read_only_bundle(small_bundle, monkeypatch, capsys):
+    """Checking needs no write access; recording is skipped with a note (exit 0 when the graphs pass)."""
+    from bindrt.cli import main
+
+    export_bundle(small_bundle, modalities=["imu"], precisions="fp32")
+    before = (small_bundle / "manifest.json").read_bytes()
+    modes = {p: p.stat().st_mode for p in [small_bundle, *small_bundle.rglob("*")]}
+    for p in modes:
+        p.chmod(p.stat().st_mode & ~0o222)
+    if os.geteuid() == 0:  # root ignores permission bits: make the bundle look read-only (as a read-only mount would)
+        real_access = os.access
+        monkeypatch.setattr(os, "access", lambda p, mode, **kw: False if str(p) == str(small_bundle) and mode & os.W_OK
+                            else real_access(p, mode, **kw))
+    try:
+        assert main(["validate", str(small_bundle)]) == 0
+        out = capsys.readouterr().out
+        assert f"note: {small_bundle} is not writable; validating without recording the results in manifest.json" in out
+        assert "imu/imu.fp32" in out
+        assert (small_bundle / "manifest.json").read_bytes() == before
+        assert sorted(p.name for p in small_bundle.iterdir()) == ["manifest.json", "onnx", "weights"]
+    finally:
+        for p, mode in modes.items():
+            p.chmod(mode)

@@ -76,6 +76,17 @@ def test_io_binding_path_on_cpu(onnx_bundle, golden):
     assert row_relative_error(value.numpy(), golden["emb_imu"]) <= 1e-5
 
 
+@pytest.mark.parametrize("io_binding", [False, True])
+def test_runtime_failure_is_a_backend_error_naming_the_graph(onnx_bundle, io_binding):
+    """``Backend.run`` takes validated batches; should ONNX Runtime still fail, the error names the graph."""
+    model = bindrt.load(onnx_bundle, backend="onnxruntime", modalities=["imu"], io_binding=io_binding)
+    wrong = np.zeros((1, 6, 1999), np.float32)  # bypasses the Embedder's shape check
+    with pytest.raises(BackendError, match=r"ONNX Runtime failed running onnx/imu/imu\.fp32(\.fused)?\.onnx \(imu, fp32\) on cpu: "
+                                           r".*invalid dimensions for input: imu") as info:
+        model.backend.run("imu", wrong)
+    assert info.value.__cause__ is not None  # ONNX Runtime's own exception, chained for debugging
+
+
 def test_unknown_options_and_devices(onnx_bundle):
     with pytest.raises(BackendError, match="unknown option"):
         bindrt.load(onnx_bundle, backend="onnxruntime", modalities=["imu"], bogus=1)

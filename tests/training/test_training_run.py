@@ -74,6 +74,9 @@ def test_cli_writes_a_bundle_with_the_report_and_refuses_to_clobber(tmp_path, ca
     assert (out / "checkpoints" / "last.pt").is_file()
     assert main(args) == 2  # the run exists: --resume or --overwrite
     assert "--overwrite" in capsys.readouterr().err
+    assert main(args + ["--overwrite"]) == 0  # bindrt's own outputs are replaced
+    assert Bundle.open(out / "bundle").modalities == bundle.modalities
+    assert (out / "train.jsonl").read_text().count('"event": "start"') == 1  # a fresh log, not appended to
 
 
 # ----------------------------------------------------------------------------- real files, bad data
