@@ -36,6 +36,7 @@ from bindrt.export.spec import (
     graph_records,
     graph_relpath,
 )
+from bindrt.fileio import is_writable_dir
 
 Progress = Callable[[str], None]
 VOCAB_FILE = "bpe_simple_vocab_16e6.txt.gz"
@@ -80,13 +81,8 @@ def _check_writable(bundle: Bundle) -> None:
     if onnx_dir.exists() and not onnx_dir.is_dir():
         raise OutputError(f"cannot write ONNX graphs: {onnx_dir} exists and is not a directory")
     for directory in (bundle.path, onnx_dir):
-        if directory.exists() and not os.access(directory, os.W_OK | os.X_OK):
+        if directory.exists() and not is_writable_dir(directory):
             raise OutputError(f"cannot write ONNX graphs into {directory}: directory is not writable")
-    try:
-        probe = tempfile.mkdtemp(prefix=".onnx-probe-", dir=bundle.path)
-        os.rmdir(probe)
-    except OSError as exc:
-        raise OutputError(f"cannot write ONNX graphs into bundle {bundle.path}: {exc.strerror or exc}") from None
 
 
 def tokenizer_contract() -> dict[str, Any]:
@@ -423,6 +419,9 @@ def validate_bundle(
     results) unless ``raise_on_failure`` is False.
     """
     bundle = bundle if isinstance(bundle, Bundle) else Bundle.open(bundle)
+    if update_manifest and not is_writable_dir(bundle.path):  # say so before minutes of validation, not after
+        raise OutputError(f"bundle {bundle.path} is not writable, so the results cannot be recorded in its manifest; "
+                          "pass update_manifest=False (CLI: --no-update) to only check")
     mods = check_modalities(modalities, bundle.modalities)
     precs = parse_precisions(precisions) if precisions else PRECISIONS
     progress = progress or (lambda msg: None)

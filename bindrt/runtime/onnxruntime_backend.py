@@ -47,7 +47,7 @@ from bindrt.export.spec import (
     graph_key,
     graph_records,
 )
-from bindrt.runtime.base import Backend, ModelSource
+from bindrt.runtime.base import Backend, ModelSource, check_option
 
 OPT_LEVELS = ("disable", "basic", "extended", "all")
 VARIANT_CHOICES = ("auto", "plain", "fused")
@@ -139,10 +139,10 @@ class OnnxRuntimeBackend(Backend):
             "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
         }[graph_optimization_level]
         if intra_op_num_threads is not None:
-            so.intra_op_num_threads = int(intra_op_num_threads)
+            so.intra_op_num_threads = check_option(cls.name, "intra_op_num_threads", intra_op_num_threads, int, minimum=0)
         if inter_op_num_threads is not None:
-            so.inter_op_num_threads = int(inter_op_num_threads)
-        for key, value in (session_config or {}).items():
+            so.inter_op_num_threads = check_option(cls.name, "inter_op_num_threads", inter_op_num_threads, int, minimum=0)
+        for key, value in check_option(cls.name, "session_config", session_config or {}, dict).items():
             so.add_session_config_entry(str(key), str(value))
 
         sessions: dict[str, Any] = {}
