@@ -184,6 +184,24 @@ def test_an_unexpected_exception_is_named_as_a_bug(monkeypatch, capsys):
     assert len(err) == 1 and "internal error ZeroDivisionError: a bug" in err[0] and "--debug" in err[0]
 
 
+@pytest.mark.parametrize("exc, fragment", [
+    (MemoryError(), "out of memory"),
+    (PermissionError(13, "Permission denied", "/srv/ro/out"), "Permission denied: '/srv/ro/out'"),
+])
+def test_memory_and_os_errors_are_one_line_and_exit_2(monkeypatch, capsys, exc, fragment):
+    """Failures of the environment, wherever they surface, are the user's to fix: exit 2, one line."""
+    from bindrt import cli
+    from bindrt.cli import info
+
+    def failing(args):
+        raise exc
+
+    monkeypatch.setattr(info, "run", failing)
+    assert cli.main(["info", "x"]) == cli.EXIT_ERROR
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("bindrt info: error: ") and fragment in err[0]
+
+
 def test_resume_never_runs_a_planted_pickle(world, tmp_path):
     """Issue item 1: a malicious OUT/checkpoints/last.pt is refused, its payload never runs."""
     run = tmp_path / "run"

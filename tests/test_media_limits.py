@@ -61,7 +61,9 @@ CHILD = textwrap.dedent("""
     except BaseException as exc:
         result = {"type": type(exc).__name__, "message": str(exc)}
     result["seconds"] = time.perf_counter() - start
-    result["rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    # VmHWM: this process image's own peak (ru_maxrss carries the forking parent's over exec)
+    hwm = [ln for ln in open("/proc/self/status") if ln.startswith("VmHWM:")]
+    result["rss_mb"] = (int(hwm[0].split()[1]) if hwm else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) / 1024
     print("RESULT " + json.dumps(result))
 """ % (MEMORY_LIMIT, MEMORY_LIMIT))
 

@@ -107,3 +107,11 @@ def test_huge_config_dimension_is_a_config_error():
     with pytest.raises(ConfigError, match="'vision_embed_dim' is 1000000000000; expected at most"):
         ImageBindConfig(vision_embed_dim=10**12)
     assert GOLDEN_DIR.is_dir()
+
+
+def test_a_symlinked_bundle_directory_loads(golden_bundle, tmp_path):
+    """Deployments point a stable name at the current bundle; loading follows it (only replacing does not)."""
+    link = tmp_path / "current"
+    link.symlink_to(golden_bundle, target_is_directory=True)
+    with bindrt.load(link, "torch", modalities=["text"]) as m:
+        assert m.embed(text=["a dog"])["text"].shape == (1, 32)

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import itertools
 import json
 import os
 import statistics
@@ -53,6 +54,7 @@ from bench_cpu import (  # noqa: E402
 
 #: The issue's targets against torch eager.
 TARGETS = {"fp32": 1.4, "int8": 2.5}
+_PROBE_IDS = itertools.count()  # a profile-file prefix per kernel probe
 
 
 def trunk_flops(dim: int, tokens: int, keys: int, blocks: int, pooled_last_block: bool) -> dict[str, float]:
@@ -123,8 +125,9 @@ class KernelProbe:
             [helper.make_tensor_value_info(name, TensorProto.FLOAT, list(v.shape)) for name, v in inputs.items()],
             [helper.make_tensor_value_info(name, TensorProto.FLOAT, None) for name in outputs], initializers)
         model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)])
-        self.session = make_session(model.SerializeToString(), threads,
-                                    profile_prefix=str(Path(os.environ.get("TMPDIR", "/tmp")) / "bindrt-ceiling"))
+        # ORT names the profile <prefix>_<start time in ms>: probes created in the same millisecond need their own prefix
+        prefix = Path(os.environ.get("TMPDIR", "/tmp")) / f"bindrt-ceiling-{os.getpid()}-{next(_PROBE_IDS)}"
+        self.session = make_session(model.SerializeToString(), threads, profile_prefix=str(prefix))
         self.inputs, self.op_type, self.per_call = inputs, op_type, len(nodes)
 
     def __call__(self) -> None:

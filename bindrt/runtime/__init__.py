@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from bindrt.bundle import Bundle
+from bindrt.bundle import MANIFEST, Bundle
 from bindrt.config import ImageBindConfig, check_modalities, resolve_config
 from bindrt.errors import BackendError, ConfigError
 from bindrt.runtime.base import PRECISIONS, Backend, ModelSource
@@ -40,7 +40,7 @@ def open_source(path: "str | os.PathLike[str]", config: "str | ImageBindConfig |
                           "expected a bundle directory or a reference checkpoint file")
     path = Path(path)
     if path.is_dir():
-        if not Bundle.is_bundle(path):
+        if not os.path.lexists(path / MANIFEST):  # a bundle that is damaged gets Bundle.open's precise error
             raise ConfigError(f"{path} is a directory but not a bundle (no manifest.json); expected a bundle directory "
                               "or a reference checkpoint file")
         bundle = Bundle.open(path)
