@@ -19,7 +19,7 @@ from typing import Any, Callable, Iterable
 
 import numpy as np
 
-from bindrt.layouts import INPUT_LAYOUTS
+from bindrt.layouts import INPUT_LAYOUTS, random_batch
 
 
 @dataclass
@@ -46,20 +46,6 @@ def time_call(fn: Callable[[], Any], warmup: int = 2, repeats: int = 10) -> list
         fn()
         times.append(time.perf_counter() - start)
     return times
-
-
-def random_batch(kind: str, batch: int, seed: int = 0, clips: int | None = None) -> np.ndarray:
-    """Fresh random inputs in the kind's layout (text: random ids ending in end-of-text)."""
-    rng = np.random.default_rng(seed)
-    layout = INPUT_LAYOUTS[kind]
-    if kind == "text":
-        ids = np.zeros((batch, 77), np.int64)
-        for i in range(batch):
-            n = int(rng.integers(3, 40))
-            ids[i, 0], ids[i, 1 : n - 1], ids[i, n - 1] = 49406, rng.integers(1, 49405, n - 2), 49407
-        return ids
-    shape = (batch, *((clips or layout.default_clips,) if layout.multi_clip else ()), *layout.shape)
-    return rng.standard_normal(shape, dtype=np.float32)
 
 
 def parse_backend_spec(spec: str) -> tuple[str, str]:

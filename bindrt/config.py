@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from bindrt.errors import ConfigError, UnknownModalityError
+from bindrt.layouts import INPUT_KINDS  # re-exported: config is where callers have always found it
 
 #: Encoders of the model, in the reference's order.
 MODALITIES: tuple[str, ...] = ("vision", "text", "audio", "depth", "thermal", "imu")
@@ -22,8 +23,6 @@ MODALITIES: tuple[str, ...] = ("vision", "text", "audio", "depth", "thermal", "i
 #: manifest (a dimension of 10**12) is a ConfigError instead of an allocation of terabytes.
 MAX_FIELD = {"embed_dim": 1 << 15, "num_blocks": 1024, "num_heads": 1024}
 
-#: Inputs users can give; each is routed to one encoder (video -> vision, multi-clip).
-INPUT_KINDS: dict[str, str] = {m: m for m in MODALITIES} | {"video": "vision"}
 
 
 def _check(modality: str) -> str:

@@ -14,6 +14,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
+#: The text encoder's token contract (CLIP's BPE): one home, read by the tokenizer, the model,
+#: the backends, the exporter's manifest and every random text batch.
+CONTEXT_LENGTH = 77
+VOCAB_SIZE = 49408
+SOT_TOKEN = 49406
+EOT_TOKEN = 49407
+PAD_TOKEN = 0
+
 
 @dataclass(frozen=True)
 class InputLayout:
@@ -52,6 +62,28 @@ INPUT_LAYOUTS: dict[str, InputLayout] = {
     "imu": InputLayout("imu", "imu", (6, 2000), "float32", max_abs=1e5,
                        value_range="accelerometer m/s^2 and gyroscope rad/s; 1e5 is 10,000 g"),
 }
+
+
+#: Input kinds users give, each routed to one encoder (video -> vision, multi-clip).
+INPUT_KINDS: dict[str, str] = {kind: layout.encoder for kind, layout in INPUT_LAYOUTS.items()}
+
+
+def random_batch(kind: str, batch: int, seed: "int | np.random.Generator" = 0, clips: int | None = None) -> np.ndarray:
+    """Fresh random inputs in ``kind``'s layout, the one generator for validation, benchmarks and tests.
+
+    Float kinds are standard normal (well inside ``max_abs``); text rows are SOT, 1-75 random
+    word ids, EOT, padding, so the pooled end-of-text position varies over the whole context.
+    """
+    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+    layout = INPUT_LAYOUTS[kind]
+    if kind == "text":
+        ids = np.full((batch, CONTEXT_LENGTH), PAD_TOKEN, np.int64)
+        for row in ids:
+            words = int(rng.integers(1, CONTEXT_LENGTH - 1))
+            row[0], row[1 : 1 + words], row[1 + words] = SOT_TOKEN, rng.integers(1, SOT_TOKEN, words), EOT_TOKEN
+        return ids
+    shape = (batch, *((clips or layout.default_clips,) if layout.multi_clip else ()), *layout.shape)
+    return rng.standard_normal(shape, dtype=np.float32)
 
 
 def kinds_for(modality: str) -> list[str]:

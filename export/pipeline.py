@@ -37,6 +37,7 @@ from bindrt.export.spec import (
     graph_relpath,
 )
 from bindrt.fileio import is_writable_dir
+from bindrt.loaders import EncodersFromSource
 
 Progress = Callable[[str], None]
 VOCAB_FILE = "bpe_simple_vocab_16e6.txt.gz"
@@ -383,10 +384,9 @@ def export_bundle(
     progress = progress or (lambda msg: None)
 
     from bindrt.export.validate import Reference
-    from bindrt.runtime.torch_backend import load_encoders
     from bindrt.runtime.base import ModelSource
 
-    encoders = load_encoders(ModelSource(config=bundle.config, bundle=bundle), mods, verify=True)
+    encoders = EncodersFromSource(ModelSource(config=bundle.config, bundle=bundle), tuple(mods))()
     reference = Reference(encoders)
     staging = Path(tempfile.mkdtemp(prefix=".onnx-staging-", dir=bundle.path))
     try:
@@ -431,13 +431,12 @@ def validate_bundle(
                           f"({', '.join(precs)}); run `bindrt export {bundle.path}` first")
     from bindrt.export.validate import Reference, validate_graph
     from bindrt.runtime.base import ModelSource
-    from bindrt.runtime.torch_backend import load_encoders
 
     for _, _, rec in todo:
         bundle.file(rec["file"], verify=True)
         for rel in rec.get("external_data", []):
             bundle.file(rel, verify=True)
-    encoders = load_encoders(ModelSource(config=bundle.config, bundle=bundle), tuple(sorted({m for m, _, _ in todo})), verify=True)
+    encoders = EncodersFromSource(ModelSource(config=bundle.config, bundle=bundle), tuple(sorted({m for m, _, _ in todo})))()
     reference = Reference(encoders)
     results: dict[str, dict[str, Any]] = {}
     for m, key, rec in todo:

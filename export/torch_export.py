@@ -35,6 +35,7 @@ from torch import Tensor, nn
 
 from bindrt.errors import ExportError
 from bindrt.export.spec import GRAPH_KINDS, OUTPUT_NAME
+from bindrt.layouts import EOT_TOKEN, SOT_TOKEN
 from bindrt.model.encoders import ModalityEncoder
 
 EXPORTER = "torch.onnx.export(dynamo=True)"
@@ -76,7 +77,7 @@ def example_input(kind: str, batch: int = 2, clips: int = 2) -> Tensor:
     shape = [batch if d == "batch" else clips if d == "clips" else d for d in spec.shape]
     if spec.dtype == "int64":  # text: SOT ... EOT, padded (argmax finds EOT)
         ids = torch.zeros(shape, dtype=torch.int64)
-        ids[:, 0], ids[:, 1:4], ids[:, 4] = 49406, 320, 49407
+        ids[:, 0], ids[:, 1:4], ids[:, 4] = SOT_TOKEN, 320, EOT_TOKEN
         return ids
     gen = torch.Generator().manual_seed(0)
     return torch.randn(shape, generator=gen)

@@ -41,6 +41,8 @@ import numpy as np
 
 from bindrt.errors import ExportError
 from bindrt.export.spec import GRAPH_KINDS
+from bindrt.layouts import random_batch
+from bindrt.loaders import OrtSessionOptions, SessionFromOnnx
 
 #: precision -> (metric, bound, "max"|"min") for base graphs.
 TOLERANCES: dict[str, tuple[str, float, str]] = {
@@ -141,16 +143,6 @@ def melspec_of_clips(clips: np.ndarray) -> np.ndarray:
     return np.stack([np.stack([waveform_to_melspec(c[None]) for c in item]) for item in clips]).astype(np.float32)
 
 
-def _random_text(rng: np.random.Generator, n: int) -> np.ndarray:
-    ids = np.zeros((n, 77), dtype=np.int64)
-    for i in range(n):
-        length = int(rng.integers(1, 76))
-        ids[i, 0] = 49406
-        ids[i, 1 : 1 + length] = rng.integers(1, 49406, size=length)
-        ids[i, 1 + length] = 49407
-    return ids
-
-
 REAL_TEXTS = ("a dog barking", "A photo of a car.", "the sound of rain on a tin roof",
               "a person walking up the stairs", "Ünïcödé tëxt &amp; symbols")
 
@@ -188,7 +180,7 @@ def _base_inputs(kind: str, suite: str, n: int) -> np.ndarray:
     spec = GRAPH_KINDS[kind]
     if suite == "random":
         if kind == "text":
-            return _random_text(rng, n)
+            return random_batch("text", n, rng)
         shape = [n if d == "batch" else CLIPS if d == "clips" else d for d in spec.shape]
         return rng.standard_normal(shape).astype(np.float32)
     from bindrt import preprocess as pp
@@ -273,13 +265,7 @@ class Reference:
 
 
 def make_session(path: str, threads: int | None = None) -> Any:
-    import onnxruntime as ort
-
-    so = ort.SessionOptions()
-    so.log_severity_level = 3
-    if threads:
-        so.intra_op_num_threads = threads
-    return ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
+    return SessionFromOnnx(path, OrtSessionOptions(intra_op_num_threads=threads or None))()
 
 
 def validate_graph(

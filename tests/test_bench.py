@@ -6,7 +6,8 @@ import json
 
 import numpy as np
 
-from bindrt.bench import bench_bundle, random_batch, write_results
+from bindrt.bench import bench_bundle, write_results
+from bindrt.layouts import random_batch
 
 
 def test_random_batches_follow_the_layouts():

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from bindrt.errors import InputError, UnknownModalityError
-from bindrt.preprocess import INPUT_LAYOUTS, MODALITIES, preprocess
+from bindrt.preprocess import INPUT_KINDS, INPUT_LAYOUTS, preprocess
 
 ROOT = Path(__file__).resolve().parents[1]
 GOLDEN = ROOT / "tests" / "golden"
@@ -26,7 +26,7 @@ def test_layouts_match_reference_sizes() -> None:
         "video": ((15, 3, 2, 224, 224), "float32"), "depth": ((1, 224, 224), "float32"),
         "thermal": ((1, 224, 224), "float32"), "imu": ((6, 2000), "float32"),
     }
-    assert set(MODALITIES) == set(INPUT_LAYOUTS) == set(want)
+    assert set(INPUT_KINDS) == set(INPUT_LAYOUTS) == set(want)
     for m, (shape, dtype) in want.items():
         assert INPUT_LAYOUTS[m].item_shape == shape and INPUT_LAYOUTS[m].dtype == dtype
 

@@ -108,25 +108,12 @@ def input_batch(modality: str, batch: int, seed: int = 0) -> np.ndarray:
 
 def make_session(path: Path | bytes, threads: int, opt_level: str = "all", spinning: bool = True,
                  profile_prefix: str | None = None):
-    import onnxruntime as ort
+    from bindrt.loaders import OrtSessionOptions, SessionFromOnnx
 
-    so = ort.SessionOptions()
-    if not spinning:
-        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    so.intra_op_num_threads = threads
-    so.inter_op_num_threads = 1
-    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    so.graph_optimization_level = {
-        "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
-        "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
-        "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
-    }[opt_level]
-    so.log_severity_level = 3
-    if profile_prefix:
-        so.enable_profiling = True
-        so.profile_file_prefix = profile_prefix
-    model = path if isinstance(path, bytes) else str(path)
-    sess = ort.InferenceSession(model, so, providers=["CPUExecutionProvider"])
+    options = OrtSessionOptions(intra_op_num_threads=threads, inter_op_num_threads=1, optimization_level=opt_level,
+                                sequential=True, profile_prefix=profile_prefix,
+                                config={} if spinning else {"session.intra_op.allow_spinning": "0"})
+    sess = SessionFromOnnx(path, options)()
     sess._bindrt_path = None if isinstance(path, bytes) else str(path)
     return sess
 

@@ -32,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     import bindrt
-    from bindrt.config import INPUT_KINDS
+    from bindrt.layouts import INPUT_KINDS
     from bindrt.errors import InputError
     from bindrt.fileio import atomic_path
 

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from bindrt.errors import UnknownModalityError
-from bindrt.layouts import INPUT_LAYOUTS
+from bindrt.layouts import INPUT_KINDS, INPUT_LAYOUTS
 
 from .audio import (
     AUDIO_MEAN,
@@ -51,7 +51,6 @@ _BATCH_FNS: dict[str, Callable[..., np.ndarray]] = {
     "thermal": preprocess_thermals,
     "imu": preprocess_imus,
 }
-MODALITIES: tuple[str, ...] = tuple(_BATCH_FNS)
 
 
 def as_items(modality: str, items: Any) -> list[Any]:
@@ -102,14 +101,14 @@ def preprocess(modality: str, items: Any, **options: Any) -> np.ndarray:
     """
     fn = _BATCH_FNS.get(modality) if isinstance(modality, str) else None
     if fn is None:
-        raise UnknownModalityError(f"unknown modality {modality!r} (expected one of: {', '.join(MODALITIES)})")
+        raise UnknownModalityError(f"unknown input kind {modality!r} (expected one of: {', '.join(INPUT_KINDS)})")
     return fn(as_items(modality, items), **options)
 
 
 __all__ = [
     "AUDIO_MEAN", "AUDIO_STD", "AudioArray", "CONTEXT_LENGTH", "DEPTH_BASELINE", "DEPTH_FOCAL_LENGTH",
     "EOT_TOKEN", "IMAGE_MEAN", "IMAGE_SIZE", "IMAGE_STD", "IMU_CHANNELS", "IMU_SAMPLES", "IMU_SAMPLE_RATE",
-    "INPUT_LAYOUTS", "MODALITIES", "MediaLimits", "NUM_MEL_BINS", "SAMPLE_RATE", "SOT_TOKEN", "TARGET_FRAMES", "VOCAB_SIZE",
+    "INPUT_KINDS", "INPUT_LAYOUTS", "MediaLimits", "NUM_MEL_BINS", "SAMPLE_RATE", "SOT_TOKEN", "TARGET_FRAMES", "VOCAB_SIZE",
     "Tokenizer", "as_items", "constants", "current_media_limits", "depth_to_disparity", "get_tokenizer", "kaldi_fbank", "load_audio", "media_limits", "preprocess",
     "preprocess_audio", "preprocess_audios", "preprocess_depth", "preprocess_depths", "preprocess_image",
     "preprocess_images", "preprocess_imu", "preprocess_imus", "preprocess_thermal", "preprocess_thermals",

@@ -34,14 +34,11 @@ import numpy as np
 import regex
 
 from bindrt.errors import InputError
+from bindrt.layouts import CONTEXT_LENGTH, EOT_TOKEN, PAD_TOKEN, SOT_TOKEN, VOCAB_SIZE
 
 from ._inputs import as_item_list
 from .limits import check_max
 
-CONTEXT_LENGTH = 77
-VOCAB_SIZE = 49408
-SOT_TOKEN = 49406
-EOT_TOKEN = 49407
 _NUM_MERGES = 49152 - 256 - 2  # 48,894: the merges CLIP's vocabulary was built from
 _SPECIAL = ("<|startoftext|>", "<|endoftext|>")
 _WORDS = r"""'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+"""
@@ -168,7 +165,7 @@ def tokenize(texts: Any, *, context_length: int = CONTEXT_LENGTH, tokenizer: Tok
     """
     seq = [texts] if isinstance(texts, str) else as_item_list(texts, "text")
     tok = tokenizer or get_tokenizer()
-    out = np.zeros((len(seq), context_length), dtype=np.int64)
+    out = np.full((len(seq), context_length), PAD_TOKEN, dtype=np.int64)
     for i, text in enumerate(seq):
         if not isinstance(text, str):
             raise InputError(f"got {type(text).__name__} (expected a str)", modality="text", item=i)

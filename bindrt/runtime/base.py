@@ -15,20 +15,10 @@ from typing import Any, ClassVar
 import numpy as np
 
 from bindrt.bundle import Bundle
-from bindrt.config import INPUT_KINDS, ImageBindConfig
-from bindrt.errors import ConfigError
+from bindrt.config import ImageBindConfig
+from bindrt.layouts import INPUT_KINDS
 
 PRECISIONS = ("fp32", "fp16", "bf16", "int8")
-
-
-def check_option(backend: str, name: str, value: Any, expected: "type | tuple[type, ...]", *, minimum: int | None = None) -> Any:
-    """A backend option of the wrong type or range is a ConfigError naming it, not a TypeError from the library."""
-    types = expected if isinstance(expected, tuple) else (expected,)
-    wrong = not isinstance(value, types) or (isinstance(value, bool) and bool not in types)
-    if wrong or (minimum is not None and value < minimum):
-        want = " or ".join(t.__name__ for t in types) + (f" >= {minimum}" if minimum is not None else "")
-        raise ConfigError(f"{backend} backend option {name}={value!r} is invalid; expected {want}")
-    return value
 
 
 @dataclass(frozen=True)

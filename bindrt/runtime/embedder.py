@@ -6,12 +6,9 @@ from typing import Any
 
 import numpy as np
 
-from bindrt.config import INPUT_KINDS
 from bindrt.errors import BackendError, ConfigError, InputError, UnknownModalityError
-from bindrt.layouts import INPUT_LAYOUTS
+from bindrt.layouts import INPUT_KINDS, INPUT_LAYOUTS, VOCAB_SIZE
 from bindrt.runtime.base import Backend
-
-TEXT_VOCAB = 49408
 
 class Embedder:
     """Validates, preprocesses and batches inputs, then calls one backend.
@@ -85,9 +82,9 @@ class Embedder:
         if layout.dtype == "int64":
             if not np.issubdtype(batch.dtype, np.integer):
                 raise InputError(f"expected integer token ids (int64), got dtype {batch.dtype}", modality=kind)
-            bad = np.argwhere((batch < 0) | (batch >= TEXT_VOCAB))
+            bad = np.argwhere((batch < 0) | (batch >= VOCAB_SIZE))
             if len(bad):
-                raise InputError(f"token id {batch[tuple(bad[0])]} out of range [0, {TEXT_VOCAB})", modality=kind, item=int(bad[0][0]))
+                raise InputError(f"token id {batch[tuple(bad[0])]} out of range [0, {VOCAB_SIZE})", modality=kind, item=int(bad[0][0]))
             return np.ascontiguousarray(batch, dtype=np.int64)
         if not np.issubdtype(batch.dtype, np.floating):
             raise InputError(f"expected floating-point values (float32), got dtype {batch.dtype}", modality=kind)

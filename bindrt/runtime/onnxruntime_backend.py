@@ -47,21 +47,10 @@ from bindrt.export.spec import (
     graph_key,
     graph_records,
 )
-from bindrt.runtime.base import Backend, ModelSource, check_option
+from bindrt.loaders import OrtSessionOptions, SessionFromOnnx, import_onnxruntime
+from bindrt.runtime.base import Backend, ModelSource
 
-OPT_LEVELS = ("disable", "basic", "extended", "all")
 VARIANT_CHOICES = ("auto", "plain", "fused")
-
-
-def _ort():
-    try:
-        import onnxruntime as ort
-    except ImportError as exc:
-        raise BackendError(
-            "the onnxruntime backend needs the onnxruntime package (pip install 'bindrt[onnx]', "
-            "or 'bindrt[onnx-gpu]' for CUDA/TensorRT)"
-        ) from exc
-    return ort
 
 
 def parse_device(device: str) -> tuple[str, int]:
@@ -118,33 +107,18 @@ class OnnxRuntimeBackend(Backend):
             raise BackendError(f"the onnxruntime backend runs {', '.join(cls.precisions)}, not {precision!r}")
         if variant not in VARIANT_CHOICES:
             raise BackendError(f"unknown variant {variant!r}; expected one of {', '.join(VARIANT_CHOICES)}")
-        if graph_optimization_level not in OPT_LEVELS:
-            raise BackendError(f"unknown graph_optimization_level {graph_optimization_level!r}; expected one of {', '.join(OPT_LEVELS)}")
         bundle = source.bundle
         if bundle is None:
             raise BackendError(
                 "the onnxruntime backend runs exported graphs from a bundle; convert the checkpoint "
                 "(`bindrt convert CKPT --config ... --out BUNDLE`) and run `bindrt export BUNDLE` first"
             )
-        ort = _ort()
+        ort = import_onnxruntime()
         dev, device_id = parse_device(device)
         providers = cls._providers(ort, dev, device_id, precision, bundle.path, cuda_options, trt_cache_dir, trt_fp16, trt_options)
 
-        so = ort.SessionOptions()
-        so.log_severity_level = 3
-        so.graph_optimization_level = {
-            "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
-            "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
-            "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
-            "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
-        }[graph_optimization_level]
-        if intra_op_num_threads is not None:
-            so.intra_op_num_threads = check_option(cls.name, "intra_op_num_threads", intra_op_num_threads, int, minimum=0)
-        if inter_op_num_threads is not None:
-            so.inter_op_num_threads = check_option(cls.name, "inter_op_num_threads", inter_op_num_threads, int, minimum=0)
-        for key, value in check_option(cls.name, "session_config", session_config or {}, dict).items():
-            so.add_session_config_entry(str(key), str(value))
-
+        options = OrtSessionOptions(intra_op_num_threads=intra_op_num_threads, inter_op_num_threads=inter_op_num_threads,
+                                    optimization_level=graph_optimization_level, config=session_config or {})
         sessions: dict[str, Any] = {}
         graphs: dict[str, dict[str, Any]] = {}
         for m in modalities:
@@ -156,7 +130,7 @@ class OnnxRuntimeBackend(Backend):
                 for rel in record.get("external_data", []):
                     bundle.file(rel, verify=verify)
                 try:
-                    sessions[kind] = ort.InferenceSession(str(path), so, providers=providers)
+                    sessions[kind] = SessionFromOnnx(path, options, tuple(providers))()
                 except Exception as exc:
                     raise BackendError(f"ONNX Runtime cannot load {record['file']} ({kind}, {precision}) on {device}: "
                                        f"{_first_line(exc)}") from exc
@@ -248,7 +222,7 @@ class OnnxRuntimeBackend(Backend):
 
     # -- info --------------------------------------------------------------------
     def describe(self) -> dict[str, Any]:
-        ort = _ort()
+        ort = import_onnxruntime()
         return super().describe() | {
             "onnxruntime": ort.__version__,
             "providers": {k: s.get_providers() for k, s in self.sessions.items()},

@@ -8,9 +8,8 @@ import numpy as np
 import torch
 
 from bindrt.errors import BackendError
-from bindrt.model.checkpoint import read_state_dict, split_state_dict
+from bindrt.loaders import EncodersFromSource
 from bindrt.model.encoders import ModalityEncoder
-from bindrt.model.imagebind import load_encoder
 from bindrt.runtime.base import Backend, ModelSource
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -30,11 +29,7 @@ def resolve_device(device: str) -> torch.device:
 
 def load_encoders(source: ModelSource, modalities: tuple[str, ...], verify: bool = True) -> dict[str, ModalityEncoder]:
     """Eval-mode fp32 CPU encoders for ``modalities`` only; other towers are never read."""
-    if source.bundle is not None:
-        return {m: load_encoder(m, source.config, source.bundle.load_weights(m, verify=verify)) for m in modalities}
-    state = read_state_dict(source.checkpoint)
-    per_modality = split_state_dict(state, source.config, modalities)
-    return {m: load_encoder(m, source.config, per_modality[m]) for m in modalities}
+    return EncodersFromSource(source, tuple(modalities), verify)()
 
 
 class TorchBackend(Backend):

@@ -22,9 +22,6 @@ def batch_of(x: np.ndarray, n: int) -> np.ndarray:
 
 
 def session(path, threads: int = 2):
-    import onnxruntime as ort
+    from bindrt.loaders import OrtSessionOptions, SessionFromOnnx
 
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = threads
-    so.log_severity_level = 3
-    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    return SessionFromOnnx(path, OrtSessionOptions(intra_op_num_threads=threads))()
