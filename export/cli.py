@@ -51,26 +51,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     v.set_defaults(func=run_validate)
 
 
-def run(args: argparse.Namespace) -> int:  # the command-module convention: dispatch on the command
-    return run_validate(args) if args.command == "validate" else run_export(args)
-
-
-def _mods(text: str | None):
-    return [m.strip() for m in text.split(",") if m.strip()] if text else None
-
-
 def run_export(args: argparse.Namespace) -> int:
     import json
 
-    from rich.console import Console
-
+    from bindrt.cli import modality_list
+    from bindrt.cli.output import graphs_table, make_console
     from bindrt.export.pipeline import export_bundle
     from bindrt.export.spec import DEFAULT_OPSET, EXTERNAL_DATA_THRESHOLD
 
-    console = Console(stderr=args.json)
+    console = make_console(stderr=args.json)
     records = export_bundle(
         args.bundle,
-        modalities=_mods(args.modalities),
+        modalities=modality_list(args.modalities) if args.modalities else None,
         precisions=args.precision,
         opset=DEFAULT_OPSET if args.opset is None else args.opset,
         with_preprocessing=args.with_preprocessing,
@@ -83,52 +75,35 @@ def run_export(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(records, indent=1))
     else:
-        _table(console, records, f"exported {len(records)} graph(s) into {args.bundle}")
+        console.print(graphs_table(records, f"exported {len(records)} graph(s) into {args.bundle}"))
     return 0
 
 
 def run_validate(args: argparse.Namespace) -> int:
     import json
 
-    from rich.console import Console
-
     from bindrt.bundle import Bundle
+    from bindrt.cli import modality_list
+    from bindrt.cli.output import graphs_table, make_console
     from bindrt.export.pipeline import raise_failures, validate_bundle
     from bindrt.fileio import is_writable_dir
 
-    console = Console(stderr=args.json)
+    console = make_console(stderr=args.json)
     bundle = Bundle.open(args.bundle)
     record = not args.no_update
     if record and not is_writable_dir(bundle.path):  # checking needs no write access; only recording does
         console.print(f"note: {bundle.path} is not writable; validating without recording the results in manifest.json",
                       soft_wrap=True, markup=False, highlight=False)
         record = False
-    results = validate_bundle(bundle, modalities=_mods(args.modalities), precisions=args.precision,
+    results = validate_bundle(bundle, modalities=modality_list(args.modalities) if args.modalities else None, precisions=args.precision,
                               update_manifest=record, raise_on_failure=False,
                               progress=lambda msg: console.print(f"[dim]{msg}[/]"))
     if args.json:
         print(json.dumps(results, indent=1))
     else:
-        _table(console, {k: {"validation": v} for k, v in results.items()}, f"validated {len(results)} graph(s) in {args.bundle}")
+        graphs = {key: rec for m in bundle.modalities
+                  for key, rec in bundle.modality(m).get("artifacts", {}).get("onnx", {}).get("graphs", {}).items()}
+        rows = {k: {**graphs.get(k.split("/", 1)[-1], {}), "validation": v} for k, v in results.items()}
+        console.print(graphs_table(rows, f"validated {len(results)} graph(s) in {args.bundle}"))
     raise_failures(results)
     return 0
-
-
-def _table(console, records: dict, title: str) -> None:
-    from rich.table import Table
-
-    table = Table("passed", "max rel diff", "min cosine", "top-1", "tolerance", title=title)
-    table.columns.insert(0, __import__("rich.table").table.Column("graph", no_wrap=True))
-    for key, rec in records.items():
-        v = rec.get("validation") or {}
-        w = v.get("worst", {})
-        tol = v.get("tolerance", {})
-        table.add_row(
-            key,
-            "[green]yes[/]" if v.get("passed") else "[red]NO[/]" if v else "-",
-            f"{w['max_rel_diff']:.2e}" if "max_rel_diff" in w else "-",
-            f"{w['min_cosine']:.6f}" if "min_cosine" in w else "-",
-            f"{w['top1_agreement']:.2f}" if "top1_agreement" in w else "-",
-            (("rel<=" if tol.get("sense") == "max" else "cos>=") + f"{tol.get('bound'):g}") if tol else "-",
-        )
-    console.print(table)

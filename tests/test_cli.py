@@ -69,3 +69,16 @@ def test_errors_are_one_line_with_exit_code_2(tmp_path, args, message):
     assert result.returncode == 2
     assert message in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_info_lists_every_graph_with_full_values_when_piped():
+    """Not a terminal (logs, CI): rich must print whole values, not `toleran…`."""
+    old = GOLDEN_DIR.parent / "data" / "bundle-64f1869"
+    out = bindrt_cli("info", old)
+    assert out.returncode == 0, out.stderr
+    for graph in ("depth.fp32", "depth.int8", "imu.fp32", "imu.int8"):
+        assert graph in out.stdout
+    assert "cos>=0.98" in out.stdout and "rel<=1e-05" in out.stdout and "…" not in out.stdout
+    info = json.loads(bindrt_cli("info", old, "--json").stdout)
+    graphs = info["modalities"]["imu"]["artifacts"]["onnx"]["graphs"]
+    assert graphs["imu.int8"]["quantization"]["method"] == "dynamic" and graphs["imu.int8"]["validation"]["passed"]

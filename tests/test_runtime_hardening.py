@@ -115,3 +115,17 @@ def test_a_symlinked_bundle_directory_loads(golden_bundle, tmp_path):
     link.symlink_to(golden_bundle, target_is_directory=True)
     with bindrt.load(link, "torch", modalities=["text"]) as m:
         assert m.embed(text=["a dog"])["text"].shape == (1, 32)
+
+
+def test_normalize_gives_unit_rows_of_the_same_direction(golden_bundle):
+    """The reference scales each modality's rows (text by its logit scale); normalize=True removes only that."""
+    rng = np.random.default_rng()
+    with bindrt.load(golden_bundle, "torch", modalities=["text", "imu"]) as m:
+        ids = bindrt.layouts.random_batch("text", 3, rng)
+        scaled, unit = m.encode("text", ids), m.encode("text", ids, normalize=True)
+        np.testing.assert_allclose(np.linalg.norm(unit, axis=1), 1.0, atol=1e-6)
+        np.testing.assert_allclose(unit * np.linalg.norm(scaled, axis=1, keepdims=True), scaled, rtol=1e-5, atol=1e-6)
+        assert not np.allclose(np.linalg.norm(scaled, axis=1), 1.0)  # the golden text tower has a logit scale
+        imu = rng.standard_normal((2, 6, 2000)).astype(np.float32)
+        out = m.embed(imu=[imu[0], imu[1]], normalize=True)["imu"]
+        np.testing.assert_allclose(np.linalg.norm(out, axis=1), 1.0, atol=1e-6)

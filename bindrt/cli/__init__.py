@@ -33,6 +33,7 @@ EXIT_ERROR = 2
 #: Exit status of an unexpected exception, i.e. a bug in bindrt (sysexits' EX_SOFTWARE).
 EXIT_BUG = 70
 EXIT_INTERRUPTED = 130
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what shells report for a writer whose reader closed the pipe
 
 
 class Parser(argparse.ArgumentParser):
@@ -70,6 +71,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         except KeyboardInterrupt:
             print(f"{prefix}: interrupted", file=sys.stderr)
             return EXIT_INTERRUPTED
+        except BrokenPipeError:  # the reader went away (`bindrt info --json | head`): not an error to report
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return EXIT_BROKEN_PIPE
         except SystemExit:
             raise
         except BaseException as exc:

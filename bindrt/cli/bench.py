@@ -28,7 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from rich.console import Console
+    from bindrt.cli.output import make_console
 
     from bindrt.bench import bench_bundle, rows_to_markdown, write_results
     from bindrt.bundle import Bundle
@@ -38,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
     if args.out:  # fail before minutes of timing, not after
         Path(args.out).mkdir(parents=True, exist_ok=True)
     kinds = args.inputs or [k for m in bundle.modalities for k in kinds_for(m)]
-    console = Console()
+    console = make_console()
     rows = bench_bundle(
         bundle.path, args.backends, kinds, args.batch_sizes, device=args.device, repeats=args.repeats, warmup=args.warmup,
         on_row=lambda r: console.print(f"  {r.backend}:{r.precision} {r.kind} b{r.batch}: {r.median_ms:.2f} ms"),

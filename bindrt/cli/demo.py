@@ -22,7 +22,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "validation (bindrt export), benchmark the available backends (bindrt bench), and embed the packaged sample "
         "media and texts (bindrt embed). Minutes on a laptop CPU.",
     )
-    p.add_argument("--out", default="bindrt-demo", help="working directory (default ./bindrt-demo)")
+    p.add_argument("--out", default=None,
+                   help="working directory (default: $XDG_CACHE_HOME/bindrt/demo, i.e. ~/.cache/bindrt/demo; printed at start)")
     p.add_argument("--train", action=argparse.BooleanOptionalAction, default=True,
                    help="train the tiny model with bindrt train (default), or --no-train: seeded random weights")
     p.add_argument("--steps", type=int, default=DEMO_STEPS,
@@ -33,17 +34,27 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def default_workdir() -> "Path":
+    """A cache location, not the current directory: the demo writes ~100 MB a user did not ask to keep there."""
+    import os
+    from pathlib import Path
+
+    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(cache) / "bindrt" / "demo"
+
+
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from rich.console import Console
+    from bindrt.cli.output import make_console
 
     from bindrt.cli import main
     from bindrt.data import sample
     from bindrt.fileio import atomic_path
 
-    console = Console()
-    out = Path(args.out)
+    console = make_console()
+    out = Path(args.out) if args.out else default_workdir()
+    console.print(f"working directory: {out}")
     out.mkdir(parents=True, exist_ok=True)
     run_dir = out / "train"
     bundle = run_dir / "bundle" if args.train else out / "bundle"

@@ -24,12 +24,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--precision", default="fp32")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--out", help="output .npz (default: embeddings.npz)", default="embeddings.npz")
+    p.add_argument("--normalize", action="store_true",
+                   help="write unit-norm rows (default: the reference's per-modality scale, e.g. text ~14, audio ~20)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     import numpy as np
-    from rich.console import Console
+    from bindrt.cli.output import make_console
 
     import bindrt
     from bindrt.layouts import INPUT_KINDS
@@ -45,27 +47,26 @@ def run(args: argparse.Namespace) -> int:
         modalities=modalities, config=args.config, batch_size=args.batch_size,
     )
     with model:
-        embeddings = model.embed(**inputs)
+        embeddings = model.embed(normalize=args.normalize, **inputs)
     out = args.out if args.out.endswith(".npz") else args.out + ".npz"
     with atomic_path(out) as tmp:
         with open(tmp, "wb") as fh:
             np.savez(fh, **embeddings)
-    console = Console()
+    console = make_console()
     console.print(f"wrote {out}: " + ", ".join(f"{k} {v.shape}" for k, v in embeddings.items()))
     print_similarities(console, inputs, embeddings)
     return 0
 
 
 def print_similarities(console, inputs: dict, embeddings: dict) -> None:
-    from rich.table import Table
-
+    from bindrt.cli.output import make_table
     from bindrt.runtime.embedder import similarity
 
     kinds = list(embeddings)
     for i, a in enumerate(kinds):
         for b in kinds[i + 1 :]:
             sim = similarity(embeddings[a], embeddings[b])
-            table = Table(f"{a} \\ {b}", *[_short(x) for x in inputs[b]], title=f"cosine similarity {a} x {b}")
+            table = make_table(f"{a} \\ {b}", *[_short(x) for x in inputs[b]], title=f"cosine similarity {a} x {b}")
             for name, row in zip(inputs[a], sim):
                 best = row.argmax()
                 table.add_row(_short(name), *[f"[bold]{v:+.3f}[/]" if j == best else f"{v:+.3f}" for j, v in enumerate(row)])

@@ -41,8 +41,11 @@ class Embedder:
         return f"Embedder(backend={d['backend']!r}, device={d['device']!r}, precision={d['precision']!r}, modalities={list(self.modalities)})"
 
     # -- preprocessed batches ------------------------------------------------------
-    def encode(self, kind: str, batch: Any) -> np.ndarray:
+    def encode(self, kind: str, batch: Any, *, normalize: bool = False) -> np.ndarray:
         """Embed a preprocessed batch (reference layout) of input ``kind``; returns (B, out_dim) float32.
+
+        Rows carry the reference's per-modality scale (unit norm times the encoder's logit scale:
+        vision 1, text ~14, audio ~20 on imagebind_huge); ``normalize=True`` returns unit rows.
 
         GPU arrays (torch CUDA tensors, CuPy...) go to backends that bind device
         memory (``accepts_device_arrays``) without a host copy; only their shape is
@@ -51,11 +54,13 @@ class Embedder:
         if _on_device(batch) and self.backend.accepts_device_arrays:
             self._check_kind(kind)
             self._check_shape(kind, tuple(batch.shape))
-            return self.backend.run(kind, batch)
+            out = self.backend.run(kind, batch)
+            return unit_rows(out) if normalize and isinstance(out, np.ndarray) else out
         array = self.check_batch(kind, batch)
         step = min(self.batch_size, self.backend.max_batch_size(kind) or self.batch_size)
         parts = [self.backend.run(kind, array[i : i + step]) for i in range(0, len(array), step)]
-        return self._check_output(kind, np.concatenate(parts, axis=0).astype(np.float32, copy=False))
+        out = self._check_output(kind, np.concatenate(parts, axis=0).astype(np.float32, copy=False))
+        return unit_rows(out) if normalize else out
 
     def _check_output(self, kind: str, out: np.ndarray) -> np.ndarray:
         """Finite inputs in range must give finite embeddings; NaN/Inf here means the weights or the precision failed."""
@@ -99,11 +104,12 @@ class Embedder:
         return np.ascontiguousarray(batch, dtype=np.float32)
 
     # -- raw inputs ---------------------------------------------------------------------
-    def embed(self, **inputs: Any) -> dict[str, np.ndarray]:
+    def embed(self, *, normalize: bool = False, **inputs: Any) -> dict[str, np.ndarray]:
         """Embed raw inputs: ``embed(text=[...], vision=[paths], audio=..., video=..., depth=..., thermal=..., imu=...)``.
 
         A single item is treated as a list of one. Preprocessing runs one batch at a
-        time, so a long list never holds all decoded media in memory.
+        time, so a long list never holds all decoded media in memory. ``normalize``: as in
+        :meth:`encode` (unit rows instead of the reference's per-modality scale).
         """
         from bindrt.preprocess import as_items, preprocess
 
@@ -122,7 +128,7 @@ class Embedder:
                     batch = preprocess(kind, chunk)
                 except InputError as exc:
                     raise exc.shifted(start) from None
-                parts.append(self.encode(kind, batch))
+                parts.append(self.encode(kind, batch, normalize=normalize))
             out[kind] = np.concatenate(parts, axis=0)
         return out
 
@@ -169,9 +175,12 @@ def _on_device(batch: Any) -> bool:
         return False
 
 
+def unit_rows(x: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit L2 norm (the per-modality logit scale removed)."""
+    return (x / np.linalg.norm(x, axis=-1, keepdims=True)).astype(np.float32, copy=False)
+
+
 def similarity(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Cosine similarity matrix between two sets of embeddings (scales removed)."""
-    a = a / np.linalg.norm(a, axis=-1, keepdims=True)
-    b = b / np.linalg.norm(b, axis=-1, keepdims=True)
-    return a @ b.T
+    return unit_rows(a) @ unit_rows(b).T
 
