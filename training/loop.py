@@ -23,13 +23,11 @@ the rank's local batch); rank 0 logs, checkpoints, evaluates and writes the bund
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import math
 import os
 import random
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -399,14 +397,70 @@ def bundle_weights(encoders: nn.ModuleDict) -> dict[str, dict[str, Tensor]]:
 # ----------------------------------------------------------------------------- the run
 
 
+@dataclass
+class Data:
+    """Where a run's batches come from: the world (or a pooled copy of it) or the user's paired files."""
+
+    source: Any
+    pool: int | None
+    loader_workers: int
+    train_idx: list[int] = field(default_factory=list)
+    val_idx: list[int] = field(default_factory=list)
+    bad_items: list = field(default_factory=list)
+
+
+@dataclass
+class Run:
+    """Everything one training run's steps share: settings, placement, model and progress."""
+
+    cfg: TrainConfig
+    dist: Dist
+    device: torch.device
+    amp: Any
+    out: Path
+    log: RunLog
+    bound: tuple[str, ...]
+    config: ImageBindConfig = None  # type: ignore[assignment]
+    encoders: nn.ModuleDict = None  # type: ignore[assignment]
+    temperatures: nn.ModuleDict = None  # type: ignore[assignment]
+    stages: list[tuple[str, int, int]] = field(default_factory=list)
+    step: int = 0
+    ckpt: dict[str, Any] | None = None
+
+    @property
+    def ckpt_path(self) -> Path:
+        return self.out / "checkpoints" / "last.pt"
+
+
 def train(cfg: TrainConfig) -> dict[str, Any]:
     """Run (or resume) training; returns a summary with the evaluation report."""
-    from bindrt.bundle import write_bundle
-
-    from .data import CachedSource, StepBatches, WorldSource, open_paired_files, step_loader
-    from .evaluate import evaluate_pairs, evaluate_world
-
     t_start = time.time()
+    run = start_run(cfg)
+    build_model(run)
+    if cfg.resume:
+        restore(run)
+    else:
+        run.log.event("start", config=_jsonable(cfg.identity()), model=run.config.to_dict(), world_size=run.dist.world_size,
+                      device=str(run.device), amp=str(run.amp) if run.amp else None, torch_threads=torch.get_num_threads())
+    data = open_data(run)
+    t_train = time.time()
+    for stage, first, last in run.stages:
+        if run.step < last and not train_stage(run, data, stage, first, last):
+            run.log.say(f"stopped at step {run.step} (--stop-at); continue with --resume")
+            run.log.event("stopped", step=run.step)
+            run.dist.barrier()
+            run.dist.close()
+            return {"stopped_at": run.step, "out": str(run.out)}
+    summary: dict[str, Any] = {"out": str(run.out), "bundle": str(run.out / "bundle"), "steps": run.step}
+    if run.dist.main:
+        summary |= evaluate_and_bundle(run, data, train_seconds=time.time() - t_train, t_start=t_start)
+    run.dist.barrier()
+    run.dist.close()
+    return summary
+
+
+def start_run(cfg: TrainConfig) -> Run:
+    """Check the settings, place the run (devices, ranks) and prepare OUT (resume, overwrite or new)."""
     dist = setup_distributed(cfg.device)
     device = pick_device(cfg.device, dist)
     amp = pick_amp(cfg.amp, device)
@@ -422,7 +476,6 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         raise ConfigError("--data binds exactly one modality: pass --modalities audio (or depth, thermal, imu)")
     if cfg.data and cfg.init is None:
         raise ConfigError("--data trains against a pretrained image tower: pass --init CHECKPOINT --init-config PRESET")
-
     out = Path(cfg.out)
     ckpt_path = out / "checkpoints" / "last.pt"
     if dist.main:
@@ -435,39 +488,45 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         (out / "checkpoints").mkdir(parents=True, exist_ok=True)
     dist.barrier()
     log = RunLog(out / "train.jsonl" if dist.main else None, cfg.quiet)
+    return Run(cfg, dist, device, amp, out, log, bound)
 
-    # --- model (built before RNG states are restored: init consumes the global RNG the same way every time)
+
+def build_model(run: Run) -> None:
+    """Encoders and temperatures, and the stages: built before RNG states are restored, because
+    initialisation consumes the global RNG the same way every time."""
+    cfg = run.cfg
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
     random.seed(cfg.seed)
-    config, encoders, need_clip = build_encoders(cfg, bound, log)
-    temperatures = nn.ModuleDict({m: Temperature() for m in bound})
-    encoders.to(device)
-    temperatures.to(device)
+    run.config, run.encoders, need_clip = build_encoders(cfg, run.bound, run.log)
+    run.temperatures = nn.ModuleDict({m: Temperature() for m in run.bound})
+    run.encoders.to(run.device)
+    run.temperatures.to(run.device)
     n_clip = int(round(cfg.steps * cfg.clip_fraction)) if need_clip else 0
-    stages = [("clip", 0, n_clip), ("bind", n_clip, cfg.steps)] if n_clip else [("bind", 0, cfg.steps)]
     if n_clip >= cfg.steps:
         raise ConfigError(f"clip_fraction {cfg.clip_fraction} leaves no bind steps out of {cfg.steps}")
+    run.stages = [("clip", 0, n_clip), ("bind", n_clip, cfg.steps)] if n_clip else [("bind", 0, cfg.steps)]
 
-    ckpt = None
-    step = 0
-    if cfg.resume:
-        ckpt = read_checkpoint(ckpt_path)
-        diff = {k: (ckpt["config"].get(k), v) for k, v in cfg.identity().items() if ckpt["config"].get(k) != _jsonable(v)}
-        if diff:
-            raise ConfigError("--resume with settings that differ from the checkpoint's run: "
-                              + "; ".join(f"{k}: checkpoint {a!r}, now {b!r}" for k, (a, b) in diff.items()))
-        encoders.load_state_dict(ckpt["encoders"])
-        temperatures.load_state_dict(ckpt["temperatures"])
-        step = ckpt["step"]
-        log.say(f"resumed from {ckpt_path} at step {step}/{cfg.steps}")
-        log.event("resume", step=step)
-    else:
-        log.event("start", config=_jsonable(cfg.identity()), model=config.to_dict(), world_size=dist.world_size,
-                  device=str(device), amp=str(amp) if amp else None, torch_threads=torch.get_num_threads())
 
-    # --- data
-    bad_items: list = []
+def restore(run: Run) -> None:
+    """``--resume``: the checkpoint's weights and step; optimizer and RNG states follow in ``train_stage``."""
+    ckpt = read_checkpoint(run.ckpt_path)
+    diff = {k: (ckpt["config"].get(k), v) for k, v in run.cfg.identity().items() if ckpt["config"].get(k) != _jsonable(v)}
+    if diff:
+        raise ConfigError("--resume with settings that differ from the checkpoint's run: "
+                          + "; ".join(f"{k}: checkpoint {a!r}, now {b!r}" for k, (a, b) in diff.items()))
+    run.encoders.load_state_dict(ckpt["encoders"])
+    run.temperatures.load_state_dict(ckpt["temperatures"])
+    run.step, run.ckpt = ckpt["step"], ckpt
+    run.log.say(f"resumed from {run.ckpt_path} at step {run.step}/{run.cfg.steps}")
+    run.log.event("resume", step=run.step)
+
+
+def open_data(run: Run) -> Data:
+    """The user's paired files (split into training and held-out pairs) or the procedural world."""
+    from .data import CachedSource, WorldSource, open_paired_files
+
+    cfg, log = run.cfg, run.log
     if cfg.data:
         def report_bad(bad: list) -> None:
             log.say(f"bad data in {cfg.data}: {len(bad)} item(s) " + ("skipped" if cfg.on_bad_data == "skip" else "found"))
@@ -475,124 +534,151 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
                 log.say(f"  - {b}")
             log.event("bad_data", action=cfg.on_bad_data, items=[b.to_dict() for b in bad])
 
-        source, bad_items = open_paired_files(cfg.data, bound[0], on_bad_data=cfg.on_bad_data, workers=cfg.workers,
-                                              seed=cfg.seed, report=report_bad if dist.main else None)
+        source, bad_items = open_paired_files(cfg.data, run.bound[0], on_bad_data=cfg.on_bad_data, workers=cfg.workers,
+                                              seed=cfg.seed, report=report_bad if run.dist.main else None)
         n_val = int(len(source) * cfg.val_fraction) if len(source) >= 20 else 0
         order = np.random.default_rng([cfg.seed, 17]).permutation(len(source))
         val_idx, train_idx = sorted(order[:n_val].tolist()), order[n_val:].tolist()
-        source = _Subset(source, train_idx)
-        pool, loader_workers = len(train_idx), cfg.workers
         log.say(f"data: {len(train_idx)} training pairs, {n_val} held out ({cfg.data})")
-    else:
-        source = WorldSource(cfg.seed)
-        pool, loader_workers = (cfg.pool or None), cfg.workers
-        if cfg.pool:
-            needed = ("vision", "text", *bound) if n_clip else ("vision", *bound)
-            t0 = time.time()
-            # nothing else runs while the pool renders: use every core (the result does not depend on it)
-            source = CachedSource(source, needed, cfg.pool, workers=max(cfg.workers, min(os.cpu_count() or 1, 8)))
-            loader_workers = min(cfg.workers, 1)  # batches are slices of memory: one worker overlaps them with compute
-            log.say(f"pool: rendered {cfg.pool} scenes ({', '.join(needed)}) in {time.time() - t0:.0f}s, {source.nbytes() / 1e9:.2f} GB")
+        return Data(_Subset(source, train_idx), len(train_idx), cfg.workers, train_idx, val_idx, bad_items)
+    source: Any = WorldSource(cfg.seed)
+    if not cfg.pool:
+        return Data(source, None, cfg.workers)
+    needed = ("vision", "text", *run.bound) if run.stages[0][0] == "clip" else ("vision", *run.bound)
+    t0 = time.time()
+    # nothing else runs while the pool renders: use every core (the result does not depend on it)
+    source = CachedSource(source, needed, cfg.pool, workers=max(cfg.workers, min(os.cpu_count() or 1, 8)))
+    log.say(f"pool: rendered {cfg.pool} scenes ({', '.join(needed)}) in {time.time() - t0:.0f}s, {source.nbytes() / 1e9:.2f} GB")
+    # batches are slices of memory: one worker overlaps them with compute
+    return Data(source, cfg.pool, min(cfg.workers, 1))
 
-    # --- stages
-    t_train = time.time()
-    for stage, first, last in stages:
-        if step >= last:
-            continue
-        model = StageModel(stage, encoders, temperatures, bound)
-        mods = ("vision", "text") if stage == "clip" else ("vision", *bound)
-        trainable = nn.ModuleList([encoders, temperatures])
-        optimizer = torch.optim.AdamW(param_groups(trainable, cfg.weight_decay), lr=cfg.clip_lr if stage == "clip" else cfg.bind_lr,
-                                      betas=(0.9, 0.98), eps=1e-6)
-        n = last - first
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(max(1, int(cfg.warmup * n)), n))
-        scaler = torch.amp.GradScaler(device.type, enabled=amp == torch.float16)
-        if ckpt is not None and ckpt["stage"] == stage and ckpt["step"] > first:
-            optimizer.load_state_dict(ckpt["optimizer"])
-            scheduler.load_state_dict(ckpt["scheduler"])
-            scaler.load_state_dict(ckpt["scaler"])
-        if ckpt is not None:
-            set_rng_state(ckpt["rng"])
-            ckpt = None
-        ddp = model
-        if dist.world_size > 1:
-            ddp = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-        image_cache = None
-        if stage == "bind" and pool:  # the image tower is frozen: embed each pooled image once
-            t0 = time.time()
-            image_cache = embed_images(encoders["vision"], source, pool, device, amp, workers=loader_workers or cfg.workers)
-            mods = bound
-            log.say(f"frozen image tower: embedded the {pool} pooled images once ({time.time() - t0:.0f}s)")
-        batches = StepBatches(source, mods, cfg.batch_size // dist.world_size, seed=cfg.seed, rank=dist.rank,
-                              world_size=dist.world_size, pool=pool, group=1 if cfg.data else SIBLINGS)
-        log.say(f"stage {stage}: steps {first}..{last - 1}, training {', '.join(('vision', 'text') if stage == 'clip' else bound)}"
-                + (" against the frozen image tower" if stage == "bind" else ""))
-        t_stage, seen = time.time(), 0
-        stop = last if cfg.stop_at is None else min(last, cfg.stop_at)
-        for batch in step_loader(batches, step, stop, loader_workers):
-            batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
-            if image_cache is not None:
-                batch["image"] = image_cache[batch["index"]]
-            with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
-                loss, metrics = ddp(batch)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.unscale_(optimizer)
-            grad_norm = nn.utils.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]], cfg.grad_clip)
-            scaler.step(optimizer)
-            scaler.update()
-            scheduler.step()
-            step += 1
-            seen += cfg.batch_size
-            rate = seen / (time.time() - t_stage)
-            log.event("step", step=step, stage=stage, loss=loss.item(), lr=scheduler.get_last_lr()[0],
-                      grad_norm=float(grad_norm), samples_per_s=round(rate, 2), **metrics)
-            if step % cfg.log_every == 0 or step == last:
-                eta = (cfg.steps - step) * cfg.batch_size / max(rate, 1e-9)
-                parts = " ".join(f"{k} {v:.3f}" for k, v in metrics.items() if not k.endswith("_acc") and k != "acc")
-                log.say(f"[{stage}] step {step}/{cfg.steps} loss {loss.item():.4f} ({parts}) lr {scheduler.get_last_lr()[0]:.2e} "
-                        f"{rate:.1f} samples/s eta {eta / 60:.1f} min")
-            if dist.main and (step % cfg.ckpt_every == 0 or step == last or step == cfg.stop_at):
-                save_atomic({"step": step, "stage": stage, "config": _jsonable(cfg.identity()), "model_config": config.to_dict(),
-                             "encoders": encoders.state_dict(), "temperatures": temperatures.state_dict(),
-                             "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                             "scaler": scaler.state_dict(), "rng": rng_state()}, ckpt_path)
-        if cfg.stop_at is not None and step >= cfg.stop_at and step < cfg.steps:
-            log.say(f"stopped at step {step} (--stop-at); continue with --resume")
-            log.event("stopped", step=step)
-            dist.barrier()
-            dist.close()
-            return {"stopped_at": step, "out": str(out)}
-    train_s = time.time() - t_train
 
-    # --- evaluation and bundle (rank 0)
-    summary: dict[str, Any] = {"out": str(out), "bundle": str(out / "bundle"), "steps": step}
-    if dist.main:
+def train_stage(run: Run, data: Data, stage: str, first: int, last: int) -> bool:
+    """Train steps ``run.step .. last`` of one stage; False if ``--stop-at`` stopped it first."""
+    from .data import StepBatches, step_loader
+
+    cfg, encoders, device, amp = run.cfg, run.encoders, run.device, run.amp
+    model = StageModel(stage, encoders, run.temperatures, run.bound)
+    mods = ("vision", "text") if stage == "clip" else ("vision", *run.bound)
+    trainable = nn.ModuleList([encoders, run.temperatures])
+    optimizer = torch.optim.AdamW(param_groups(trainable, cfg.weight_decay), lr=cfg.clip_lr if stage == "clip" else cfg.bind_lr,
+                                  betas=(0.9, 0.98), eps=1e-6)
+    n = last - first
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(max(1, int(cfg.warmup * n)), n))
+    scaler = torch.amp.GradScaler(device.type, enabled=amp == torch.float16)
+    ckpt = run.ckpt
+    if ckpt is not None and ckpt["stage"] == stage and ckpt["step"] > first:
+        optimizer.load_state_dict(ckpt["optimizer"])
+        scheduler.load_state_dict(ckpt["scheduler"])
+        scaler.load_state_dict(ckpt["scaler"])
+    if ckpt is not None:
+        set_rng_state(ckpt["rng"])
+        run.ckpt = None
+    ddp = model
+    if run.dist.world_size > 1:
+        ddp = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    image_cache = None
+    if stage == "bind" and data.pool:  # the image tower is frozen: embed each pooled image once
         t0 = time.time()
-        eval_encoders = {m: encoders[m] for m in encoders}
-        if cfg.data:
-            report = evaluate_pairs(eval_encoders, source.base, val_idx, bound[0], gallery=cfg.gallery, device=device) if val_idx else {}
-            report["data"] = {"path": cfg.data, "pairs": len(train_idx) + len(val_idx), "skipped": [b.to_dict() for b in bad_items]}
-        else:
-            eval_seed = cfg.seed + 1000 if cfg.eval_seed is None else cfg.eval_seed
-            report = evaluate_world(eval_encoders, seed=eval_seed, samples=cfg.eval_samples, gallery=cfg.gallery,
-                                    workers=cfg.workers, device=device)
-        report["training"] = {"steps": step, "train_seconds": round(train_s, 1), "eval_seconds": round(time.time() - t0, 1),
-                              "batch_size": cfg.batch_size, "stages": [s[0] for s in stages],
-                              "stage_steps": {s[0]: s[2] - s[1] for s in stages}, "seed": cfg.seed}
-        log.event("eval", report=report)
-        write_bundle(out / "bundle", config, bundle_weights(encoders), stage="train",
-                     source=f"bindrt train ({'init ' + cfg.init if cfg.init else 'preset ' + cfg.preset})",
-                     extra_files={"eval/report.json": (json.dumps(report, indent=1) + "\n").encode()}, overwrite=True)
-        total = time.time() - t_start
-        log.event("end", seconds=round(total, 1))
-        log.say(format_report(report))
-        log.say(f"bundle: {out / 'bundle'} (eval/report.json inside); total {total / 60:.1f} min")
-        summary["report"] = report
-        summary["seconds"] = total
-    dist.barrier()
-    dist.close()
-    return summary
+        image_cache = embed_images(encoders["vision"], data.source, data.pool, device, amp,
+                                   workers=data.loader_workers or cfg.workers)
+        mods = run.bound
+        run.log.say(f"frozen image tower: embedded the {data.pool} pooled images once ({time.time() - t0:.0f}s)")
+    batches = StepBatches(data.source, mods, cfg.batch_size // run.dist.world_size, seed=cfg.seed, rank=run.dist.rank,
+                          world_size=run.dist.world_size, pool=data.pool, group=1 if cfg.data else SIBLINGS)
+    run.log.say(f"stage {stage}: steps {first}..{last - 1}, training {', '.join(('vision', 'text') if stage == 'clip' else run.bound)}"
+                + (" against the frozen image tower" if stage == "bind" else ""))
+    costs = stage_costs(run, frozen_images=bool(data.pool))
+    t_stage, seen = time.time(), 0
+    stop = last if cfg.stop_at is None else min(last, cfg.stop_at)
+    for batch in step_loader(batches, run.step, stop, data.loader_workers):
+        batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+        if image_cache is not None:
+            batch["image"] = image_cache[batch["index"]]
+        with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
+            loss, metrics = ddp(batch)
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.unscale_(optimizer)
+        grad_norm = nn.utils.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]], cfg.grad_clip)
+        scaler.step(optimizer)
+        scaler.update()
+        scheduler.step()
+        run.step += 1
+        seen += cfg.batch_size
+        rate = seen / (time.time() - t_stage)
+        run.log.event("step", step=run.step, stage=stage, loss=loss.item(), lr=scheduler.get_last_lr()[0],
+                      grad_norm=float(grad_norm), samples_per_s=round(rate, 2), **metrics)
+        if run.step % cfg.log_every == 0 or run.step == last:
+            eta = remaining_seconds(run.stages, run.step, stage, rate * costs[stage], costs, cfg.batch_size)
+            parts = " ".join(f"{k} {v:.3f}" for k, v in metrics.items() if not k.endswith("_acc") and k != "acc")
+            run.log.say(f"[{stage}] step {run.step}/{cfg.steps} loss {loss.item():.4f} ({parts}) lr {scheduler.get_last_lr()[0]:.2e} "
+                        f"{rate:.1f} samples/s eta {eta / 60:.1f} min")
+        if run.dist.main and (run.step % cfg.ckpt_every == 0 or run.step == last or run.step == cfg.stop_at):
+            save_atomic({"step": run.step, "stage": stage, "config": _jsonable(cfg.identity()), "model_config": run.config.to_dict(),
+                         "encoders": encoders.state_dict(), "temperatures": run.temperatures.state_dict(),
+                         "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                         "scaler": scaler.state_dict(), "rng": rng_state()}, run.ckpt_path)
+    return not (cfg.stop_at is not None and run.step >= cfg.stop_at and run.step < cfg.steps)
+
+
+def stage_costs(run: Run, frozen_images: bool) -> dict[str, float]:
+    """Relative compute per sample of each stage, for an ETA that spans both stages.
+
+    A tower costs about parameters x tokens per sample forward, three times that when
+    trained (forward + backward). The image-text stage trains vision and text; the bind
+    stage trains the bound towers and runs the frozen image tower forward (not at all
+    when its embeddings are computed once for the pool).
+    """
+    def tower(m: str) -> float:
+        enc = run.encoders[m]
+        tokens = next(v.shape[-2] for k, v in enc.state_dict().items() if k.endswith("pos_embed"))
+        return float(sum(p.numel() for p in enc.parameters())) * tokens
+
+    bind = sum(3 * tower(m) for m in run.bound) + (0.0 if frozen_images else tower("vision"))
+    return {"clip": 3 * (tower("vision") + tower("text")), "bind": bind}
+
+
+def remaining_seconds(stages: list[tuple[str, int, int]], step: int, stage: str, work_per_s: float,
+                      costs: dict[str, float], batch_size: int) -> float:
+    """Seconds left over this and every later stage at the current rate of work (samples/s x cost)."""
+    left = 0.0
+    for name, first, last in stages:
+        steps = max(0, last - max(step, first))
+        left += steps * batch_size * costs[name] / max(work_per_s, 1e-9)
+    return left
+
+
+def evaluate_and_bundle(run: Run, data: Data, *, train_seconds: float, t_start: float) -> dict[str, Any]:
+    """Rank 0 after the last step: the evaluation report, then OUT/bundle with it inside."""
+    from bindrt.bundle import write_bundle
+
+    from .evaluate import evaluate_pairs, evaluate_world
+
+    cfg, log = run.cfg, run.log
+    t0 = time.time()
+    eval_encoders = {m: run.encoders[m] for m in run.encoders}
+    if cfg.data:
+        report = (evaluate_pairs(eval_encoders, data.source.base, data.val_idx, run.bound[0], gallery=cfg.gallery,
+                                 device=run.device) if data.val_idx else {})
+        report["data"] = {"path": cfg.data, "pairs": len(data.train_idx) + len(data.val_idx),
+                          "skipped": [b.to_dict() for b in data.bad_items]}
+    else:
+        eval_seed = cfg.seed + 1000 if cfg.eval_seed is None else cfg.eval_seed
+        report = evaluate_world(eval_encoders, seed=eval_seed, samples=cfg.eval_samples, gallery=cfg.gallery,
+                                workers=cfg.workers, device=run.device)
+    report["training"] = {"steps": run.step, "train_seconds": round(train_seconds, 1), "eval_seconds": round(time.time() - t0, 1),
+                          "batch_size": cfg.batch_size, "stages": [s[0] for s in run.stages],
+                          "stage_steps": {s[0]: s[2] - s[1] for s in run.stages}, "seed": cfg.seed}
+    log.event("eval", report=report)
+    write_bundle(run.out / "bundle", run.config, bundle_weights(run.encoders), stage="train",
+                 source=f"bindrt train ({'init ' + cfg.init if cfg.init else 'preset ' + cfg.preset})",
+                 extra_files={"eval/report.json": (json.dumps(report, indent=1) + "\n").encode()}, overwrite=True)
+    total = time.time() - t_start
+    log.event("end", seconds=round(total, 1))
+    log.say(format_report(report))
+    log.say(f"bundle: {run.out / 'bundle'} (eval/report.json inside); total {total / 60:.1f} min")
+    return {"report": report, "seconds": total}
 
 
 class _Subset:
