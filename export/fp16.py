@@ -89,99 +89,119 @@ def convert_to_fp16(
     """Return the fp16 graph (fp32 I/O) and a summary for the manifest."""
     fp32_ops, tail_from = tuple(fp32_ops), tuple(tail_from)
     model = _constants_to_initializers(model)
-    types = _elem_types(model)
     graph = model.graph
     nodes = list(graph.node)
     fp32_nodes = {i for i, n in enumerate(nodes) if n.op_type in fp32_ops}
     fp32_nodes |= _descendants(nodes, [i for i, n in enumerate(nodes) if n.op_type in tail_from])
-
-    inits = {t.name: t for t in graph.initializer}
-    half_inits: dict[str, str] = {}  # fp32 initializer -> its fp16 copy's name
-    new_inits: list[TensorProto] = []
-    current: dict[str, int] = {vi.name: vi.type.tensor_type.elem_type for vi in graph.input}
-    cast_cache: dict[tuple[str, int], str] = {}
-    out_nodes: list[onnx.NodeProto] = []
-    counts: Counter = Counter()
-    used_names = {o for n in nodes for o in n.output} | set(inits) | set(current)
-
-    def fresh(base: str) -> str:
-        name, k = base, 0
-        while name in used_names:
-            k += 1
-            name = f"{base}_{k}"
-        used_names.add(name)
-        return name
-
-    def as_type(name: str, target: int) -> str:
-        if name in inits and inits[name].data_type == FLOAT:
-            if target == FLOAT:
-                return name
-            if name not in half_inits:
-                half = numpy_helper.from_array(_to_half(numpy_helper.to_array(inits[name])), fresh(name + "_fp16"))
-                new_inits.append(half)
-                half_inits[name] = half.name
-            return half_inits[name]
-        have = current.get(name, types.get(name))
-        if have not in (FLOAT, HALF) or have == target:
-            return name
-        key = (name, target)
-        if key not in cast_cache:
-            cast_out = fresh(f"{name}_to_{'fp32' if target == FLOAT else 'fp16'}")
-            out_nodes.append(helper.make_node("Cast", [name], [cast_out], name=fresh(f"Cast_{cast_out}"), to=target))
-            counts["casts_inserted"] += 1
-            cast_cache[key] = cast_out
-        return cast_cache[key]
-
+    retyper = _Retyper(model)
     for i, node in enumerate(nodes):
-        target = FLOAT if i in fp32_nodes else HALF
-        counts[f"{'fp32' if target == FLOAT else 'fp16'}_nodes"] += 1
-        for j, name in enumerate(node.input):
-            if name and types.get(name) in (FLOAT, HALF):
-                node.input[j] = as_type(name, target)
-        if target == HALF:
-            _retype_attributes(node)
-        for name in node.output:
-            t = types.get(name)
-            if t == FLOAT:
-                current[name] = target
-            elif t is not None:
-                current[name] = t
-        out_nodes.append(node)
-
-    # graph outputs stay float32
-    for vi in graph.output:
-        if types.get(vi.name) == FLOAT and current.get(vi.name) == HALF:
-            internal = fresh(vi.name + "_fp16")
-            for n in out_nodes:
-                for j, o in enumerate(n.output):
-                    if o == vi.name:
-                        n.output[j] = internal
-                for j, o in enumerate(n.input):
-                    if o == vi.name:
-                        n.input[j] = internal
-            out_nodes.append(helper.make_node("Cast", [internal], [vi.name], name=fresh("Cast_output"), to=FLOAT))
-            counts["casts_inserted"] += 1
-
-    # initializers read only in fp16 are stored only in fp16
-    read = {name for n in out_nodes for name in n.input}
-    kept = [t for t in graph.initializer if t.name in read]
-    del graph.node[:]
-    graph.node.extend(out_nodes)
-    del graph.initializer[:]
-    graph.initializer.extend(kept + new_inits)
-    del graph.value_info[:]
+        retyper.add(node, FLOAT if i in fp32_nodes else HALF)
+    retyper.keep_outputs_fp32()
+    retyper.write_into(graph)
     summary = {
         "io_dtype": "float32",
         "fp32_ops": sorted({nodes[i].op_type for i in fp32_nodes}),
         "fp32_regions": {"ops": list(fp32_ops), "tail_from": list(tail_from)},
-        "casts_inserted": counts["casts_inserted"],
-        "fp16_nodes": counts["fp16_nodes"],
-        "fp32_nodes": counts["fp32_nodes"],
+        "casts_inserted": retyper.counts["casts_inserted"],
+        "fp16_nodes": retyper.counts["fp16_nodes"],
+        "fp32_nodes": retyper.counts["fp32_nodes"],
         "fp16_initializers": sum(1 for t in graph.initializer if t.data_type == HALF),
         "fp32_initializers": sum(1 for t in graph.initializer if t.data_type == FLOAT),
         "strongly_typed": True,
     }
     return model, summary
+
+
+class _Retyper:
+    """Rebuilds a graph's node list node by node, each node computing in the type it is given.
+
+    Every type change is an explicit ``Cast`` (one per tensor and target type); a float32
+    initializer read in fp16 gets one fp16 copy, and one read only in fp16 is stored only so.
+    """
+
+    def __init__(self, model: onnx.ModelProto) -> None:
+        graph = model.graph
+        self.types = _elem_types(model)
+        self.inits = {t.name: t for t in graph.initializer}
+        self.half_inits: dict[str, str] = {}  # fp32 initializer -> its fp16 copy's name
+        self.new_inits: list[TensorProto] = []
+        self.current: dict[str, int] = {vi.name: vi.type.tensor_type.elem_type for vi in graph.input}
+        self.cast_cache: dict[tuple[str, int], str] = {}
+        self.nodes: list[onnx.NodeProto] = []
+        self.counts: Counter = Counter()
+        self.used_names = {o for n in graph.node for o in n.output} | set(self.inits) | set(self.current)
+        self.graph_outputs = list(graph.output)
+        self.initializers = list(graph.initializer)
+
+    def fresh(self, base: str) -> str:
+        name, k = base, 0
+        while name in self.used_names:
+            k += 1
+            name = f"{base}_{k}"
+        self.used_names.add(name)
+        return name
+
+    def as_type(self, name: str, target: int) -> str:
+        """``name`` as a tensor of ``target`` type: itself, its fp16 initializer copy, or a (cached) Cast."""
+        if name in self.inits and self.inits[name].data_type == FLOAT:
+            if target == FLOAT:
+                return name
+            if name not in self.half_inits:
+                half = numpy_helper.from_array(_to_half(numpy_helper.to_array(self.inits[name])), self.fresh(name + "_fp16"))
+                self.new_inits.append(half)
+                self.half_inits[name] = half.name
+            return self.half_inits[name]
+        have = self.current.get(name, self.types.get(name))
+        if have not in (FLOAT, HALF) or have == target:
+            return name
+        key = (name, target)
+        if key not in self.cast_cache:
+            cast_out = self.fresh(f"{name}_to_{'fp32' if target == FLOAT else 'fp16'}")
+            self.nodes.append(helper.make_node("Cast", [name], [cast_out], name=self.fresh(f"Cast_{cast_out}"), to=target))
+            self.counts["casts_inserted"] += 1
+            self.cast_cache[key] = cast_out
+        return self.cast_cache[key]
+
+    def add(self, node: onnx.NodeProto, target: int) -> None:
+        """Append ``node`` computing in ``target``: its float inputs cast, its float outputs of that type."""
+        self.counts[f"{'fp32' if target == FLOAT else 'fp16'}_nodes"] += 1
+        for j, name in enumerate(node.input):
+            if name and self.types.get(name) in (FLOAT, HALF):
+                node.input[j] = self.as_type(name, target)
+        if target == HALF:
+            _retype_attributes(node)
+        for name in node.output:
+            t = self.types.get(name)
+            if t == FLOAT:
+                self.current[name] = target
+            elif t is not None:
+                self.current[name] = t
+        self.nodes.append(node)
+
+    def keep_outputs_fp32(self) -> None:
+        """Graph outputs stay float32: an output computed in fp16 is renamed and cast back under its name."""
+        for vi in self.graph_outputs:
+            if self.types.get(vi.name) == FLOAT and self.current.get(vi.name) == HALF:
+                internal = self.fresh(vi.name + "_fp16")
+                for n in self.nodes:
+                    for j, o in enumerate(n.output):
+                        if o == vi.name:
+                            n.output[j] = internal
+                    for j, o in enumerate(n.input):
+                        if o == vi.name:
+                            n.input[j] = internal
+                self.nodes.append(helper.make_node("Cast", [internal], [vi.name], name=self.fresh("Cast_output"), to=FLOAT))
+                self.counts["casts_inserted"] += 1
+
+    def write_into(self, graph: onnx.GraphProto) -> None:
+        """Replace the graph's nodes and initializers (only those still read, plus the fp16 copies)."""
+        read = {name for n in self.nodes for name in n.input}
+        kept = [t for t in self.initializers if t.name in read]
+        del graph.node[:]
+        graph.node.extend(self.nodes)
+        del graph.initializer[:]
+        graph.initializer.extend(kept + self.new_inits)
+        del graph.value_info[:]
 
 
 def _retype_attributes(node: onnx.NodeProto) -> None:
