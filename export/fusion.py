@@ -25,8 +25,8 @@ The rest is ``onnxruntime.transformers.optimizer.optimize_model`` (model_type
 ``Add + Div + Erf + Add + Mul + Mul`` into ``BiasGelu``. Its residual
 ``Add + LayerNormalization -> SkipLayerNormalization`` fusion needs its symbolic
 shape inference, which fails on these graphs (opset-18 ``ReduceL2`` in the
-post-processing); :func:`fuse_skip_layernorm` does it structurally, but it is off
-by default: ONNX Runtime's CPU ``SkipLayerNormalization`` kernel measured ~7x
+post-processing); bindrt does not fuse it another way: ONNX Runtime's CPU
+``SkipLayerNormalization`` kernel measured ~7x
 slower than the ``Add`` + ``LayerNormalization`` pair it replaces (0.7 ms vs 0.1 ms
 per call on a 197x384 depth-tower activation, one thread). int8 fused graphs split
 ``BiasGelu`` into its bias ``Add`` and ``Gelu`` (:func:`split_gelu_bias`). The counts of fused op
@@ -158,81 +158,7 @@ def translation_table() -> dict[Any, Any]:
     return {ATTENTION_OP.default: attention_onnx, ATTENTION_KV_OP.default: attention_kv_onnx}
 
 
-def fuse_skip_layernorm(model: onnx.ModelProto) -> int:
-    """Residual ``Add`` (+ the preceding projection's bias ``Add``) + ``LayerNormalization`` -> ``SkipLayerNormalization``.
-
-    onnxruntime.transformers has this fusion but gates it on its symbolic shape
-    inference, which fails on these graphs (opset-18 ``ReduceL2`` in the
-    post-processing); our residual adds are always two (B, N, D) activations, so the
-    pattern is matched structurally: both Add inputs computed (no initializer), the
-    LayerNorm over the last axis. Returns the number of fusions.
-    """
-    from onnx import helper
-
-    graph = model.graph
-    inits = {t.name for t in graph.initializer}
-    producer = {o: n for n in graph.node for o in n.output}
-    consumers: dict[str, list[onnx.NodeProto]] = {}
-    for n in graph.node:
-        for i in n.input:
-            consumers.setdefault(i, []).append(n)
-    outputs = {o.name for o in graph.output}
-    remove: set[int] = set()
-    replace: dict[int, onnx.NodeProto] = {}
-    fused = 0
-    for ln in graph.node:
-        if ln.op_type != "LayerNormalization" or ln.domain not in ("", "ai.onnx") or len(ln.input) < 2:
-            continue
-        axis = next((a.i for a in ln.attribute if a.name == "axis"), -1)
-        eps = next((a.f for a in ln.attribute if a.name == "epsilon"), 1e-5)
-        add = producer.get(ln.input[0])
-        if axis != -1 or add is None or add.op_type != "Add" or id(add) in remove or len(ln.output) != 1:
-            continue
-        a, b = add.input
-        if a in inits or b in inits or a == b:
-            continue
-        inputs = [a, b]
-        bias = ""
-        for idx, name in enumerate(inputs):  # fold a bias Add of a projection into the kernel
-            bias_add = producer.get(name)
-            if (bias_add is not None and bias_add.op_type == "Add" and len(consumers.get(name, ())) == 1
-                    and name not in outputs and sum(i in inits for i in bias_add.input) == 1):
-                other = next(i for i in bias_add.input if i not in inits)
-                mm = producer.get(other)
-                if mm is not None and mm.op_type in ("MatMul", "DynamicQuantizeMatMul", "MatMulInteger"):
-                    bias = next(i for i in bias_add.input if i in inits)
-                    inputs[idx] = other
-                    remove.add(id(bias_add))
-                    break
-        keep_sum = len(consumers.get(add.output[0], ())) > 1 or add.output[0] in outputs
-        node = helper.make_node(
-            "SkipLayerNormalization",
-            [inputs[0], inputs[1], ln.input[1], ln.input[2] if len(ln.input) > 2 else "", bias],
-            [ln.output[0], "", "", add.output[0] if keep_sum else ""],
-            name=f"SkipLayerNorm_{fused}", domain="com.microsoft", epsilon=eps,
-        )
-        while node.input and node.input[-1] == "":
-            node.input.pop()
-        while node.output and node.output[-1] == "":
-            node.output.pop()
-        remove.add(id(add))
-        replace[id(ln)] = node
-        fused += 1
-    if fused:
-        nodes = [replace.get(id(n), n) for n in graph.node if id(n) not in remove]
-        del graph.node[:]
-        graph.node.extend(nodes)
-        if not any(o.domain == "com.microsoft" for o in model.opset_import):
-            model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
-    return fused
-
-
-#: Structural SkipLayerNormalization fusion (see fuse_skip_layernorm); measured slower on CPU, so off.
-SKIP_LAYERNORM_FUSION = False
-
-
-def ort_transformer_fusions(model: onnx.ModelProto, num_heads: int, hidden_size: int,
-                            skip_layernorm: bool | None = None) -> tuple[onnx.ModelProto, dict[str, Any]]:
+def ort_transformer_fusions(model: onnx.ModelProto, num_heads: int, hidden_size: int) -> tuple[onnx.ModelProto, dict[str, Any]]:
     """Run onnxruntime.transformers' python fusions; returns the model and what they fused."""
     from onnxruntime.transformers import optimizer
     from onnxruntime.transformers.fusion_options import FusionOptions
@@ -251,11 +177,6 @@ def ort_transformer_fusions(model: onnx.ModelProto, num_heads: int, hidden_size:
     finally:
         logging.disable(previous)
     model = opt.model
-    use_skip = SKIP_LAYERNORM_FUSION if skip_layernorm is None else skip_layernorm
-    skip = fuse_skip_layernorm(model) if use_skip else 0
-    if skip:
-        stats["SkipLayerNormalization"] = stats.get("SkipLayerNormalization", 0) + skip
-        stats["LayerNormalization"] = max(stats.get("LayerNormalization", 0) - skip, 0)
     return model, {
         "tool": "onnxruntime.transformers.optimizer",
         "model_type": "vit",
@@ -263,7 +184,7 @@ def ort_transformer_fusions(model: onnx.ModelProto, num_heads: int, hidden_size:
         "hidden_size": hidden_size,
         "attention": "com.microsoft.Attention (projection + attention, bias_kv as past) emitted at export",
         "fused_operator_statistics": stats,
-        "skip_layernorm": "bindrt structural fusion" if use_skip else "off (ONNX Runtime's CPU SkipLayerNormalization measured slower than Add + LayerNormalization)",
+        "skip_layernorm": "off (ONNX Runtime's CPU SkipLayerNormalization measured slower than Add + LayerNormalization)",
     }
 
 
