@@ -18,7 +18,6 @@ BACKENDS: dict[str, str] = {
     "torch": "bindrt.runtime.torch_backend:TorchBackend",
     "onnxruntime": "bindrt.runtime.onnxruntime_backend:OnnxRuntimeBackend",
     "triton": "bindrt.runtime.triton_backend:TritonBackend",
-    "tensorrt": "bindrt.runtime.tensorrt_backend:TensorRTBackend",
 }
 
 

@@ -1,4 +1,4 @@
-"""The one interface every backend implements (torch, onnxruntime, triton, tensorrt).
+"""The one interface every backend implements (torch, onnxruntime, triton).
 
 A backend runs *preprocessed* batches in the reference layouts and returns
 float32 embeddings; validation, batching and raw-input preprocessing live once,
