@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from bindrt.errors import ConfigError, UnknownModalityError
-from bindrt.layouts import INPUT_KINDS  # re-exported: config is where callers have always found it
+from bindrt.layouts import INPUT_KINDS  # noqa: F401  (re-exported: config is where callers have always found it)
 
 #: Encoders of the model, in the reference's order.
 MODALITIES: tuple[str, ...] = ("vision", "text", "audio", "depth", "thermal", "imu")

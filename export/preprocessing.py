@@ -29,8 +29,6 @@ take already resized and centre-cropped ``(batch, 224, 224, 3)`` uint8 RGB and d
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper

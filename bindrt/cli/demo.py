@@ -7,6 +7,7 @@ walk-through: train -> export (+ validate) -> bench -> embed.
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 #: The demo's shortened training schedule (~9 minutes on 2 CPU cores, zero-shot ~50-99%; the full tiny
 #: preset's schedule is what the README's accuracy figures come from).
@@ -34,10 +35,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def default_workdir() -> "Path":
+def default_workdir() -> Path:
     """A cache location, not the current directory: the demo writes ~100 MB a user did not ask to keep there."""
     import os
-    from pathlib import Path
 
     cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(cache) / "bindrt" / "demo"

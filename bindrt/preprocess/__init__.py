@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from bindrt.errors import UnknownModalityError
-from bindrt.layouts import INPUT_KINDS, INPUT_LAYOUTS
+from bindrt.layouts import CONTEXT_LENGTH, EOT_TOKEN, INPUT_KINDS, INPUT_LAYOUTS, SOT_TOKEN, VOCAB_SIZE
 
 from .audio import (
     AUDIO_MEAN,
@@ -38,7 +38,7 @@ from .depth import DEPTH_BASELINE, DEPTH_FOCAL_LENGTH, depth_to_disparity, prepr
 from .image import IMAGE_MEAN, IMAGE_SIZE, IMAGE_STD, preprocess_image, preprocess_images
 from .imu import IMU_CHANNELS, IMU_SAMPLE_RATE, IMU_SAMPLES, preprocess_imu, preprocess_imus
 from .limits import MediaLimits, current_media_limits, media_limits, set_media_limits
-from .text import CONTEXT_LENGTH, EOT_TOKEN, SOT_TOKEN, VOCAB_SIZE, Tokenizer, get_tokenizer, tokenize
+from .text import Tokenizer, get_tokenizer, tokenize
 from .thermal import preprocess_thermal, preprocess_thermals
 from .video import preprocess_video, preprocess_videos
 

@@ -34,7 +34,7 @@ import numpy as np
 import regex
 
 from bindrt.errors import InputError
-from bindrt.layouts import CONTEXT_LENGTH, EOT_TOKEN, PAD_TOKEN, SOT_TOKEN, VOCAB_SIZE
+from bindrt.layouts import CONTEXT_LENGTH, EOT_TOKEN, PAD_TOKEN, SOT_TOKEN, VOCAB_SIZE  # noqa: F401  (re-exported)
 
 from ._inputs import as_item_list
 from .limits import check_max
