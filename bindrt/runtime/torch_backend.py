@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from bindrt.config import ImageBindConfig
 from bindrt.errors import BackendError
 from bindrt.loaders import EncodersFromSource
 from bindrt.model.encoders import ModalityEncoder
@@ -36,16 +37,17 @@ class TorchBackend(Backend):
     name = "torch"
     precisions = ("fp32", "fp16", "bf16")
 
-    def __init__(self, encoders: dict[str, ModalityEncoder], config, device: str = "cpu", precision: str = "fp32") -> None:
-        if precision not in DTYPES:
-            raise BackendError(f"the {self.name} backend runs {', '.join(DTYPES)}, not {precision!r}")
+    def __init__(self, encoders: dict[str, ModalityEncoder], config: ImageBindConfig, device: str = "cpu",
+                 precision: str = "fp32") -> None:
+        """``precision`` is one of ``precisions``: ``bindrt.load`` checks it, once, for every backend."""
         super().__init__(config, tuple(encoders), device, precision)
         self.torch_device = resolve_device(device)
         self.dtype = DTYPES[precision]
         self.encoders = {m: e.to(self.torch_device, self.dtype).eval() for m, e in encoders.items()}
 
     @classmethod
-    def open(cls, source: ModelSource, *, modalities, device: str = "cpu", precision: str = "fp32", verify: bool = True, **options: Any):
+    def open(cls, source: ModelSource, *, modalities: tuple[str, ...], device: str = "cpu", precision: str = "fp32",
+             verify: bool = True, **options: Any) -> "TorchBackend":
         if options:
             raise BackendError(f"unknown option(s) for the {cls.name} backend: {sorted(options)}")
         resolve_device(device)
