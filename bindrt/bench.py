@@ -6,7 +6,6 @@ versions and date so a recorded run can be compared with the next one.
 
 from __future__ import annotations
 
-import datetime as _dt
 import json
 import os
 import platform
@@ -134,37 +133,84 @@ def min_row_cosine(a: np.ndarray, b: np.ndarray) -> float:
     return float(cos.min())
 
 
-def machine_info() -> dict[str, Any]:
-    """CPU/GPU, core count, library versions and the date: recorded with every result."""
-    from bindrt.bundle import producer_versions
+#: Instruction-set flags that decide which CPU kernels run (ONNX Runtime's MLAS, oneDNN, torch):
+#: recorded so a figure is only compared with figures from a CPU that runs the same kernels.
+CPU_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "avx512_fp16", "amx_tile", "amx_int8",
+             "amx_bf16", "asimd", "sve")
 
+
+def machine_info() -> dict[str, Any]:
+    """CPU model and flags, cores, GPU, library versions and the date: recorded with every result.
+
+    The one record of "where did this run": ``bindrt bench`` and every script under
+    ``benchmarks/`` write it, so results from different suites compare on the same fields.
+    """
+    from bindrt.bundle import now_iso, producer_versions
+
+    model, flags = _cpuinfo()
     info: dict[str, Any] = {
-        "date": _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat(),
+        "date": now_iso(),
         "platform": platform.platform(),
-        "cpu": _cpu_model(),
+        "cpu": model,
+        "cpu_flags": [f for f in CPU_FLAGS if f in flags],
         "cpu_cores": os.cpu_count(),
-        "versions": producer_versions("numpy", "torch", "onnx", "onnxruntime", "triton", "tensorrt"),
+        "versions": producer_versions("numpy", "torch", "onnx", "onnxruntime", "onnxscript", "openvino", "triton",
+                                      "tensorrt"),
     }
-    try:
-        gpu = subprocess.run(
-            ["nvidia-smi", "--query-gpu=name,driver_version,memory.total", "--format=csv,noheader"],
-            capture_output=True, text=True, timeout=10,
-        )
-        if gpu.returncode == 0 and gpu.stdout.strip():
-            info["gpu"] = gpu.stdout.strip()
-    except (OSError, subprocess.TimeoutExpired):
-        pass
+    if hasattr(os, "sched_getaffinity"):
+        info["affinity_cores"] = len(os.sched_getaffinity(0))
+    info.update(_nvidia_smi())
     return info
 
 
-def _cpu_model() -> str:
+def machine_summary(info: dict[str, Any]) -> str:
+    """One Markdown-friendly line of a :func:`machine_info` record (the results' ``- machine:`` line)."""
+    flags = ", ".join(info.get("cpu_flags") or ()) or "no flags recorded"
+    gpu = f", GPU {info['gpu']}" if info.get("gpu") else ""
+    return f"{info['cpu']} — {info['cpu_cores']} cores ({flags}), {info['platform']}{gpu}"
+
+
+def versions_summary(info: dict[str, Any]) -> str:
+    """The record's library versions as one line: 'python 3.11.7, bindrt 0.1.0, ...'."""
+    return ", ".join(f"{k} {v}" for k, v in info["versions"].items())
+
+
+def _cpuinfo() -> tuple[str, set[str]]:
+    """(model name, flags) of the first CPU in /proc/cpuinfo; the platform's word and no flags elsewhere."""
+    model, flags = None, set()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
+            key, _, value = line.partition(":")
+            key = key.strip()
+            if key == "model name" and model is None:
+                model = value.strip()
+            elif key in ("flags", "Features") and not flags:  # x86, arm64
+                flags = set(value.split())
     except OSError:
         pass
-    return platform.processor() or "unknown"
+    return model or platform.processor() or "unknown", flags
+
+
+def _nvidia_smi() -> dict[str, Any]:
+    """The first GPU as nvidia-smi names it (``gpu``: name, driver, memory) and its clock and power limits."""
+    try:
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=name,driver_version,memory.total,clocks.max.sm,power.limit",
+             "--format=csv,noheader"],
+            capture_output=True, text=True, timeout=10,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return {}
+    lines = out.stdout.strip().splitlines() if out.returncode == 0 else []
+    if not lines:
+        return {}
+    parts = [p.strip() for p in lines[0].split(",")]
+    info: dict[str, Any] = {"gpu": ", ".join(parts[:3]), "gpu_count": len(lines)}
+    if len(parts) >= 2:
+        info["gpu_driver"] = parts[1]
+    if len(parts) >= 5:
+        info.update(gpu_max_sm_clock=parts[3], gpu_power_limit=parts[4])
+    return info
 
 
 def rows_to_markdown(rows: list[BenchRow]) -> str:
@@ -188,8 +234,7 @@ def write_results(rows: list[BenchRow], out_dir: "str | os.PathLike[str]", name:
     payload = {"machine": info, **(extra or {}), "rows": [asdict(r) for r in rows]}
     json_path, md_path = out / f"{stem}.json", out / f"{stem}.md"
     atomic_write_bytes(json_path, (json.dumps(payload, indent=1) + "\n").encode())
-    machine = f"{info['cpu']} ({info['cpu_cores']} cores)" + (f", GPU {info['gpu']}" if "gpu" in info else "")
-    versions = ", ".join(f"{k} {v}" for k, v in info["versions"].items())
-    md = f"# {name}\n\n- date: {info['date']}\n- machine: {machine}\n- versions: {versions}\n\n{rows_to_markdown(rows)}"
+    md = (f"# {name}\n\n- date: {info['date']}\n- machine: {machine_summary(info)}\n- versions: {versions_summary(info)}\n\n"
+          f"{rows_to_markdown(rows)}")
     atomic_write_bytes(md_path, md.encode())
     return json_path, md_path

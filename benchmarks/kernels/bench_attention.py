@@ -1,9 +1,9 @@
 #!/usr/bin/env python
 """Benchmark bindrt's fused attention against torch SDPA backends and torch.compile.
 
-    python benchmarks/kernels/bench_attention.py OUT [--dtypes fp16,bf16] [--batches 64,256]
+    python -m benchmarks.kernels.bench_attention OUT [--dtypes fp16,bf16] [--batches 64,256]
                                                      [--modalities vision,audio,text,depth] [--sweep]
-    python benchmarks/kernels/bench_attention.py OUT --smoke      # tiny shapes, CPU interpreter OK
+    python -m benchmarks.kernels.bench_attention OUT --smoke      # tiny shapes, CPU interpreter OK
 
 Writes ``OUT.json`` (everything, including the environment) and ``OUT.md`` (a
 table). Shapes are ImageBind-huge's attention cores: vision 257 tokens 16x80 (no
@@ -37,11 +37,8 @@ from __future__ import annotations
 import argparse
 import math
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import bench_common as bc  # noqa: E402
+from benchmarks.kernels import bench_common as bc
 
 MODALITIES = {
     "vision": dict(N=257, H=16, hd=80, bias_kv=False, causal=False),

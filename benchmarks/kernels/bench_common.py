@@ -1,23 +1,24 @@
 """Shared plumbing of the kernel benchmarks: environment record, timing, peak, output files.
 
-Imported by ``bench_attention.py`` / ``bench_patch_embed.py`` (run as scripts, so
-this folder is on ``sys.path``). ``--smoke`` runs use the Triton interpreter on
+Imported by ``bench_attention`` / ``bench_patch_embed`` / ``bench_encoder_e2e`` (run
+as ``python -m benchmarks.kernels.NAME``). ``--smoke`` runs use the Triton interpreter on
 CPU when there is no GPU; ``setup_interpreter`` must run before
 ``bindrt.kernels`` submodules are imported.
 """
 
 from __future__ import annotations
 
-import datetime as _dt
+import functools
 import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from benchmarks.common import free_name, machine_info, results_dir
 
 
 def setup_interpreter(smoke: bool) -> bool:
@@ -32,7 +33,8 @@ def setup_interpreter(smoke: bool) -> bool:
 
 def add_sweep_args(ap, modalities: str, modalities_help: str | None = None) -> None:
     """The options every kernel benchmark shares: shapes, dtypes, baselines, timing."""
-    ap.add_argument("out", help="output path stem: writes OUT.json and OUT.md")
+    ap.add_argument("out", nargs="?", help="output path stem: writes OUT.json and OUT.md "
+                    "(default benchmarks/results/<date>-<gpu>/kernels/<script>)")
     ap.add_argument("--smoke", action="store_true", help="tiny shapes; runs in the Triton interpreter on CPU")
     ap.add_argument("--dtypes", default=None, help="comma list of fp16,bf16,fp32 (default fp16,bf16; smoke fp32,fp16)")
     ap.add_argument("--batches", default=None, help="comma list (default 64,256; smoke 1,2)")
@@ -86,23 +88,22 @@ def sweep_settings(args, table: dict, smoke_table: dict) -> Sweep | None:
 
 
 def environment() -> dict:
+    """The run's record: :func:`benchmarks.common.machine_info` (CPU flags, GPU, versions, date) under
+    ``machine``, and at the top what the tables print plus what only torch knows (CUDA, cuDNN, SMs)."""
     import torch
 
+    machine = machine_info()
     info = {
-        "date_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "date_utc": machine["date"],
         "host": platform.node(),
-        "python": platform.python_version(),
+        "python": machine["versions"]["python"],
         "torch": torch.__version__,
         "torch_cuda": torch.version.cuda,
         "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
         "triton_interpret": os.environ.get("TRITON_INTERPRET", "0") == "1",
+        "triton": machine["versions"].get("triton", "unavailable"),
+        "machine": machine,
     }
-    try:
-        import triton
-
-        info["triton"] = triton.__version__
-    except Exception as exc:  # pragma: no cover
-        info["triton"] = f"unavailable: {exc}"
     if torch.cuda.is_available():
         props = torch.cuda.get_device_properties(0)
         info.update(
@@ -110,22 +111,13 @@ def environment() -> dict:
             gpu_capability=f"{props.major}.{props.minor}",
             gpu_memory_gib=round(props.total_memory / 2**30, 1),
             gpu_sms=props.multi_processor_count,
+            driver=machine.get("gpu_driver", "unknown"),
+            max_sm_clock=machine.get("gpu_max_sm_clock"),
+            power_limit=machine.get("gpu_power_limit"),
         )
-        try:
-            out = subprocess.run(
-                ["nvidia-smi", "--query-gpu=driver_version,clocks.max.sm,power.limit", "--format=csv,noheader"],
-                capture_output=True, text=True, timeout=20,
-            ).stdout.strip().splitlines()
-            if out:
-                parts = [p.strip() for p in out[0].split(",")]
-                info["driver"] = parts[0]
-                if len(parts) > 2:
-                    info["max_sm_clock"], info["power_limit"] = parts[1], parts[2]
-        except Exception as exc:
-            info["driver"] = f"unknown ({exc})"
     else:
         info["gpu"] = None
-        info["cpu"] = platform.processor() or platform.machine()
+        info["cpu"] = machine["cpu"]
     return info
 
 
@@ -174,8 +166,17 @@ def measure_bandwidth(smoke: bool = False) -> dict:
     return {"bytes": 8 * n, "ms": ms, "gbps": 8 * n / (ms * 1e-3) / 1e9}
 
 
-def out_paths(out: str) -> tuple[Path, Path]:
-    p = Path(out)
+@functools.cache
+def default_out() -> Path:
+    """``<script name>[-N]`` in today's kernels results folder; once per process, since tables are rewritten as
+    a run goes."""
+    folder = results_dir("kernels", gpu=True)
+    return folder / free_name(folder, Path(sys.argv[0]).stem.removeprefix("bench_"), (".json", ".md"))
+
+
+def out_paths(out: str | None) -> tuple[Path, Path]:
+    """``OUT.json``, ``OUT.md`` (without OUT: :func:`default_out`)."""
+    p = default_out() if out is None else Path(out)
     if p.suffix in (".json", ".md"):
         p = p.with_suffix("")
     p.parent.mkdir(parents=True, exist_ok=True)

@@ -1,9 +1,9 @@
 #!/usr/bin/env python
 """End-to-end encoder latency: torch eager vs torch.compile vs bindrt's triton backend.
 
-    python benchmarks/kernels/bench_encoder_e2e.py OUT [--modalities vision,audio] [--batches 1,8,64]
+    python -m benchmarks.kernels.bench_encoder_e2e OUT [--modalities vision,audio] [--batches 1,8,64]
                                                        [--dtypes fp16,bf16] [--preset imagebind_huge]
-    python benchmarks/kernels/bench_encoder_e2e.py OUT --smoke   # golden-size model, CPU interpreter
+    python -m benchmarks.kernels.bench_encoder_e2e OUT --smoke   # golden-size model, CPU interpreter
 
 ImageBind-huge encoders with random weights (the timing does not depend on the
 values). Each implementation runs the same encoder object on the same inputs:
@@ -25,11 +25,8 @@ from __future__ import annotations
 import argparse
 import copy
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import bench_common as bc  # noqa: E402
+from benchmarks.kernels import bench_common as bc
 
 
 def make_input(modality: str, batch: int, device, dtype, gen):
@@ -56,7 +53,7 @@ def graphed(fn, x):
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("out")
+    p.add_argument("out", nargs="?", help="output path stem (default benchmarks/results/<date>-<gpu>/kernels/encoder_e2e)")
     p.add_argument("--modalities", default="vision,audio")
     p.add_argument("--batches", default="1,8,64")
     p.add_argument("--dtypes", default="fp16,bf16")

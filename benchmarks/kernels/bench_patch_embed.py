@@ -1,9 +1,9 @@
 #!/usr/bin/env python
 """Benchmark bindrt's fused patch embedding against the torch reference stems.
 
-    python benchmarks/kernels/bench_patch_embed.py OUT [--dtypes fp16,bf16] [--batches 64,256]
+    python -m benchmarks.kernels.bench_patch_embed OUT [--dtypes fp16,bf16] [--batches 64,256]
                                                        [--modalities vision,audio,depth,thermal,imu]
-    python benchmarks/kernels/bench_patch_embed.py OUT --smoke   # tiny shapes, CPU interpreter OK
+    python -m benchmarks.kernels.bench_patch_embed OUT --smoke   # tiny shapes, CPU interpreter OK
 
 Writes ``OUT.json`` and ``OUT.md``. Per modality (ImageBind-huge widths: vision
 1280, audio 768, depth 384, thermal 768, imu 512) it times, from the raw input
@@ -27,11 +27,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import bench_common as bc  # noqa: E402
+from benchmarks.kernels import bench_common as bc
 
 # modality: input shape (without batch), stem weight shape, stride, LN?
 STEMS = {

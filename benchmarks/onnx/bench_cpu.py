@@ -9,8 +9,8 @@ engines round by round so that machine noise hits all of them alike. Reports
 medians (and minima), ratios against torch measured in the same run, and the
 cosine of every engine's embeddings against torch's on the same inputs.
 
-    python benchmarks/onnx/bench_cpu.py                 # depth, batch 1 and 8
-    python benchmarks/onnx/bench_cpu.py --modality audio --rounds 15
+    python -m benchmarks.onnx.bench_cpu                 # depth, batch 1 and 8 (from the repository root)
+    python -m benchmarks.onnx.bench_cpu --modality audio --rounds 15
 
 Rows besides the ONNX Runtime engines, so the ratios can be read honestly:
 
@@ -21,7 +21,8 @@ Rows besides the ONNX Runtime engines, so the ratios can be read honestly:
   ``openvino`` package is installed; it is not a bindrt dependency): the issue's
   reference point for what fp32 can reach on this CPU.
 
-Writes ``benchmarks/onnx/results/<date>-cpu.{json,md}``. Not a test: timings
+Writes ``benchmarks/results/<date>-<cpu>/onnx/<date>-cpu.{json,md}`` (``benchmarks/README.md``:
+results layout). Not a test: timings
 depend on the machine (and on whatever else runs on it; the load average is
 recorded before and after).
 """
@@ -29,10 +30,7 @@ recorded before and after).
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import json
 import os
-import platform
 import shutil
 import statistics
 import sys
@@ -42,39 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
-HERE = Path(__file__).resolve().parent
-
-
-def machine() -> dict:
-    info = {"platform": platform.platform(), "python": platform.python_version(), "cpu_count": os.cpu_count()}
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-        info["cpu_model"] = next(line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("model name"))
-        flags = next(line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags"))
-        info["isa"] = [f for f in ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8", "avx512_bf16") if f in flags]
-    except (OSError, StopIteration):
-        info["cpu_model"] = platform.processor()
-    try:
-        info["affinity_cores"] = len(os.sched_getaffinity(0))
-    except AttributeError:
-        pass
-    return info
-
-
-def machine_line(m: dict) -> str:
-    return f"- machine: {m.get('cpu_model')} — {m.get('cpu_count')} cores ({', '.join(m.get('isa', []))}), {m['platform']}"
-
-
-def versions() -> dict:
-    from importlib import metadata
-
-    out = {}
-    for name in ("bindrt", "torch", "onnx", "onnxruntime", "onnxscript", "numpy", "openvino"):
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            pass
-    return out
+from benchmarks.common import machine_info, machine_summary, versions_summary, write_report
 
 
 def bundle_path(workdir: Path | str, preset: str, modality: str) -> Path:
@@ -158,6 +124,12 @@ def openvino_engine(path: Path, threads: int, batch_shape: tuple[int, ...]):
                                                  "INFERENCE_PRECISION_HINT": "f32"})
     request = compiled.create_infer_request()
     return lambda x: request.infer({0: x})[compiled.outputs[0]]
+
+
+def ov_version() -> str:
+    from importlib import metadata
+
+    return metadata.version("openvino")
 
 
 def interleaved(calls: dict, rounds: int, warmup: int, clock, block: int = 4) -> dict[str, list[list[float]]]:
@@ -283,7 +255,7 @@ def run(args: argparse.Namespace) -> dict:
         ov = openvino_engine(openvino_graph, threads, x.shape) if openvino_graph and args.openvino else None
         if ov is not None:
             calls["openvino_fp32"] = lambda: ov(x)
-            engine_info["openvino_fp32"] = {"what": f"OpenVINO {versions().get('openvino')} on {kind}.fp32 (f32, LATENCY hint)"}
+            engine_info["openvino_fp32"] = {"what": f"OpenVINO {ov_version()} on {kind}.fp32 (f32, LATENCY hint)"}
         with torch.inference_mode():
             ref = encoder(xt).numpy()
             outputs = {name: np.asarray(fn()) for name, fn in calls.items()}
@@ -343,17 +315,17 @@ def run(args: argparse.Namespace) -> dict:
     cpu_share = contention(counters_before, cpu_counters())
     if not args.keep and not args.workdir:
         shutil.rmtree(work, ignore_errors=True)
+    machine = machine_info()
     return {
         "benchmark": "bindrt ONNX Runtime CPU vs torch eager",
-        "date": dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat(),
+        "date": machine["date"],
         "model": {"preset": args.preset, "modality": kind, "weights": f"random (build_encoder, seed {args.seed})",
                   "embed_dim": bundle.config.embed_dim(kind), "blocks": bundle.config.num_blocks(kind),
                   "heads": bundle.config.num_heads(kind)},
         "inputs": "the export validation's real-media suite (bindrt.export.validate.suite_inputs), tiled to the batch",
         "threads": threads,
         "int8_method": args.int8_method,
-        "machine": machine(),
-        "versions": versions(),
+        "machine": machine,
         "load_average": {"before": [round(v, 2) for v in load_before], "after": [round(v, 2) for v in load_after]},
         "cpu_share": cpu_share,
         "export_seconds": export_seconds,
@@ -369,14 +341,14 @@ def run(args: argparse.Namespace) -> dict:
 
 
 def markdown(report: dict) -> str:
-    m, v = report["machine"], report["versions"]
+    m = report["machine"]
     lines = [
         f"# ONNX Runtime vs torch eager on CPU — {report['model']['preset']} {report['model']['modality']} encoder",
         "",
         f"- date: {report['date']}",
-        machine_line(m),
+        f"- machine: {machine_summary(m)}",
         f"- threads: {report['threads']} (torch.set_num_threads and ORT intra_op_num_threads)",
-        "- versions: " + ", ".join(f"{k} {val}" for k, val in v.items()),
+        f"- versions: {versions_summary(m)}",
         f"- model: {report['model']['embed_dim']} wide, {report['model']['blocks']} blocks, {report['model']['heads']} heads, {report['model']['weights']}",
         f"- inputs: {report['inputs']}",
         f"- int8: {report['int8_method']} quantization; load average before/after: {report['load_average']['before']} / {report['load_average']['after']}",
@@ -388,7 +360,7 @@ def markdown(report: dict) -> str:
         lines[-1:-1] = [f"- CPU time during the run: this benchmark {share['this_benchmark']:.0%}, other processes "
                         f"{share['other_processes']:.0%}, stolen by the hypervisor {share['steal']:.0%}"]
     busy = share.get("other_processes", 0) + share.get("steal", 0) > 0.05 if share else \
-        report["load_average"]["before"][0] > 0.5 * (m.get("cpu_count") or 1)
+        report["load_average"]["before"][0] > 0.5 * (m.get("cpu_cores") or 1)
     if busy:
         lines += [
             "> **The machine was busy with other work during this run** (see above). Wall-clock medians "
@@ -419,18 +391,9 @@ def markdown(report: dict) -> str:
     return "\n".join(lines)
 
 
-def write_report(report: dict, markdown, out: Path, tag: str) -> None:
-    """``<out>/<date>-<tag>.json`` and ``.md``: every run recorded with its machine, versions and date."""
-    out.mkdir(parents=True, exist_ok=True)
-    stem = f"{report['date'][:10]}-{tag}"
-    (out / f"{stem}.json").write_text(json.dumps(report, indent=1) + "\n")
-    (out / f"{stem}.md").write_text(markdown(report) + "\n")
-    print(f"wrote {out / stem}.json and .md")
-
-
 def add_output_args(p: argparse.ArgumentParser, tag: str) -> None:
-    p.add_argument("--out", default=str(HERE / "results"))
-    p.add_argument("--tag", default=tag, help="results file name: <date>-<tag>.{json,md}")
+    p.add_argument("--out", help="results folder (default benchmarks/results/<date>-<cpu>/onnx)")
+    p.add_argument("--tag", default=tag, help="results file name: <date>-<tag>.{json,md} (a rerun: <date>-<tag>-2)")
 
 
 def run_and_record(args: argparse.Namespace, run, markdown, show: bool = True) -> int:
@@ -438,7 +401,7 @@ def run_and_record(args: argparse.Namespace, run, markdown, show: bool = True) -
     report = run(args)
     if show:
         print(markdown(report))
-    write_report(report, markdown, Path(args.out), args.tag)
+    write_report(report, markdown, args.out, "onnx", args.tag)
     return 0
 
 
@@ -463,7 +426,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-cpu-time", dest="cpu_time_check", action="store_false",
                    help="skip the single-thread CPU-time cross-check")
     p.add_argument("--static", dest="compare_static", action="store_true",
-                   help="add static-quantization (QDQ) engines (measured slower than dynamic: 2026-11-28-cpu.md)")
+                   help="add static-quantization (QDQ) engines (measured slower than dynamic: "
+                        "benchmarks/results/2026-11-28-xeon-2.50ghz/onnx/2026-11-28-cpu.md)")
     p.add_argument("--no-openvino", dest="openvino", action="store_false",
                    help="skip the OpenVINO reference row (it is skipped anyway without the openvino package)")
     p.add_argument("--workdir", help="keep/reuse the bundle here")

@@ -23,17 +23,16 @@ kernels run in the same cycles as torch (and, with ``--workdir`` pointing at a b
 ``bench_cpu.py`` exported, the fused graphs), and every ratio is formed within a cycle:
 this VM slows down in bursts of seconds.
 
-    python benchmarks/onnx/ceiling_cpu.py
-    python benchmarks/onnx/ceiling_cpu.py --workdir /tmp/bench-depth   # also time the graphs
-    python benchmarks/onnx/ceiling_cpu.py --modality audio             # 3 clips per item
+    python -m benchmarks.onnx.ceiling_cpu
+    python -m benchmarks.onnx.ceiling_cpu --workdir /tmp/bench-depth   # also time the graphs
+    python -m benchmarks.onnx.ceiling_cpu --modality audio             # 3 clips per item
 
-Writes ``benchmarks/onnx/results/<date>-ceiling.{json,md}``.
+Writes ``benchmarks/results/<date>-<cpu>/onnx/<date>-ceiling.{json,md}``.
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import itertools
 import json
 import os
@@ -45,12 +44,11 @@ from pathlib import Path
 
 import numpy as np
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
+from benchmarks.common import machine_info, machine_summary, versions_summary
 
-from bench_cpu import (  # noqa: E402
-    add_model_args, add_output_args, bundle_path, flat, input_batch, machine, machine_line, make_session, paired_speedup,
-    run_and_record, versions)
+from benchmarks.onnx.bench_cpu import (
+    add_model_args, add_output_args, bundle_path, flat, input_batch, make_session, paired_speedup,
+    run_and_record)
 
 #: The issue's targets against torch eager.
 TARGETS = {"fp32": 1.4, "int8": 2.5}
@@ -361,10 +359,10 @@ def run(args: argparse.Namespace) -> dict:
                                    "speedup_paired": round(paired_speedup(blocks_timed, "torch_eager", name), 2)}
         results[f"batch_{batch}"] = row
 
+    machine = machine_info()
     return {
-        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "machine": machine(),
-        "versions": versions(),
+        "date": machine["date"],
+        "machine": machine,
         "threads": threads,
         "model": {"preset": args.preset, "modality": kind, "embed_dim": dim, "blocks": blocks,
                   "heads": config.num_heads(kind), "tokens": tokens, "keys": keys, "clips_per_item": clips, "weights": f"random (seed {args.seed})"},
@@ -384,8 +382,8 @@ def markdown(report: dict) -> str:
         f"# ONNX Runtime's ceiling on this CPU — {md['preset']} {md['modality']} encoder",
         "",
         f"- date: {report['date']}",
-        machine_line(m),
-        f"- threads: {report['threads']}; versions: " + ", ".join(f"{k} {v}" for k, v in report["versions"].items()),
+        f"- machine: {machine_summary(m)}",
+        f"- threads: {report['threads']}; versions: {versions_summary(m)}",
         f"- model: {md['embed_dim']} wide, {md['blocks']} blocks, {md['heads']} heads, {md['tokens']} tokens "
         f"({md['keys']} keys)" + (f", {md['clips_per_item']} clips per item" if md.get("clips_per_item", 1) > 1 else "")
         + f", {md['weights']}",

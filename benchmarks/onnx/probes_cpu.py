@@ -1,6 +1,6 @@
 """Single-op alternatives that might close the batch-8 gap, timed against torch in the same run.
 
-The README's "What was tried" table cites these. Each probe runs its candidates in
+The "What was tried" table in ``benchmarks/README.md`` cites these. Each probe runs its candidates in
 interleaved cycles (``bench_cpu.interleaved``), so this VM's bursts of slowdown hit
 them alike. It reports medians and the median over cycles of the paired ratio against
 the probe's baseline (its first candidate).
@@ -26,13 +26,12 @@ the probe's baseline (its first candidate).
 * ``sharding fp32`` / ``sharding int8`` (needs ``--workdir`` from ``bench_cpu.py``): a batch-8 call as two
   concurrent batch-4 calls on two single-thread sessions, against one 2-thread session.
 
-    python benchmarks/onnx/probes_cpu.py --workdir /tmp/bench-depth
+    python -m benchmarks.onnx.probes_cpu --workdir /tmp/bench-depth
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import os
 import statistics
 import sys
@@ -42,12 +41,11 @@ from pathlib import Path
 
 import numpy as np
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
+from benchmarks.common import machine_info, machine_summary, versions_summary
 
-from bench_cpu import (  # noqa: E402
-    add_output_args, bundle_path, flat, input_batch, interleaved, machine, machine_line, make_session, paired_speedup,
-    run_and_record, versions)
+from benchmarks.onnx.bench_cpu import (
+    add_output_args, bundle_path, flat, input_batch, interleaved, make_session, paired_speedup,
+    run_and_record)
 
 
 def graph_session(nodes: list, inputs: dict[str, list[int]], threads: int, opset: int,
@@ -236,14 +234,14 @@ def run(args: argparse.Namespace) -> dict:
                 c: {"median_ms": round(1000 * statistics.median(flat(b)), 3), "min_ms": round(1000 * min(flat(b)), 3),
                     "paired_vs_baseline": round(paired_speedup(blocks, base, c), 3)}
                 for c, b in blocks.items()}}
-    return {"date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "machine": machine(),
-            "versions": versions(), "threads": threads, "rounds": args.rounds, "probes": results}
+    machine = machine_info()
+    return {"date": machine["date"], "machine": machine, "threads": threads, "rounds": args.rounds, "probes": results}
 
 
 def markdown(report: dict) -> str:
     lines = ["# Single-op probes on CPU (what might close the batch-8 gap)", "", f"- date: {report['date']}",
-             machine_line(report["machine"]),
-             f"- threads: {report['threads']}; versions: " + ", ".join(f"{k} {v}" for k, v in report["versions"].items()),
+             f"- machine: {machine_summary(report['machine'])}",
+             f"- threads: {report['threads']}; versions: {versions_summary(report['machine'])}",
              f"- method: {report['rounds']} timed calls per candidate in interleaved cycles (bench_cpu.interleaved); "
              "paired = median over cycles of baseline block median / candidate block median (>1: candidate faster)"]
     for name, probe in report["probes"].items():

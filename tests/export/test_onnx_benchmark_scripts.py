@@ -1,9 +1,9 @@
-"""The CPU benchmark scripts behind the README's speed figures still run and record what they claim.
+"""The CPU benchmark scripts behind benchmarks/README.md's speed figures still run and record what they claim.
 
 They run on the golden preset with two rounds: the timings mean nothing here, but the
 export, the engines' agreement with torch and the recorded report are real. (The
-README's figures come from full runs on imagebind_huge; these only stop the scripts
-from rotting between those runs.)
+figures in benchmarks/README.md come from full runs on imagebind_huge; these only stop
+the scripts from rotting between those runs.)
 """
 
 from __future__ import annotations
@@ -17,24 +17,33 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-SCRIPTS = ROOT / "benchmarks" / "onnx"
 
 
 def run_script(name: str, *args: str) -> None:
-    proc = subprocess.run([sys.executable, str(SCRIPTS / name), *args], capture_output=True, text=True, timeout=900)
+    """``python -m benchmarks.onnx.NAME`` from the repository root, as benchmarks/README.md says to run them."""
+    proc = subprocess.run([sys.executable, "-m", f"benchmarks.onnx.{name}", *args], cwd=ROOT, capture_output=True,
+                          text=True, timeout=900)
     assert proc.returncode == 0, f"{name} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
 
 
 def report(out: Path, tag: str) -> dict:
+    """The run's JSON, after checking it and its Markdown carry the machine record (CPU flags, versions, date)."""
     (path,) = out.glob(f"*-{tag}.json")
-    assert path.with_suffix(".md").read_text().startswith("# ")
-    return json.loads(path.read_text())
+    rep = json.loads(path.read_text())
+    machine = rep["machine"]
+    assert {"date", "cpu", "cpu_flags", "cpu_cores", "platform", "versions"} <= set(machine)
+    assert machine["cpu_flags"] or machine.get("gpu"), machine  # which kernels ran: ISA flags (or the GPU)
+    assert path.name.startswith(machine["date"][:10]) and rep["date"] == machine["date"]
+    assert {"python", "bindrt", "numpy", "onnxruntime"} <= set(machine["versions"])
+    md = path.with_suffix(".md").read_text()
+    assert md.startswith("# ") and f"- date: {machine['date']}" in md and f"- machine: {machine['cpu']}" in md
+    return rep
 
 
 @pytest.fixture(scope="module")
 def bench_run(tmp_path_factory) -> tuple[Path, dict]:
     tmp = tmp_path_factory.mktemp("bench_cpu")
-    run_script("bench_cpu.py", "--preset", "golden", "--modality", "audio", "--batches", "1,2", "--rounds", "2",
+    run_script("bench_cpu", "--preset", "golden", "--modality", "audio", "--batches", "1,2", "--rounds", "2",
                "--warmup", "1", "--no-cpu-time", "--no-openvino", "--workdir", str(tmp / "work"),
                "--out", str(tmp / "out"), "--tag", "smoke")
     return tmp, report(tmp / "out", "smoke")
@@ -56,7 +65,7 @@ def test_bench_cpu_times_every_engine_on_the_same_inputs_as_torch(bench_run):
 
 def test_ceiling_cpu_reports_floors_and_times_the_exported_graphs(bench_run):
     tmp, _ = bench_run
-    run_script("ceiling_cpu.py", "--preset", "golden", "--modality", "audio", "--batches", "1,2", "--rounds", "2",
+    run_script("ceiling_cpu", "--preset", "golden", "--modality", "audio", "--batches", "1,2", "--rounds", "2",
                "--workdir", str(tmp / "work"), "--out", str(tmp / "out"), "--tag", "smoke-ceiling")
     rep = report(tmp / "out", "smoke-ceiling")
     assert rep["model"]["clips_per_item"] == 3  # audio: the reference's 3 clips per item
@@ -68,7 +77,7 @@ def test_ceiling_cpu_reports_floors_and_times_the_exported_graphs(bench_run):
 
 
 def test_probes_cpu_runs_every_probe_against_its_baseline(tmp_path):
-    run_script("probes_cpu.py", "--rounds", "2", "--out", str(tmp_path), "--tag", "smoke-probes")
+    run_script("probes_cpu", "--rounds", "2", "--out", str(tmp_path), "--tag", "smoke-probes")
     rep = report(tmp_path, "smoke-probes")
     assert {"gelu", "attention", "gemm qkv", "gemm fc2", "int8 weight scales"} <= set(rep["probes"])
     assert len(rep["probes"]["gemm qkv"]["candidates"]) == 5  # MatMul, three other layouts, torch
