@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 from bindrt.errors import BackendError, ConfigError
 
@@ -83,15 +83,20 @@ class OrtSessionOptions:
 
 @dataclass(frozen=True)
 class SessionFromOnnx:
-    """Loader of an ``onnxruntime.InferenceSession`` from a graph file (path) or serialised bytes."""
+    """Loader of an ``onnxruntime.InferenceSession`` from a graph file, serialised bytes, or a loader of bytes.
 
-    model: "str | os.PathLike[str] | bytes"
+    The last composes: ``SessionFromOnnx(lambda: model.SerializeToString(), options)`` builds
+    the graph only when the session is built.
+    """
+
+    model: "str | os.PathLike[str] | bytes | Callable[[], bytes]"
     options: OrtSessionOptions = OrtSessionOptions()
     providers: Sequence[Any] = ("CPUExecutionProvider",)
 
     def __call__(self) -> Any:
         ort = import_onnxruntime()
-        model = self.model if isinstance(self.model, bytes) else os.fspath(self.model)
+        model = self.model() if callable(self.model) else self.model
+        model = model if isinstance(model, bytes) else os.fspath(model)
         return ort.InferenceSession(model, self.options.build(), providers=list(self.providers))
 
 
