@@ -25,12 +25,19 @@ from typing import Any, Callable, Mapping
 from bindrt.config import MODALITIES, ImageBindConfig
 from bindrt.errors import BundleError, CheckpointError, UnknownModalityError
 from bindrt.fileio import atomic_directory, atomic_path, atomic_write_bytes, check_output, sha256_file
+from bindrt.schema import (  # noqa: F401  (FORMAT, MANIFEST, SCHEMA_VERSION: re-exported, callers find them here)
+    FORMAT,
+    MANIFEST,
+    SCHEMA_VERSION,
+    FileEntry,
+    HistoryEntry,
+    Manifest,
+    ModalityEntry,
+    TensorSpec,
+    relpath_problem,
+)
 
-SCHEMA_VERSION = 1
-MANIFEST = "manifest.json"
-FORMAT = "bindrt-bundle"
 BUNDLE_WHAT = "bindrt bundle"  # names what ``overwrite`` may replace, in OutputError messages
-_SHA256_HEX = frozenset("0123456789abcdef")
 
 
 def producer_versions(*packages: str) -> dict[str, str]:
@@ -52,7 +59,8 @@ def input_specs(modality: str) -> dict[str, Any]:
     """The modality's model inputs (reference layouts; batch and clips are symbolic)."""
     from bindrt.layouts import INPUT_LAYOUTS, kinds_for
 
-    return {k: {"shape": INPUT_LAYOUTS[k].symbolic_shape(), "dtype": INPUT_LAYOUTS[k].dtype} for k in kinds_for(modality)}
+    return {k: TensorSpec(shape=tuple(INPUT_LAYOUTS[k].symbolic_shape()), dtype=INPUT_LAYOUTS[k].dtype).to_dict()
+            for k in kinds_for(modality)}
 
 
 def preprocessing_constants(modality: str) -> dict[str, Any]:
@@ -113,6 +121,11 @@ class Bundle:
     def modalities(self) -> tuple[str, ...]:
         return tuple(m for m in MODALITIES if m in self.manifest["modalities"])
 
+    @property
+    def record(self) -> Manifest:
+        """The manifest as typed records (parsed afresh: ``manifest`` is the dict stages edit and save)."""
+        return Manifest.from_dict(self.manifest, str(self.path / MANIFEST))
+
     def modality(self, name: str) -> dict[str, Any]:
         if name not in self.manifest["modalities"]:
             raise UnknownModalityError(
@@ -165,7 +178,7 @@ class Bundle:
         full.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(full) as tmp:
             write(tmp)
-        self.manifest["files"][relpath] = {"sha256": sha256_file(full), "bytes": full.stat().st_size}
+        self.manifest["files"][relpath] = FileEntry(sha256=sha256_file(full), bytes=full.stat().st_size).to_dict()
 
     def remove_file(self, relpath: str) -> None:
         full = _inside(self.path, relpath)
@@ -230,20 +243,20 @@ def write_bundle(
             "modalities": {},
             "files": {},
             "producer": producer_versions("torch", "safetensors"),
-            "history": [{"stage": stage, "time": now_iso(), **({"source": source} if source else {})}],
+            "history": [HistoryEntry(stage=stage, time=now_iso(), source=source or None).to_dict()],
         }
         bundle = Bundle(tmp, manifest)
         for m in (m for m in MODALITIES if m in weights):
             rel = f"weights/{m}.safetensors"
             tensors = {k: v.detach().contiguous().cpu() for k, v in weights[m].items()}
             bundle.add_file(rel, lambda p, t=tensors: save_file(t, str(p), metadata={"modality": m, "format": "pt"}))
-            manifest["modalities"][m] = {
-                "weights": rel,
-                "inputs": input_specs(m),
-                "output": {"shape": ["batch", config.out_embed_dim], "dtype": "float32"},
-                "preprocessing": preprocessing_constants(m),
-                "artifacts": {},
-            }
+            manifest["modalities"][m] = ModalityEntry(
+                weights=rel,
+                inputs={k: TensorSpec.from_dict(v) for k, v in input_specs(m).items()},
+                output=TensorSpec(shape=("batch", config.out_embed_dim), dtype="float32"),
+                preprocessing=preprocessing_constants(m),
+                artifacts={},
+            ).to_dict()
         for rel, data in (extra_files or {}).items():
             bundle.add_file(rel, lambda p, d=data: p.write_bytes(d))
         bundle.save()
@@ -264,16 +277,11 @@ def _inside(root: Path, relpath: str) -> Path:
 
 
 def _path_problem(root: Path, relpath: Any) -> str | None:
-    """Why ``relpath`` cannot name a file inside ``root`` (None when it can)."""
-    if not isinstance(relpath, str):
-        return f"is a {type(relpath).__name__}, expected a string"
+    """Why ``relpath`` cannot name a file inside ``root`` (None when it can): its text, then where it resolves."""
+    problem = relpath_problem(relpath)
+    if problem:
+        return problem
     pure = PurePosixPath(relpath)
-    if "\0" in relpath:
-        return "contains a NUL character"
-    if not relpath or pure.is_absolute() or ".." in pure.parts or "\\" in relpath or (pure.parts and ":" in pure.parts[0]):
-        return "points outside the bundle directory; refusing to follow it"
-    if not pure.parts:
-        return "names the bundle directory itself, expected a file inside it"
     resolved_root = root.resolve()
     resolved = (root / Path(*pure.parts)).resolve()
     if resolved == resolved_root:
@@ -337,53 +345,9 @@ def _parameter_keys(config: ImageBindConfig, modality: str) -> set[str]:
 
 
 def _validate_manifest(manifest: Any, where: Path) -> None:
-    def fail(msg: str) -> None:
-        raise BundleError(f"{where / MANIFEST}: {msg}")
-
-    if not isinstance(manifest, dict):
-        fail("expected a JSON object")
-    if manifest.get("format") != FORMAT:
-        fail(f"format is {manifest.get('format')!r}, expected {FORMAT!r}")
-    version = manifest.get("schema_version")
-    if type(version) is not int or version != SCHEMA_VERSION:  # True == 1, so compare the type too
-        fail(f"schema_version {version!r} is not supported; this bindrt reads version {SCHEMA_VERSION} (an integer)")
-    for key in ("config", "modalities", "files"):
-        if not isinstance(manifest.get(key), dict):
-            fail(f"missing or invalid {key!r} section")
-    try:
-        ImageBindConfig.from_dict(manifest["config"])
-    except Exception as exc:  # ConfigError with its own message
-        fail(f"invalid config: {exc}")
-    for rel, entry in manifest["files"].items():
-        problem = _path_problem(where, rel) or _file_entry_problem(entry)
+    """The whole manifest through the schema records, then every listed path against the directory (symlinks)."""
+    Manifest.from_dict(manifest, str(where / MANIFEST))
+    for rel in manifest["files"]:
+        problem = _path_problem(where, rel)
         if problem:
-            fail(f"file entry {rel!r} {problem}")
-    for name, entry in manifest["modalities"].items():
-        problem = _modality_problem(name, entry, manifest["files"])
-        if problem:
-            fail(problem)
-
-
-def _file_entry_problem(entry: Any) -> str | None:
-    if not isinstance(entry, dict):
-        return f"is a {type(entry).__name__}, expected an object with 'sha256' and 'bytes'"
-    digest, size = entry.get("sha256"), entry.get("bytes")
-    if not isinstance(digest, str) or len(digest) != 64 or not set(digest) <= _SHA256_HEX:
-        return f"has sha256 {digest!r}, expected 64 lower-case hex digits"
-    if type(size) is not int or size < 0:
-        return f"has bytes {size!r}, expected a non-negative integer"
-    return None
-
-
-def _modality_problem(name: Any, entry: Any, files: dict[str, Any]) -> str | None:
-    if name not in MODALITIES:
-        return f"unknown modality {name!r}; expected one of {', '.join(MODALITIES)}"
-    if not isinstance(entry, dict):
-        return f"modality {name!r} is a {type(entry).__name__}, expected an object"
-    weights = entry.get("weights")
-    if not isinstance(weights, str) or not weights.endswith(".safetensors") or weights not in files:
-        return f"modality {name!r} must name a weights file listed under 'files' (a .safetensors file), not {weights!r}"
-    for key, default in (("inputs", None), ("output", None), ("artifacts", {})):  # artifacts come with export
-        if not isinstance(entry.get(key, default), dict):
-            return f"modality {name!r} has an invalid {key!r} section (expected an object)"
-    return None
+            raise BundleError(f"{where / MANIFEST}: files[{json.dumps(rel)}]: {problem}")

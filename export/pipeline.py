@@ -33,11 +33,12 @@ from bindrt.export.spec import (
     RAW_KINDS,
     base_kinds,
     graph_key,
-    graph_records,
     graph_relpath,
+    onnx_graphs,
 )
 from bindrt.fileio import is_writable_dir
 from bindrt.loaders import EncodersFromSource
+from bindrt.schema import Fp16Summary, Fusions, GraphTensor, OnnxArtifact, OnnxGraph, Quantization, Validation
 
 Progress = Callable[[str], None]
 VOCAB_FILE = "bpe_simple_vocab_16e6.txt.gz"
@@ -52,7 +53,7 @@ class StagedGraph:
     key: str
     path: Path  # staged .onnx
     external: list[str]  # staged external-data file names next to it
-    record: dict[str, Any]
+    record: OnnxGraph
 
 
 def parse_precisions(precisions: "str | Iterable[str]") -> tuple[str, ...]:
@@ -134,27 +135,28 @@ class _Exporter:
         external = onnx_utils.save(model, path, threshold=self.threshold)
         checked = onnx_utils.check_and_infer(path, where=where)
         inputs, outputs = onnx_utils.io_records(checked)
-        record: dict[str, Any] = {
-            "kind": kind,
-            "modality": modality,
-            "precision": precision,
-            "variant": variant,
-            "file": graph_relpath(modality, key),
-            "external_data": [f"onnx/{modality}/{name}" for name in external],
-            "opset": onnx_utils.opset_of(checked),
-            "ir_version": checked.ir_version,
-            "domains": sorted({o.domain or "ai.onnx" for o in checked.opset_import}),
-            "inputs": inputs,
-            "outputs": outputs,
-            "op_counts": onnx_utils.op_counts(checked),
-            "nodes": len(checked.graph.node),
+        record = OnnxGraph(
+            kind=kind,
+            modality=modality,
+            precision=precision,
+            variant=variant,
+            file=graph_relpath(modality, key),
+            external_data=tuple(f"onnx/{modality}/{name}" for name in external),
+            opset=onnx_utils.opset_of(checked),
+            ir_version=checked.ir_version,
+            domains=tuple(sorted({o.domain or "ai.onnx" for o in checked.opset_import})),
+            inputs=tuple(GraphTensor.from_dict(t, f"{where} inputs") for t in inputs),
+            outputs=tuple(GraphTensor.from_dict(t, f"{where} outputs") for t in outputs),
+            op_counts=onnx_utils.op_counts(checked),
+            nodes=len(checked.graph.node),
             **extra,
-        }
+        )
         if validate:
             self.progress(f"  validating {where}")
-            record["validation"] = validate_graph(str(path), kind, precision, reference, where=where)
-            raise_if_failed(record["validation"], where)
-        record["seconds"] = round(time.perf_counter() - t0, 2)
+            result = validate_graph(str(path), kind, precision, reference, where=where)
+            record = record.replace(validation=Validation.from_dict(result, f"{where} validation"))
+            raise_if_failed(result, where)
+        record = record.replace(seconds=round(time.perf_counter() - t0, 2))
         staged = StagedGraph(modality, kind, precision, variant, key, path, external, record)
         self.staged.append(staged)
         return staged
@@ -171,8 +173,8 @@ class _Exporter:
 
         cfg = self.config
         out_dim = cfg.out_embed_dim
-        base_info = {"exporter": EXPORTER, "torch": torch.__version__, "onnx": onnx.__version__,
-                     "created": now_iso()}
+        base_info: dict[str, Any] = {"exporter": EXPORTER, "torch": torch.__version__, "onnx": onnx.__version__,
+                                     "created": now_iso()}
         passes_export = [
             "torch.onnx.export(dynamo=True, optimize=True): onnxscript constant folding, CSE, dead-code removal",
             "symbolic axes renamed (batch, clips), output named 'embedding'",
@@ -197,7 +199,7 @@ class _Exporter:
             onnx_utils.set_io_signature(fp32, kind, out_dim)
             common = {**base_info, "preprocessing": prep}
             if "fp32" in precisions:
-                self.stage(fp32, modality, kind, "fp32", "plain", {**common, "passes": passes_export + passes_check},
+                self.stage(fp32, modality, kind, "fp32", "plain", {**common, "passes": (*passes_export, *passes_check)},
                            reference, validate)
             keep(kind, "fp32", "plain", fp32)
             if "fp16" in precisions:
@@ -208,14 +210,16 @@ class _Exporter:
                 if mixed:
                     raise ExportError(f"[{modality}/{kind}.fp16] nodes mix fp16 and fp32 inputs: {mixed[:5]}")
                 self.stage(half, modality, kind, "fp16", "plain",
-                           {**common, "fp16": summary, "passes": passes_export + ["bindrt fp16 conversion (explicit Casts)"] + passes_check},
+                           {**common, "fp16": Fp16Summary.from_dict(summary, f"{modality}/{kind}.fp16 fp16"),
+                            "passes": (*passes_export, "bindrt fp16 conversion (explicit Casts)", *passes_check)},
                            reference, validate)
                 keep(kind, "fp16", "plain", half)
                 del half
             if "int8" in precisions:
                 q, summary = self._quantize(fp32, kind)
                 self.stage(q, modality, kind, "int8", "plain",
-                           {**common, "quantization": summary, "passes": passes_export + ["onnxruntime.quantization"] + passes_check},
+                           {**common, "quantization": Quantization.from_dict(summary, f"{modality}/{kind}.int8 quantization"),
+                            "passes": (*passes_export, "onnxruntime.quantization", *passes_check)},
                            reference, validate)
                 keep(kind, "int8", "plain", q)
                 del q
@@ -225,7 +229,9 @@ class _Exporter:
                 passes_fused = passes_export + ["Attention modules -> com.microsoft.Attention (custom op at export)",
                                                 "onnxruntime.transformers.optimizer fusions"]
                 if "fp32" in precisions:
-                    self.stage(fz, modality, kind, "fp32", "fused", {**common, "fusions": fusions, "passes": passes_fused + passes_check},
+                    self.stage(fz, modality, kind, "fp32", "fused",
+                               {**common, "fusions": Fusions.from_dict(fusions, f"{modality}/{kind}.fp32.fused fusions"),
+                                "passes": (*passes_fused, *passes_check)},
                                reference, validate)
                     keep(kind, "fp32", "fused", fz)
                 if "int8" in precisions:
@@ -241,8 +247,9 @@ class _Exporter:
                         fusions_int8["gelu"] = ("com.microsoft.Gelu; its bias Add is left for ONNX Runtime to fold "
                                                 "into DynamicQuantizeMatMul (int8 only)")
                     self.stage(q, modality, kind, "int8", "fused",
-                               {**common, "fusions": fusions_int8, "quantization": summary,
-                                "passes": passes_fused + ["onnxruntime.quantization"] + passes_check},
+                               {**common, "fusions": Fusions.from_dict(fusions_int8, f"{modality}/{kind}.int8.fused fusions"),
+                                "quantization": Quantization.from_dict(summary, f"{modality}/{kind}.int8.fused quantization"),
+                                "passes": (*passes_fused, "onnxruntime.quantization", *passes_check)},
                                reference, validate)
                     keep(kind, "int8", "fused", q)
                     del q
@@ -268,7 +275,7 @@ class _Exporter:
                     composed.graph.name = f"bindrt_{modality}_{raw_kind}"
                     self.stage(composed, modality, raw_kind, precision, variant,
                                {**base_info, "preprocessing": pp.describe(raw_kind), "composed_from": graph_key(kind, precision, variant),
-                                "passes": ["bindrt in-graph preprocessing (standard ONNX ops) + onnx.compose.merge_models"] + passes_check},
+                                "passes": ("bindrt in-graph preprocessing (standard ONNX ops) + onnx.compose.merge_models", *passes_check)},
                                reference, validate)
 
     def _quantize(self, model, kind: str):
@@ -315,16 +322,16 @@ class _Exporter:
                     src = g.path.parent / rel_name
                     bundle.add_file(rel, lambda tmp, s=src: os.replace(s, tmp))
                     added.append(rel)
-                entry = bundle.manifest["modalities"][g.modality]
-                section = entry.setdefault("artifacts", {}).setdefault(ARTIFACT_KEY, {})
-                section["format"] = ONNX_FORMAT
-                section["version"] = ONNX_FORMAT_VERSION
-                old = section.setdefault("graphs", {}).get(g.key)
+                artifacts = bundle.manifest["modalities"][g.modality].setdefault("artifacts", {})
+                where = f"{bundle.path / 'manifest.json'}: modalities.{g.modality}.artifacts.{ARTIFACT_KEY}"
+                section = (OnnxArtifact.from_dict(artifacts[ARTIFACT_KEY], where) if ARTIFACT_KEY in artifacts else
+                           OnnxArtifact(format=ONNX_FORMAT, version=ONNX_FORMAT_VERSION, graphs={}))
+                old = section.graphs.get(g.key)
                 if old:  # a replaced graph may have had external data that is no longer used
-                    for rel in old.get("external_data", []):
-                        if rel not in g.record["external_data"] and rel in bundle.manifest["files"]:
+                    for rel in old.external_data:
+                        if rel not in g.record.external_data and rel in bundle.manifest["files"]:
                             bundle.remove_file(rel)
-                section["graphs"][g.key] = g.record
+                artifacts[ARTIFACT_KEY] = section.with_graph(g.record).to_dict()
             if text_vocab:
                 from importlib import resources
 
@@ -395,7 +402,7 @@ def export_bundle(
         for m in mods:
             exporter.export_modality(m, encoders[m], precs, fused, with_preprocessing, reference, validate)
         exporter.commit(text_vocab="text" in mods)
-        return {f"{g.modality}/{g.key}": g.record for g in exporter.staged}
+        return {f"{g.modality}/{g.key}": g.record.to_dict() for g in exporter.staged}
     except OSError as exc:
         if isinstance(exc, OutputError):
             raise
@@ -425,7 +432,8 @@ def validate_bundle(
     mods = check_modalities(modalities, bundle.modalities)
     precs = parse_precisions(precisions) if precisions else PRECISIONS
     progress = progress or (lambda msg: None)
-    todo = [(m, key, rec) for m in mods for key, rec in graph_records(bundle.modality(m)).items() if rec["precision"] in precs]
+    where = str(bundle.path / "manifest.json")
+    todo = [(m, key, rec) for m in mods for key, rec in onnx_graphs(bundle.modality(m), where, m).items() if rec.precision in precs]
     if not todo:
         raise BundleError(f"bundle {bundle.path} has no exported ONNX graphs for {', '.join(mods)} "
                           f"({', '.join(precs)}); run `bindrt export {bundle.path}` first")
@@ -433,19 +441,20 @@ def validate_bundle(
     from bindrt.runtime.base import ModelSource
 
     for _, _, rec in todo:
-        bundle.file(rec["file"], verify=True)
-        for rel in rec.get("external_data", []):
+        bundle.file(rec.file, verify=True)
+        for rel in rec.external_data:
             bundle.file(rel, verify=True)
     encoders = EncodersFromSource(ModelSource(config=bundle.config, bundle=bundle), tuple(sorted({m for m, _, _ in todo})))()
     reference = Reference(encoders)
     results: dict[str, dict[str, Any]] = {}
     for m, key, rec in todo:
         progress(f"validating {m}/{key}")
-        result = validate_graph(str(bundle.path / rec["file"]), rec["kind"], rec["precision"], reference, where=f"{m}/{key}")
+        result = validate_graph(str(bundle.path / rec.file), rec.kind, rec.precision, reference, where=f"{m}/{key}")
         result["time"] = now_iso()
         results[f"{m}/{key}"] = result
         if update_manifest:
-            bundle.manifest["modalities"][m]["artifacts"][ARTIFACT_KEY]["graphs"][key]["validation"] = result
+            graphs = bundle.manifest["modalities"][m]["artifacts"][ARTIFACT_KEY]["graphs"]
+            graphs[key] = rec.replace(validation=Validation.from_dict(result, f"{m}/{key} validation")).to_dict()
     if update_manifest:
         bundle.manifest.setdefault("history", []).append({"stage": "validate", "time": now_iso(),
                                                           "passed": all(r["passed"] for r in results.values()),

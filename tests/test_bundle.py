@@ -161,31 +161,32 @@ def test_symlink_escaping_the_bundle_is_not_followed(bundle_copy, tmp_path):
 @pytest.mark.parametrize(
     "edit, message",
     [
-        (lambda m: m.update(schema_version=99), "schema_version 99 is not supported"),
-        (lambda m: m.update(format="something"), "format is 'something'"),
-        (lambda m: m.pop("files"), "missing or invalid 'files'"),
+        (lambda m: m.update(schema_version=99), "schema_version: unsupported version 99 of 'bindrt-bundle'; this bindrt reads version 1"),
+        (lambda m: m.update(format="something"), 'format: expected "bindrt-bundle", got "something"'),
+        (lambda m: m.pop("files"), "manifest.json: files: required field is missing"),
         (lambda m: m["config"].update(vision_num_heads=7), "not divisible"),
         (lambda m: m["modalities"].update(smell={"weights": "weights/vision.safetensors"}), "unknown modality 'smell'"),
-        (lambda m: m.update(schema_version=True), r"schema_version True is not supported.*version 1 \(an integer\)"),
-        (lambda m: m.update(schema_version=1.0), "schema_version 1.0 is not supported"),
-        (lambda m: m["files"].update({".": _an_entry(m)}), "file entry '.' names the bundle directory itself, expected a file"),
-        (lambda m: m["files"].update({"./": _an_entry(m)}), "file entry './' names the bundle directory itself"),
-        (lambda m: m["files"].update({"": _an_entry(m)}), "file entry '' points outside the bundle directory"),
+        (lambda m: m.update(schema_version=True), "schema_version: expected int, got true"),  # True == 1 in Python
+        (lambda m: m.update(schema_version=1.0), "schema_version: expected int, got 1.0"),
+        (lambda m: m["files"].update({".": _an_entry(m)}), r'files\["\."\]: names the bundle directory itself, expected a file'),
+        (lambda m: m["files"].update({"./": _an_entry(m)}), r'files\["\./"\]: names the bundle directory itself'),
+        (lambda m: m["files"].update({"": _an_entry(m)}), r'files\[""\]: points outside the bundle directory'),
         (lambda m: m["files"].update({"weights/x\0": _an_entry(m)}), "contains a NUL character"),
-        (lambda m: m["files"].update({"weights/imu.safetensors": "abc"}), "file entry 'weights/imu.safetensors' is a str, expected an object"),
-        (lambda m: m["files"]["weights/imu.safetensors"].update(bytes=-1), "'weights/imu.safetensors' has bytes -1, expected a non-negative integer"),
-        (lambda m: m["files"]["weights/imu.safetensors"].update(bytes=True), "has bytes True, expected a non-negative integer"),
-        (lambda m: m["files"]["weights/imu.safetensors"].update(bytes="12"), "has bytes '12'"),
-        (lambda m: m["files"]["weights/imu.safetensors"].update(sha256="xyz"), "has sha256 'xyz', expected 64 lower-case hex digits"),
-        (lambda m: m["files"]["weights/imu.safetensors"].pop("sha256"), "has sha256 None"),
+        (lambda m: m["files"].update({"weights/imu.safetensors": "abc"}), r'files\["weights/imu.safetensors"\]: expected object, got "abc"'),
+        (lambda m: m["files"]["weights/imu.safetensors"].update(bytes=-1), r'files\["weights/imu.safetensors"\].bytes: expected int >= 0, got -1'),
+        (lambda m: m["files"]["weights/imu.safetensors"].update(bytes=True), r"\.bytes: expected int, got true"),
+        (lambda m: m["files"]["weights/imu.safetensors"].update(bytes="12"), r'\.bytes: expected int, got "12"'),
+        (lambda m: m["files"]["weights/imu.safetensors"].update(sha256="xyz"), r'\.sha256: expected 64 lower-case hex digits, got "xyz"'),
+        (lambda m: m["files"]["weights/imu.safetensors"].pop("sha256"), r'files\["weights/imu.safetensors"\]\.sha256: required field is missing'),
         (lambda m: m["modalities"]["imu"].update(weights=["weights/imu.safetensors"]),
-         r"modality 'imu' must name a weights file listed under 'files' \(a \.safetensors file\), not \['weights"),
-        (lambda m: m["modalities"]["imu"].update(weights="weights/other.safetensors"), "not 'weights/other.safetensors'"),
+         r'modalities\.imu\.weights: expected str, got \["weights/imu\.safetensors"\]'),
+        (lambda m: m["modalities"]["imu"].update(weights="weights/other.safetensors"),
+         'modalities.imu.weights: "weights/other.safetensors" is not listed under files'),
         (lambda m: (m["files"].update({"notes.txt": _an_entry(m)}), m["modalities"]["imu"].update(weights="notes.txt")),
-         "a .safetensors file.*not 'notes.txt'"),
-        (lambda m: m["modalities"].update(imu="weights/imu.safetensors"), "modality 'imu' is a str, expected an object"),
-        (lambda m: m["modalities"]["imu"].pop("output"), "modality 'imu' has an invalid 'output' section"),
-        (lambda m: m["modalities"]["imu"].update(artifacts=[]), "modality 'imu' has an invalid 'artifacts' section"),
+         'modalities.imu.weights: expected a .safetensors file, got "notes.txt"'),
+        (lambda m: m["modalities"].update(imu="weights/imu.safetensors"), 'modalities.imu: expected object, got "weights/imu.safetensors"'),
+        (lambda m: m["modalities"]["imu"].pop("output"), "modalities.imu.output: required field is missing"),
+        (lambda m: m["modalities"]["imu"].update(artifacts=[]), r"modalities\.imu\.artifacts: expected object, got \[\]"),
     ],
 )
 def test_invalid_manifests(bundle_copy, edit, message):
@@ -203,7 +204,7 @@ def test_non_string_keys_in_an_in_memory_manifest(bundle_copy, key):
     """JSON keys are strings, but ``Bundle.save`` validates manifests built in code too."""
     bundle = Bundle.open(bundle_copy)
     bundle.manifest["files"][key] = _an_entry(bundle.manifest)
-    with pytest.raises(BundleError, match=f"file entry {key!r} is a {type(key).__name__}, expected a string"):
+    with pytest.raises(BundleError, match=f"files: key {key!r} is a {type(key).__name__}, expected a string"):
         bundle.save()
 
 

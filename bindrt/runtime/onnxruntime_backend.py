@@ -38,17 +38,9 @@ from typing import Any
 import numpy as np
 
 from bindrt.errors import BackendError, BundleError, InputError, UnknownModalityError
-from bindrt.export.spec import (
-    GRAPH_KINDS,
-    OUTPUT_NAME,
-    RAW_KINDS,
-    base_kinds,
-    export_hint,
-    graph_key,
-    graph_records,
-)
 from bindrt.loaders import OrtSessionOptions, SessionFromOnnx, import_onnxruntime
 from bindrt.runtime.base import Backend, ModelSource
+from bindrt.schema import GRAPH_KINDS, OUTPUT_NAME, RAW_KINDS, OnnxGraph, base_kinds, export_hint, graph_key, onnx_graphs
 
 VARIANT_CHOICES = ("auto", "plain", "fused")
 
@@ -64,7 +56,7 @@ class OnnxRuntimeBackend(Backend):
     name = "onnxruntime"
     precisions = ("fp32", "fp16", "int8")
 
-    def __init__(self, config, modalities, device, precision, sessions: dict[str, Any], graphs: dict[str, dict[str, Any]],
+    def __init__(self, config, modalities, device, precision, sessions: dict[str, Any], graphs: dict[str, OnnxGraph],
                  providers: list[Any], *, io_binding: bool, device_id: int, return_device_outputs: bool) -> None:
         super().__init__(config, modalities, device, precision)
         self.sessions = sessions
@@ -120,30 +112,30 @@ class OnnxRuntimeBackend(Backend):
         options = OrtSessionOptions(intra_op_num_threads=intra_op_num_threads, inter_op_num_threads=inter_op_num_threads,
                                     optimization_level=graph_optimization_level, config=session_config or {})
         sessions: dict[str, Any] = {}
-        graphs: dict[str, dict[str, Any]] = {}
+        graphs: dict[str, OnnxGraph] = {}
         for m in modalities:
-            records = graph_records(bundle.modality(m))
+            records = onnx_graphs(bundle.modality(m), str(bundle.path / "manifest.json"), m)
             kinds = list(base_kinds(m)) + (list(RAW_KINDS.get(m, ())) if preprocessing else [])
             for kind in kinds:
                 record = cls._pick(records, kind, precision, variant, bundle.path, m)
-                path = bundle.file(record["file"], verify=verify)
-                for rel in record.get("external_data", []):
+                path = bundle.file(record.file, verify=verify)
+                for rel in record.external_data:
                     bundle.file(rel, verify=verify)
                 try:
                     sessions[kind] = SessionFromOnnx(path, options, tuple(providers))()
                 except Exception as exc:
-                    raise BackendError(f"ONNX Runtime cannot load {record['file']} ({kind}, {precision}) on {device}: "
+                    raise BackendError(f"ONNX Runtime cannot load {record.file} ({kind}, {precision}) on {device}: "
                                        f"{_first_line(exc)}") from exc
                 check_graph_io(sessions[kind], kind, source.config.out_embed_dim,
-                               where=f"bundle {bundle.path}: {record['file']}",
-                               hint=_export_hint(bundle.path, m, kind, precision, record.get("variant", "plain")))
+                               where=f"bundle {bundle.path}: {record.file}",
+                               hint=_export_hint(bundle.path, m, kind, precision, record.variant))
                 graphs[kind] = record
         return cls(source.config, modalities, device, precision, sessions, graphs, providers,
                    io_binding=(dev != "cpu") if io_binding is None else bool(io_binding), device_id=device_id,
                    return_device_outputs=return_device_outputs)
 
     @staticmethod
-    def _pick(records: dict[str, dict[str, Any]], kind: str, precision: str, variant: str, bundle_path: Path, modality: str) -> dict[str, Any]:
+    def _pick(records: dict[str, OnnxGraph], kind: str, precision: str, variant: str, bundle_path: Path, modality: str) -> OnnxGraph:
         order = ["fused", "plain"] if variant == "auto" else [variant]
         for v in order:
             record = records.get(graph_key(kind, precision, v))
@@ -197,7 +189,7 @@ class OnnxRuntimeBackend(Backend):
                 return self._run_bound(session, name, batch)
             return session.run([OUTPUT_NAME], {name: batch})[0].astype(np.float32, copy=False)
         except _ort_failures() as exc:
-            raise BackendError(f"ONNX Runtime failed running {self.graphs[kind]['file']} ({kind}, {self.precision}) "
+            raise BackendError(f"ONNX Runtime failed running {self.graphs[kind].file} ({kind}, {self.precision}) "
                                f"on {self.device}: {_first_line(exc)}") from exc
 
     def _run_bound(self, session, name: str, batch: Any) -> Any:
@@ -226,7 +218,7 @@ class OnnxRuntimeBackend(Backend):
         return super().describe() | {
             "onnxruntime": ort.__version__,
             "providers": {k: s.get_providers() for k, s in self.sessions.items()},
-            "graphs": {k: {"file": r["file"], "variant": r["variant"], "opset": r.get("opset")} for k, r in self.graphs.items()},
+            "graphs": {k: {"file": r.file, "variant": r.variant, "opset": r.opset} for k, r in self.graphs.items()},
             "io_binding": self.io_binding,
         }
 

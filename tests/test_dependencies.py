@@ -1,0 +1,49 @@
+"""Dependencies point one way: the runtime core imports nothing from the exporter, training, kernels or torch."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+#: Modules the torch-free core must never load, directly or through anything it imports.
+FORBIDDEN = ("torch", "bindrt.export", "bindrt.training", "bindrt.kernels")
+
+CORE = [
+    "bindrt", "bindrt.bundle", "bindrt.config", "bindrt.layouts", "bindrt.loaders", "bindrt.errors", "bindrt.fileio",
+    "bindrt.runtime", "bindrt.runtime.base", "bindrt.runtime.embedder", "bindrt.runtime.onnxruntime_backend",
+    "bindrt.cli", "bindrt.bench",
+    "bindrt.preprocess", "bindrt.preprocess.audio", "bindrt.preprocess.depth", "bindrt.preprocess.image",
+    "bindrt.preprocess.imu", "bindrt.preprocess.limits", "bindrt.preprocess.text", "bindrt.preprocess.thermal",
+    "bindrt.preprocess.video",
+]
+
+# A meta-path hook that records every module import attempt with the module that triggered it.
+PROBE = """
+import importlib, json, sys
+forbidden = tuple(json.loads(sys.argv[2]))
+seen = []
+
+class Recorder:
+    def find_spec(self, name, path=None, target=None):
+        if name == forbidden[0] or any(name == f or name.startswith(f + ".") for f in forbidden):
+            frame = sys._getframe(1)
+            while frame and frame.f_globals.get("__name__", "").startswith("importlib"):
+                frame = frame.f_back
+            seen.append([name, frame.f_globals.get("__name__", "?") if frame else "?"])
+        return None
+
+sys.meta_path.insert(0, Recorder())
+importlib.import_module(sys.argv[1])
+print(json.dumps(seen))
+"""
+
+
+@pytest.mark.parametrize("module", CORE)
+def test_core_module_loads_nothing_from_export_training_kernels_or_torch(module):
+    out = subprocess.run([sys.executable, "-c", PROBE, module, json.dumps(FORBIDDEN)], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    loaded = json.loads(out.stdout.strip().splitlines()[-1])
+    assert loaded == [], f"importing {module} loads {loaded} ([module, imported from])"
