@@ -29,12 +29,14 @@ PAD_TOKEN = 0
 class InputLayout:
     kind: str
     encoder: str
-    shape: tuple[int, ...]  # without batch; for multi-clip kinds, without clips
+    shape: tuple[int | str, ...]  # without batch; for multi-clip kinds, without clips; str: a symbolic axis
     dtype: str
     multi_clip: bool = False
     default_clips: int = 1
     max_abs: float = 1e3
     value_range: str = ""
+    raw: bool = False  # raw media for graphs with in-graph preprocessing (``bindrt export --with-preprocessing``)
+    based_on: str | None = None  # for raw kinds: the preprocessed kind the graph computes in-graph
 
     @property
     def item_shape(self) -> tuple[int, ...]:
@@ -64,8 +66,19 @@ INPUT_LAYOUTS: dict[str, InputLayout] = {
 }
 
 
+#: Raw-media kinds, run by graphs that preprocess in-graph (the ONNX Runtime backend with ``preprocessing=True``).
+RAW_LAYOUTS: dict[str, InputLayout] = {
+    "audio_waveform": InputLayout("audio_waveform", "audio", ("samples",), "float32", multi_clip=True, default_clips=3,
+                                  value_range="mono 16 kHz samples in [-1, 1], one row per 2 s clip",
+                                  raw=True, based_on="audio"),
+    "vision_uint8": InputLayout("vision_uint8", "vision", (224, 224, 3), "uint8", max_abs=255,
+                                value_range="RGB bytes, already resized and centre-cropped", raw=True, based_on="vision"),
+}
+
 #: Input kinds users give, each routed to one encoder (video -> vision, multi-clip).
 INPUT_KINDS: dict[str, str] = {kind: layout.encoder for kind, layout in INPUT_LAYOUTS.items()}
+#: Every kind a backend may run: the preprocessed kinds, then the raw-media kinds.
+ALL_LAYOUTS: dict[str, InputLayout] = {**INPUT_LAYOUTS, **RAW_LAYOUTS}
 
 
 def random_batch(kind: str, batch: int, seed: "int | np.random.Generator" = 0, clips: int | None = None) -> np.ndarray:

@@ -42,7 +42,7 @@ from typing import Any, Callable, Mapping, NoReturn, Sequence, TypeVar
 
 from bindrt.config import MAX_FIELD, MODALITIES, ImageBindConfig
 from bindrt.errors import BundleError
-from bindrt.layouts import INPUT_LAYOUTS
+from bindrt.layouts import ALL_LAYOUTS
 
 MANIFEST = "manifest.json"
 FORMAT = "bindrt-bundle"
@@ -704,15 +704,9 @@ class GraphKind:
 
 
 GRAPH_KINDS: dict[str, GraphKind] = {
-    k: GraphKind(k, v.encoder, tuple(v.symbolic_shape()), v.dtype, v.multi_clip) for k, v in INPUT_LAYOUTS.items()
+    k: GraphKind(k, v.encoder, tuple(v.symbolic_shape()), v.dtype, v.multi_clip, v.raw, v.based_on)
+    for k, v in ALL_LAYOUTS.items()
 }
-#: Raw-input graphs (``bindrt export --with-preprocessing``).
-GRAPH_KINDS["audio_waveform"] = GraphKind(
-    "audio_waveform", "audio", ("batch", "clips", "samples"), "float32", multi_clip=True, raw=True, based_on="audio"
-)
-GRAPH_KINDS["vision_uint8"] = GraphKind(
-    "vision_uint8", "vision", ("batch", 224, 224, 3), "uint8", raw=True, based_on="vision"
-)
 #: Raw kinds each modality gains with --with-preprocessing.
 RAW_KINDS: dict[str, tuple[str, ...]] = {"audio": ("audio_waveform",), "vision": ("vision_uint8",)}
 

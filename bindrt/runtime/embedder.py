@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from bindrt.errors import BackendError, ConfigError, InputError, UnknownModalityError
-from bindrt.layouts import INPUT_KINDS, INPUT_LAYOUTS, VOCAB_SIZE
+from bindrt.layouts import ALL_LAYOUTS, VOCAB_SIZE
 from bindrt.runtime.base import Backend
 
 class Embedder:
@@ -47,18 +47,20 @@ class Embedder:
         Rows carry the reference's per-modality scale (unit norm times the encoder's logit scale:
         vision 1, text ~14, audio ~20 on imagebind_huge); ``normalize=True`` returns unit rows.
 
-        GPU arrays (torch CUDA tensors, CuPy...) go to backends that bind device
-        memory (``accepts_device_arrays``) without a host copy; only their shape is
-        checked then, since checking values would need that copy.
+        Raw-media kinds (``audio_waveform``, ``vision_uint8``) run on backends that loaded
+        graphs with in-graph preprocessing, with the same checks. GPU arrays (torch CUDA
+        tensors, CuPy...) go to backends that bind device memory (``accepts_device_arrays``)
+        without a host copy; only their shape is checked then, since checking values would
+        need that copy. Either way the batch is split into backend batches.
         """
         if _on_device(batch) and self.backend.accepts_device_arrays:
             self._check_kind(kind)
             self._check_shape(kind, tuple(batch.shape))
-            out = self.backend.run(kind, batch)
-            return unit_rows(out) if normalize and isinstance(out, np.ndarray) else out
-        array = self.check_batch(kind, batch)
+            array = batch
+        else:
+            array = self.check_batch(kind, batch)
         step = min(self.batch_size, self.backend.max_batch_size(kind) or self.batch_size)
-        parts = [self.backend.run(kind, array[i : i + step]) for i in range(0, len(array), step)]
+        parts = [self.backend.run(kind, array[i : i + step]) for i in range(0, int(array.shape[0]), step)]
         out = self._check_output(kind, np.concatenate(parts, axis=0).astype(np.float32, copy=False))
         return unit_rows(out) if normalize else out
 
@@ -75,7 +77,7 @@ class Embedder:
 
     def check_batch(self, kind: str, batch: Any) -> np.ndarray:
         self._check_kind(kind)
-        layout = INPUT_LAYOUTS[kind]
+        layout = ALL_LAYOUTS[kind]
         if not isinstance(batch, np.ndarray):
             try:
                 batch = np.asarray(batch)
@@ -91,6 +93,10 @@ class Embedder:
             if len(bad):
                 raise InputError(f"token id {batch[tuple(bad[0])]} out of range [0, {VOCAB_SIZE})", modality=kind, item=int(bad[0][0]))
             return np.ascontiguousarray(batch, dtype=np.int64)
+        if layout.dtype == "uint8":
+            if batch.dtype != np.uint8:
+                raise InputError(f"expected uint8 values, got dtype {batch.dtype}", modality=kind)
+            return np.ascontiguousarray(batch)
         if not np.issubdtype(batch.dtype, np.floating):
             raise InputError(f"expected floating-point values (float32), got dtype {batch.dtype}", modality=kind)
         finite = np.isfinite(batch).reshape(len(batch), -1).all(axis=1)
@@ -133,9 +139,10 @@ class Embedder:
         return out
 
     def _check_shape(self, kind: str, shape: tuple[int, ...]) -> None:
-        layout = INPUT_LAYOUTS[kind]
+        layout = ALL_LAYOUTS[kind]
         expected = tuple(layout.symbolic_shape())
-        if len(shape) != len(expected) or tuple(shape[len(expected) - len(layout.shape):]) != layout.shape:
+        tail = tuple(shape[len(expected) - len(layout.shape):])
+        if len(shape) != len(expected) or any(isinstance(d, int) and d != t for d, t in zip(layout.shape, tail)):
             raise InputError(f"expected a batch of shape {expected}, got {tuple(shape)}", modality=kind)
         if shape[0] == 0 or (layout.multi_clip and shape[1] == 0):
             raise InputError(f"empty batch {tuple(shape)}; expected at least one item (and one clip)", modality=kind)
@@ -143,11 +150,15 @@ class Embedder:
     def _check_kind(self, kind: str) -> None:
         if self.closed:
             raise BackendError("this model was closed (close() or the end of its `with` block); load it again to embed")
-        if not isinstance(kind, str) or kind not in INPUT_KINDS:
-            raise UnknownModalityError(f"unknown input kind {kind!r}; expected one of {', '.join(INPUT_KINDS)}")
+        if not isinstance(kind, str) or kind not in ALL_LAYOUTS:
+            raise UnknownModalityError(f"unknown input kind {kind!r}; expected one of {', '.join(ALL_LAYOUTS)}")
         if kind not in self.input_kinds:
+            layout = ALL_LAYOUTS[kind]
+            if layout.raw and layout.encoder in self.modalities:
+                raise BackendError(f"the {kind!r} graph is not loaded; load with backend='onnxruntime', "
+                                   "preprocessing=True (after `bindrt export --with-preprocessing`)")
             raise UnknownModalityError(
-                f"this model was loaded without the {INPUT_KINDS[kind]!r} encoder; it has {', '.join(self.modalities)}"
+                f"this model was loaded without the {layout.encoder!r} encoder; it has {', '.join(self.modalities)}"
             )
 
     def close(self) -> None:

@@ -16,14 +16,14 @@ Devices: ``"cpu"``; ``"cuda[:N]"`` (CUDA EP, CPU fallback); ``"tensorrt[:N]"``
 * CUDA: ``cuda_options`` (provider options dict); ``io_binding`` (default True on
   CUDA/TensorRT): inputs that already live on the GPU (torch CUDA tensors, CuPy
   arrays -- anything with ``__cuda_array_interface__`` or ``__dlpack__``) are bound
-  in place, outputs are allocated on the device; ``return_device_outputs=True``
-  returns the ``OrtValue`` instead of copying to numpy;
+  in place, outputs are allocated on the device and copied to numpy by ``run``;
+  :meth:`OnnxRuntimeBackend.run_on_device` returns the device-resident ``OrtValue`` instead;
 * TensorRT: ``trt_cache_dir`` (default ``<bundle>/engines/onnxruntime-trt``: engine
   and timing caches live inside the bundle), ``trt_fp16`` (default: precision is
   fp16), ``trt_options`` (extra TensorRT provider options);
 * ``preprocessing=True``: also load the raw-input graphs (``audio_waveform``:
   ``(B, clips, samples)`` float32 16 kHz; ``vision_uint8``: ``(B, 224, 224, 3)``
-  uint8), run with ``backend.run("audio_waveform", x)``;
+  uint8), run like any kind: ``model.encode("audio_waveform", x)``;
 * ``verify`` (default True): check every graph file's sha256 before loading.
 """
 
@@ -57,7 +57,7 @@ class OnnxRuntimeBackend(Backend):
     precisions = ("fp32", "fp16", "int8")
 
     def __init__(self, config, modalities, device, precision, sessions: dict[str, Any], graphs: dict[str, OnnxGraph],
-                 providers: list[Any], *, io_binding: bool, device_id: int, return_device_outputs: bool) -> None:
+                 providers: list[Any], *, io_binding: bool, device_id: int) -> None:
         super().__init__(config, modalities, device, precision)
         self.sessions = sessions
         self.graphs = graphs
@@ -65,7 +65,6 @@ class OnnxRuntimeBackend(Backend):
         self.io_binding = io_binding
         self.accepts_device_arrays = io_binding
         self.device_id = device_id
-        self.return_device_outputs = return_device_outputs
         self.bind_device = "cpu" if device.split(":")[0] == "cpu" else "cuda"
         self._input_names = {k: s.get_inputs()[0].name for k, s in sessions.items()}
 
@@ -88,7 +87,6 @@ class OnnxRuntimeBackend(Backend):
         trt_fp16: bool | None = None,
         trt_options: dict[str, Any] | None = None,
         io_binding: bool | None = None,
-        return_device_outputs: bool = False,
         preprocessing: bool = False,
         verify: bool = True,
         **options: Any,
@@ -131,8 +129,7 @@ class OnnxRuntimeBackend(Backend):
                                hint=_export_hint(bundle.path, m, kind, precision, record.variant))
                 graphs[kind] = record
         return cls(source.config, modalities, device, precision, sessions, graphs, providers,
-                   io_binding=(dev != "cpu") if io_binding is None else bool(io_binding), device_id=device_id,
-                   return_device_outputs=return_device_outputs)
+                   io_binding=(dev != "cpu") if io_binding is None else bool(io_binding), device_id=device_id)
 
     @staticmethod
     def _pick(records: dict[str, OnnxGraph], kind: str, precision: str, variant: str, bundle_path: Path, modality: str) -> OnnxGraph:
@@ -174,7 +171,28 @@ class OnnxRuntimeBackend(Backend):
         return [("TensorrtExecutionProvider", trt), cuda, "CPUExecutionProvider"]
 
     # -- running -----------------------------------------------------------------
-    def run(self, kind: str, batch: Any) -> Any:
+    @property
+    def input_kinds(self) -> tuple[str, ...]:
+        """The kinds with a loaded graph (raw-media kinds too, with ``preprocessing=True``)."""
+        return tuple(self.sessions)
+
+    def run(self, kind: str, batch: Any) -> np.ndarray:
+        """Embed one batch; always a float32 numpy array (device outputs are copied to the host)."""
+        out = self._run(kind, batch, on_device=False)
+        return out.astype(np.float32, copy=False)
+
+    def run_on_device(self, kind: str, batch: Any) -> Any:
+        """Embed one batch and leave the output on the device: an ``onnxruntime.OrtValue`` (IO binding only).
+
+        For pipelines that hand embeddings to further GPU work without a host round trip;
+        ``OrtValue.numpy()`` copies it out. The batch is not validated or split here: use
+        ``Embedder.check_batch`` / slice to ``max_batch_size`` first.
+        """
+        if not self.io_binding:
+            raise BackendError("run_on_device needs IO binding (device 'cuda' or 'tensorrt', io_binding=True)")
+        return self._run(kind, batch, on_device=True)
+
+    def _run(self, kind: str, batch: Any, *, on_device: bool) -> Any:
         session = self.sessions.get(kind)
         if session is None:
             if kind in GRAPH_KINDS and GRAPH_KINDS[kind].raw:
@@ -186,13 +204,13 @@ class OnnxRuntimeBackend(Backend):
             batch = _to_host(batch)
         try:
             if self.io_binding:
-                return self._run_bound(session, name, batch)
-            return session.run([OUTPUT_NAME], {name: batch})[0].astype(np.float32, copy=False)
+                return self._run_bound(session, name, batch, on_device)
+            return session.run([OUTPUT_NAME], {name: batch})[0]
         except _ort_failures() as exc:
             raise BackendError(f"ONNX Runtime failed running {self.graphs[kind].file} ({kind}, {self.precision}) "
                                f"on {self.device}: {_first_line(exc)}") from exc
 
-    def _run_bound(self, session, name: str, batch: Any) -> Any:
+    def _run_bound(self, session: Any, name: str, batch: Any, on_device: bool) -> Any:
         binding = session.io_binding()
         device = self.bind_device
         keep_alive = None
@@ -208,9 +226,7 @@ class OnnxRuntimeBackend(Backend):
         binding.bind_output(OUTPUT_NAME, device, self.device_id)
         session.run_with_iobinding(binding)
         del keep_alive
-        if self.return_device_outputs:
-            return binding.get_outputs()[0]
-        return binding.copy_outputs_to_cpu()[0].astype(np.float32, copy=False)
+        return binding.get_outputs()[0] if on_device else binding.copy_outputs_to_cpu()[0]
 
     # -- info --------------------------------------------------------------------
     def describe(self) -> dict[str, Any]:

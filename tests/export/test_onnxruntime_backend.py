@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import bindrt
-from bindrt.errors import BackendError
+from bindrt.errors import BackendError, InputError
 from export_test_helpers import GOLDEN_INPUTS, KINDS, MEDIA_DIR, min_cosine, row_relative_error
 
 BOUNDS = {"fp16": 0.999, "int8": 0.98}
@@ -46,12 +46,20 @@ def test_raw_input_graphs_through_the_backend(onnx_bundle, golden):
     from bindrt.preprocess.audio import waveform_to_melspec
 
     feats = np.stack([np.stack([waveform_to_melspec(c[None]) for c in item]) for item in waves])
-    a = model.backend.run("audio_waveform", waves)
+    a = model.encode("audio_waveform", waves)  # through the Embedder: validated and split like every kind
     b = model.encode("audio", feats)
     assert min_cosine(a, b) >= 0.9999
+    assert min_cosine(model.encode("audio_waveform", waves[:1]), a[:1]) >= 0.9999
+    with pytest.raises(InputError, match=r"\[audio_waveform item 1\] contains NaN"):
+        model.encode("audio_waveform", np.where(np.arange(2)[:, None, None] == 1, np.nan, waves).astype(np.float32))
+    images = np.random.default_rng(1).integers(0, 256, (3, 224, 224, 3), dtype=np.uint8)
+    small = bindrt.load(onnx_bundle, backend="onnxruntime", modalities=["vision"], preprocessing=True, batch_size=2)
+    assert small.encode("vision_uint8", images).shape == (3, 32)  # split into batches of 2 and 1
+    with pytest.raises(InputError, match="expected uint8"):
+        small.encode("vision_uint8", images.astype(np.float32))
     plain = bindrt.load(onnx_bundle, backend="onnxruntime", modalities=["audio"])
     with pytest.raises(BackendError, match="preprocessing=True"):
-        plain.backend.run("audio_waveform", waves)
+        plain.encode("audio_waveform", waves)
 
 
 def test_device_buffer_reads_cuda_array_interface_and_dlpack():
@@ -71,9 +79,12 @@ def test_io_binding_path_on_cpu(onnx_bundle, golden):
     assert model.backend.io_binding
     out = model.encode("imu", golden["in_imu"])
     assert row_relative_error(out, golden["emb_imu"]) <= 1e-5
-    value = bindrt.load(onnx_bundle, backend="onnxruntime", modalities=["imu"], io_binding=True,
-                        return_device_outputs=True).backend.run("imu", golden["in_imu"])
+    backend = bindrt.load(onnx_bundle, backend="onnxruntime", modalities=["imu"], io_binding=True).backend
+    value = backend.run_on_device("imu", golden["in_imu"])  # the OrtValue, left where ONNX Runtime put it
     assert row_relative_error(value.numpy(), golden["emb_imu"]) <= 1e-5
+    assert isinstance(backend.run("imu", golden["in_imu"]), np.ndarray)  # run itself always returns numpy
+    with pytest.raises(BackendError, match="run_on_device needs IO binding"):
+        bindrt.load(onnx_bundle, backend="onnxruntime", modalities=["imu"]).backend.run_on_device("imu", golden["in_imu"])
 
 
 @pytest.mark.parametrize("io_binding", [False, True])
