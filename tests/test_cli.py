@@ -82,3 +82,12 @@ def test_info_lists_every_graph_with_full_values_when_piped():
     info = json.loads(bindrt_cli("info", old, "--json").stdout)
     graphs = info["modalities"]["imu"]["artifacts"]["onnx"]["graphs"]
     assert graphs["imu.int8"]["quantization"]["method"] == "dynamic" and graphs["imu.int8"]["validation"]["passed"]
+
+
+def test_version_has_one_source():
+    from importlib import metadata
+
+    import bindrt
+
+    assert metadata.version("bindrt") == bindrt.__version__
+    assert bindrt_cli("--version").stdout.strip() == f"bindrt {bindrt.__version__}"
