@@ -106,6 +106,23 @@ def tokenizer_contract() -> dict[str, Any]:
     }
 
 
+#: The checks every staged graph passed, recorded among its passes.
+PASSES_CHECK = ("onnx.shape_inference (strict, data_prop)", "onnx.checker.check_model(full_check=True)")
+
+
+@dataclass
+class _Keeper:
+    """Keeps one kind's graphs for the raw-input compositions, only when a composition needs them."""
+
+    built: dict[tuple[str, str, str], Any]
+    kind: str
+    wanted: bool
+
+    def __call__(self, precision: str, variant: str, model: Any) -> None:
+        if self.wanted:
+            self.built[(self.kind, precision, variant)] = model
+
+
 class _Exporter:
     def __init__(self, bundle: Bundle, staging: Path, opset: int, threshold: int, progress: Progress,
                  int8_method: str, per_channel: bool, pooled_last_block: bool = True) -> None:
@@ -164,119 +181,138 @@ class _Exporter:
     # -- one modality ----------------------------------------------------------
     def export_modality(self, modality: str, encoder, precisions: tuple[str, ...], fused: bool,
                         with_preprocessing: bool, reference, validate: bool) -> None:
-        import onnx
-        import torch
-
-        from bindrt.export import onnx_utils
-        from bindrt.export.fp16 import check_strongly_typed, convert_to_fp16
-        from bindrt.export.torch_export import EXPORTER, export_encoder
-
-        cfg = self.config
-        out_dim = cfg.out_embed_dim
-        base_info: dict[str, Any] = {"exporter": EXPORTER, "torch": torch.__version__, "onnx": onnx.__version__,
-                                     "created": now_iso()}
-        passes_export = [
-            "torch.onnx.export(dynamo=True, optimize=True): onnxscript constant folding, CSE, dead-code removal",
-            "symbolic axes renamed (batch, clips), output named 'embedding'",
-        ]
-        if self.pooled_last_block:
-            passes_export.insert(0, "last block computed for the pooled token only (ModalityEncoder.embed_pooled; exact)")
-        base_info["pooled_last_block"] = self.pooled_last_block
-        passes_check = ["onnx.shape_inference (strict, data_prop)", "onnx.checker.check_model(full_check=True)"]
+        """Every graph kind of one encoder at each precision (and fused), then its raw-input compositions."""
         # graphs the raw-input variants are composed from: (kind, precision, variant) -> ModelProto. Only those
         # are kept; the rest are dropped as soon as they are staged (imagebind_huge vision is 2.5 GB per fp32 graph)
         built: dict[tuple[str, str, str], Any] = {}
         composed_from = {GRAPH_KINDS[raw].based_on for raw in RAW_KINDS.get(modality, ())} if with_preprocessing else set()
-
-        def keep(kind: str, precision: str, variant: str, model) -> None:
-            if kind in composed_from:
-                built[(kind, precision, variant)] = model
-
+        info = self._base_info()
         for kind in base_kinds(modality):
-            prep = {"text": tokenizer_contract()}.get(kind)
-            self.progress(f"exporting {modality}/{kind} (opset {self.opset})")
-            fp32 = export_encoder(kind, encoder, opset=self.opset, pooled_last_block=self.pooled_last_block)
-            onnx_utils.set_io_signature(fp32, kind, out_dim)
-            common = {**base_info, "preprocessing": prep}
-            if "fp32" in precisions:
-                self.stage(fp32, modality, kind, "fp32", "plain", {**common, "passes": (*passes_export, *passes_check)},
-                           reference, validate)
-            keep(kind, "fp32", "plain", fp32)
-            if "fp16" in precisions:
-                half = onnx.ModelProto()
-                half.CopyFrom(fp32)
-                half, summary = convert_to_fp16(half)
-                mixed = check_strongly_typed(half)
-                if mixed:
-                    raise ExportError(f"[{modality}/{kind}.fp16] nodes mix fp16 and fp32 inputs: {mixed[:5]}")
-                self.stage(half, modality, kind, "fp16", "plain",
-                           {**common, "fp16": Fp16Summary.from_dict(summary, f"{modality}/{kind}.fp16 fp16"),
-                            "passes": (*passes_export, "bindrt fp16 conversion (explicit Casts)", *passes_check)},
-                           reference, validate)
-                keep(kind, "fp16", "plain", half)
-                del half
-            if "int8" in precisions:
-                q, summary = self._quantize(fp32, kind)
-                self.stage(q, modality, kind, "int8", "plain",
-                           {**common, "quantization": Quantization.from_dict(summary, f"{modality}/{kind}.int8 quantization"),
-                            "passes": (*passes_export, "onnxruntime.quantization", *passes_check)},
-                           reference, validate)
-                keep(kind, "int8", "plain", q)
-                del q
-            del fp32  # the fused variant is exported afresh; only `built` may still hold it
-            if fused and ("fp32" in precisions or "int8" in precisions):
-                fz, fusions = self._fused(kind, encoder, out_dim)
-                passes_fused = passes_export + ["Attention modules -> com.microsoft.Attention (custom op at export)",
-                                                "onnxruntime.transformers.optimizer fusions"]
-                if "fp32" in precisions:
-                    self.stage(fz, modality, kind, "fp32", "fused",
-                               {**common, "fusions": Fusions.from_dict(fusions, f"{modality}/{kind}.fp32.fused fusions"),
-                                "passes": (*passes_fused, *passes_check)},
-                               reference, validate)
-                    keep(kind, "fp32", "fused", fz)
-                if "int8" in precisions:
-                    from bindrt.export.fusion import split_gelu_bias
-
-                    q, summary = self._quantize(fz, kind)
-                    split = split_gelu_bias(q)
-                    fusions_int8 = {**fusions, "fused_operator_statistics": dict(fusions["fused_operator_statistics"])}
-                    if split:
-                        stats = fusions_int8["fused_operator_statistics"]
-                        stats["Gelu"] = split
-                        stats.pop("BiasGelu", None)
-                        fusions_int8["gelu"] = ("com.microsoft.Gelu; its bias Add is left for ONNX Runtime to fold "
-                                                "into DynamicQuantizeMatMul (int8 only)")
-                    self.stage(q, modality, kind, "int8", "fused",
-                               {**common, "fusions": Fusions.from_dict(fusions_int8, f"{modality}/{kind}.int8.fused fusions"),
-                                "quantization": Quantization.from_dict(summary, f"{modality}/{kind}.int8.fused quantization"),
-                                "passes": (*passes_fused, "onnxruntime.quantization", *passes_check)},
-                               reference, validate)
-                    keep(kind, "int8", "fused", q)
-                    del q
-                del fz
+            keep = _Keeper(built, kind, wanted=kind in composed_from)
+            self._export_kind(modality, kind, encoder, precisions, fused, info, reference, validate, keep)
         if with_preprocessing:
-            from bindrt.export import preprocessing as pp
+            self._compose_raw(modality, precisions, built, info, reference, validate)
 
-            for raw_kind in RAW_KINDS.get(modality, ()):
-                base = GRAPH_KINDS[raw_kind].based_on
-                for (kind, precision, variant), model in list(built.items()):
-                    if kind != base or precision not in precisions:
-                        continue
-                    self.progress(f"composing {modality}/{graph_key(raw_kind, precision, variant)}")
-                    target = onnx_utils.opset_of(model)
-                    pre = pp.PREPROCESSING_BUILDERS[raw_kind](f"{raw_kind}_features", opset=max(target, 18),
-                                                               ir_version=model.ir_version, input_name=raw_kind)
-                    if target == 17:
-                        pre = onnx_utils.downgrade_to_opset17(pre)
-                        pre.ir_version = model.ir_version
-                    encoder_copy = onnx.ModelProto()
-                    encoder_copy.CopyFrom(model)
-                    composed = pp.compose(pre, encoder_copy, kind)
-                    composed.graph.name = f"bindrt_{modality}_{raw_kind}"
-                    self.stage(composed, modality, raw_kind, precision, variant,
-                               {**base_info, "preprocessing": pp.describe(raw_kind), "composed_from": graph_key(kind, precision, variant),
-                                "passes": ("bindrt in-graph preprocessing (standard ONNX ops) + onnx.compose.merge_models", *passes_check)},
-                               reference, validate)
+    def _base_info(self) -> dict[str, Any]:
+        import onnx
+        import torch
+
+        from bindrt.export.torch_export import EXPORTER
+
+        return {"exporter": EXPORTER, "torch": torch.__version__, "onnx": onnx.__version__, "created": now_iso(),
+                "pooled_last_block": self.pooled_last_block}
+
+    @property
+    def _export_passes(self) -> list[str]:
+        passes = ["torch.onnx.export(dynamo=True, optimize=True): onnxscript constant folding, CSE, dead-code removal",
+                  "symbolic axes renamed (batch, clips), output named 'embedding'"]
+        if self.pooled_last_block:
+            passes.insert(0, "last block computed for the pooled token only (ModalityEncoder.embed_pooled; exact)")
+        return passes
+
+    def _export_kind(self, modality: str, kind: str, encoder, precisions: tuple[str, ...], fused: bool,
+                     info: dict[str, Any], reference, validate: bool, keep: "_Keeper") -> None:
+        """One input kind: the plain fp32 graph, its fp16 and int8 conversions, then the fused variants."""
+        from bindrt.export import onnx_utils
+        from bindrt.export.torch_export import export_encoder
+
+        common = {**info, "preprocessing": {"text": tokenizer_contract()}.get(kind)}
+        self.progress(f"exporting {modality}/{kind} (opset {self.opset})")
+        fp32 = export_encoder(kind, encoder, opset=self.opset, pooled_last_block=self.pooled_last_block)
+        onnx_utils.set_io_signature(fp32, kind, self.config.out_embed_dim)
+        if "fp32" in precisions:
+            self.stage(fp32, modality, kind, "fp32", "plain", {**common, "passes": (*self._export_passes, *PASSES_CHECK)},
+                       reference, validate)
+        keep("fp32", "plain", fp32)
+        if "fp16" in precisions:
+            keep("fp16", "plain", self._stage_fp16(fp32, modality, kind, common, reference, validate))
+        if "int8" in precisions:
+            q, summary = self._quantize(fp32, kind)
+            self.stage(q, modality, kind, "int8", "plain",
+                       {**common, "quantization": Quantization.from_dict(summary, f"{modality}/{kind}.int8 quantization"),
+                        "passes": (*self._export_passes, "onnxruntime.quantization", *PASSES_CHECK)},
+                       reference, validate)
+            keep("int8", "plain", q)
+        del fp32  # the fused variant is exported afresh; only `built` may still hold it
+        if fused and ("fp32" in precisions or "int8" in precisions):
+            self._export_fused(modality, kind, encoder, precisions, common, reference, validate, keep)
+
+    def _stage_fp16(self, fp32, modality: str, kind: str, common: dict[str, Any], reference, validate: bool):
+        import onnx
+
+        from bindrt.export.fp16 import check_strongly_typed, convert_to_fp16
+
+        half = onnx.ModelProto()
+        half.CopyFrom(fp32)
+        half, summary = convert_to_fp16(half)
+        mixed = check_strongly_typed(half)
+        if mixed:
+            raise ExportError(f"[{modality}/{kind}.fp16] nodes mix fp16 and fp32 inputs: {mixed[:5]}")
+        self.stage(half, modality, kind, "fp16", "plain",
+                   {**common, "fp16": Fp16Summary.from_dict(summary, f"{modality}/{kind}.fp16 fp16"),
+                    "passes": (*self._export_passes, "bindrt fp16 conversion (explicit Casts)", *PASSES_CHECK)},
+                   reference, validate)
+        return half
+
+    def _export_fused(self, modality: str, kind: str, encoder, precisions: tuple[str, ...], common: dict[str, Any],
+                      reference, validate: bool, keep: "_Keeper") -> None:
+        """The ONNX Runtime-fused variant (fp32, and int8 with the GELU bias split off)."""
+        from bindrt.export.fusion import split_gelu_bias
+
+        fz, fusions = self._fused(kind, encoder, self.config.out_embed_dim)
+        passes_fused = [*self._export_passes, "Attention modules -> com.microsoft.Attention (custom op at export)",
+                        "onnxruntime.transformers.optimizer fusions"]
+        if "fp32" in precisions:
+            self.stage(fz, modality, kind, "fp32", "fused",
+                       {**common, "fusions": Fusions.from_dict(fusions, f"{modality}/{kind}.fp32.fused fusions"),
+                        "passes": (*passes_fused, *PASSES_CHECK)},
+                       reference, validate)
+            keep("fp32", "fused", fz)
+        if "int8" in precisions:
+            q, summary = self._quantize(fz, kind)
+            split = split_gelu_bias(q)
+            fusions_int8 = {**fusions, "fused_operator_statistics": dict(fusions["fused_operator_statistics"])}
+            if split:
+                stats = fusions_int8["fused_operator_statistics"]
+                stats["Gelu"] = split
+                stats.pop("BiasGelu", None)
+                fusions_int8["gelu"] = ("com.microsoft.Gelu; its bias Add is left for ONNX Runtime to fold "
+                                        "into DynamicQuantizeMatMul (int8 only)")
+            self.stage(q, modality, kind, "int8", "fused",
+                       {**common, "fusions": Fusions.from_dict(fusions_int8, f"{modality}/{kind}.int8.fused fusions"),
+                        "quantization": Quantization.from_dict(summary, f"{modality}/{kind}.int8.fused quantization"),
+                        "passes": (*passes_fused, "onnxruntime.quantization", *PASSES_CHECK)},
+                       reference, validate)
+            keep("int8", "fused", q)
+
+    def _compose_raw(self, modality: str, precisions: tuple[str, ...], built: dict[tuple[str, str, str], Any],
+                     info: dict[str, Any], reference, validate: bool) -> None:
+        """Raw-input graphs: in-graph preprocessing composed in front of each kept encoder graph."""
+        import onnx
+
+        from bindrt.export import onnx_utils
+        from bindrt.export import preprocessing as pp
+
+        for raw_kind in RAW_KINDS.get(modality, ()):
+            base = GRAPH_KINDS[raw_kind].based_on
+            for (kind, precision, variant), model in list(built.items()):
+                if kind != base or precision not in precisions:
+                    continue
+                self.progress(f"composing {modality}/{graph_key(raw_kind, precision, variant)}")
+                target = onnx_utils.opset_of(model)
+                pre = pp.PREPROCESSING_BUILDERS[raw_kind](f"{raw_kind}_features", opset=max(target, 18),
+                                                           ir_version=model.ir_version, input_name=raw_kind)
+                if target == 17:
+                    pre = onnx_utils.downgrade_to_opset17(pre)
+                    pre.ir_version = model.ir_version
+                encoder_copy = onnx.ModelProto()
+                encoder_copy.CopyFrom(model)
+                composed = pp.compose(pre, encoder_copy, kind)
+                composed.graph.name = f"bindrt_{modality}_{raw_kind}"
+                self.stage(composed, modality, raw_kind, precision, variant,
+                           {**info, "preprocessing": pp.describe(raw_kind), "composed_from": graph_key(kind, precision, variant),
+                            "passes": ("bindrt in-graph preprocessing (standard ONNX ops) + onnx.compose.merge_models", *PASSES_CHECK)},
+                           reference, validate)
 
     def _quantize(self, model, kind: str):
         from bindrt.export.int8 import quantize
