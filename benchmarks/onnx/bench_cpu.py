@@ -186,7 +186,6 @@ def run(args: argparse.Namespace) -> dict:
     import torch
 
     from bindrt.bundle import Bundle
-    from bindrt.export import export_bundle
     from bindrt.export.spec import graph_records
     from bindrt.export.torch_export import wrap
     from bindrt.model import load_encoder
@@ -194,123 +193,19 @@ def run(args: argparse.Namespace) -> dict:
     threads = args.threads or os.cpu_count() or 1
     torch.set_num_threads(threads)
     work = Path(args.workdir or tempfile.mkdtemp(prefix="bindrt-bench-onnx-"))
-    bundle_dir = bundle_path(work, args.preset, args.modality)
     load_before = os.getloadavg()
     counters_before = cpu_counters()
-    t0 = time.perf_counter()
-    built = not (bundle_dir / "manifest.json").exists() or args.rebuild
-    if built:
-        print(f"building {args.preset} {args.modality} bundle (random weights) in {bundle_dir}", flush=True)
-        build_bundle(args.modality, bundle_dir, args.seed, args.preset)
-        print("exporting fp32 / int8 / fused (validated against torch at export)", flush=True)
-        export_bundle(bundle_dir, modalities=[args.modality], precisions=("fp32", "int8"), fused=True,
-                      int8_method=args.int8_method, progress=lambda m: print("  " + m, flush=True))
-    export_seconds = round(time.perf_counter() - t0, 1) if built else None  # None: bundle reused from --workdir
+    bundle_dir, export_seconds = prepare_bundle(args, work)
     bundle = Bundle.open(bundle_dir)
     records = graph_records(bundle.modality(args.modality))
     kind = args.modality
     encoder = load_encoder(kind, bundle.config, bundle.load_weights(kind))
     pooled = wrap(kind, encoder, pooled_last_block=True)  # what the graphs trace (clip axis folded)
-
-    engines: dict[str, object] = {}
-    engine_info: dict[str, dict] = {
-        "torch_eager": {"what": f"bindrt torch encoder (the reference forward), eager, fp32, {threads} threads"},
-        "torch_eager_pooled": {"what": "the same, embed_pooled: last block for the pooled token only (as the exported graphs)"},
-    }
-    for name, key in (("ort_fp32", f"{kind}.fp32"), ("ort_fused_fp32", f"{kind}.fp32.fused"),
-                      ("ort_int8", f"{kind}.int8"), ("ort_fused_int8", f"{kind}.int8.fused")):
-        if key in records:
-            engines[name] = make_session(bundle.file(records[key]["file"]), threads)
-            rec = records[key]
-            engine_info[name] = {"graph": rec["file"], "validation_worst": rec["validation"]["worst"],
-                                 "fusions": rec.get("fusions", {}).get("fused_operator_statistics"),
-                                 "quantization": (rec.get("quantization") or {}).get("method"),
-                                 "pooled_last_block": rec.get("pooled_last_block", False)}
-
-    if args.compare_static:  # static QDQ int8 (calibrated on real inputs) from the same fp32 graphs, outside the bundle
-        import onnx
-
-        from bindrt.export.int8 import quantize
-        from bindrt.export.validate import calibration_feeds
-
-        feeds = calibration_feeds(kind, kind)
-        for name, key in (("ort_int8_static", f"{kind}.fp32"), ("ort_fused_int8_static", f"{kind}.fp32.fused")):
-            if key not in records:
-                continue
-            q, summary = quantize(onnx.load(str(bundle.file(records[key]["file"]))), method="static", calibration=feeds)
-            path = work / f"{name}.onnx"
-            onnx.save_model(q, str(path))
-            engines[name] = make_session(path, threads)
-            engine_info[name] = {"graph": f"{key} quantized statically (QDQ, per-channel, MinMax on {len(feeds)} real inputs)",
-                                 "quantization": summary["method"]}
-
-    openvino_graph = bundle.file(records[f"{kind}.fp32"]["file"]) if f"{kind}.fp32" in records else None
-    results: dict[str, dict] = {}
-    for batch in args.batches:
-        x = input_batch(kind, batch)
-        xt = torch.from_numpy(x)
-        calls = {"torch_eager": lambda: encoder(xt), "torch_eager_pooled": lambda: pooled(xt)}
-        for name, sess in engines.items():
-            calls[name] = (lambda s=sess: s.run(None, {kind: x})[0])
-        ov = openvino_engine(openvino_graph, threads, x.shape) if openvino_graph and args.openvino else None
-        if ov is not None:
-            calls["openvino_fp32"] = lambda: ov(x)
-            engine_info["openvino_fp32"] = {"what": f"OpenVINO {ov_version()} on {kind}.fp32 (f32, LATENCY hint)"}
-        with torch.inference_mode():
-            ref = encoder(xt).numpy()
-            outputs = {name: np.asarray(fn()) for name, fn in calls.items()}
-            rounds = args.rounds if batch == 1 else max(args.rounds // 2, 5)
-            blocks = interleaved(calls, rounds, args.warmup, time.perf_counter)
-        times = {name: flat(b) for name, b in blocks.items()}
-        base = statistics.median(times["torch_eager"])
-        base_min = min(times["torch_eager"])
-        results[f"batch_{batch}"] = {
-            name: {
-                "median_ms": round(1000 * statistics.median(t), 2),
-                "min_ms": round(1000 * min(t), 2),
-                "speedup_vs_torch_median": round(base / statistics.median(t), 3),
-                "speedup_vs_torch_min": round(base_min / min(t), 3),
-                "speedup_vs_torch_paired": round(paired_speedup(blocks, "torch_eager", name), 3),
-                "p90_over_median": round(float(np.percentile(t, 90)) / statistics.median(t), 3),
-                "items_per_s": round(batch / statistics.median(t), 2),
-                "min_cosine_vs_torch": round(cosine(outputs[name], ref), 6),
-                "runs": len(t),
-            }
-            for name, t in times.items()
-        }
-        print(f"batch {batch}:", flush=True)
-        for name, r in results[f"batch_{batch}"].items():
-            print(f"  {name:22s} {r['median_ms']:9.1f} ms  x{r['speedup_vs_torch_median']:.2f}  (min {r['min_ms']:.1f} ms, "
-                  f"x{r['speedup_vs_torch_min']:.2f}; paired x{r['speedup_vs_torch_paired']:.2f})  "
-                  f"cos {r['min_cosine_vs_torch']:.6f}", flush=True)
-
-    cpu_time: dict[str, dict] = {}
-    if args.cpu_time_check:
-        # Contention-robust cross-check: one thread everywhere, CPU seconds of this process per call
-        # (time-slicing by other processes does not count; no spin-waiting threads exist).
-        torch.set_num_threads(1)
-        single = {name: make_session(Path(sess._bindrt_path), 1, spinning=False) for name, sess in engines.items()}
-        for batch in args.batches:
-            x = input_batch(kind, batch)
-            xt = torch.from_numpy(x)
-            calls = {"torch_eager": lambda: encoder(xt), "torch_eager_pooled": lambda: pooled(xt)}
-            for name, sess in single.items():
-                calls[name] = (lambda s=sess: s.run(None, {kind: x})[0])
-            ov = openvino_engine(openvino_graph, 1, x.shape) if openvino_graph and args.openvino else None
-            if ov is not None:
-                calls["openvino_fp32"] = lambda: ov(x)
-            with torch.inference_mode():
-                times = {n: flat(b) for n, b in interleaved(calls, max(args.rounds // 3, 5), 1, time.process_time).items()}
-            base = statistics.median(times["torch_eager"])
-            cpu_time[f"batch_{batch}"] = {
-                name: {"median_cpu_ms": round(1000 * statistics.median(t), 2), "min_cpu_ms": round(1000 * min(t), 2),
-                       "speedup_vs_torch_median": round(base / statistics.median(t), 3), "runs": len(t)}
-                for name, t in times.items()
-            }
-            print(f"1 thread, CPU time, batch {batch}:", flush=True)
-            for name, r in cpu_time[f"batch_{batch}"].items():
-                print(f"  {name:22s} {r['median_cpu_ms']:9.1f} ms  x{r['speedup_vs_torch_median']:.2f}", flush=True)
-        torch.set_num_threads(threads)
+    engines, engine_info = open_engines(bundle, records, kind, threads, args.compare_static, work)
+    openvino_graph = bundle.file(records[f"{kind}.fp32"]["file"]) if f"{kind}.fp32" in records and args.openvino else None
+    results = time_engines(args, kind, encoder, pooled, engines, engine_info, openvino_graph, threads)
+    cpu_time = single_thread_cpu_time(args, kind, encoder, pooled, engines, openvino_graph) if args.cpu_time_check else {}
+    torch.set_num_threads(threads)
     load_after = os.getloadavg()
     cpu_share = contention(counters_before, cpu_counters())
     if not args.keep and not args.workdir:
@@ -338,6 +233,140 @@ def run(args: argparse.Namespace) -> dict:
                   "the two engines' block medians within the cycle (robust to the VM's bursts of slowdown), 'of medians' "
                   "and 'of minima' over all calls",
     }
+
+
+def prepare_bundle(args: argparse.Namespace, work: Path) -> tuple[Path, float | None]:
+    """The random-weight bundle with its fp32/int8/fused graphs: built and exported, or reused from --workdir."""
+    from bindrt.export import export_bundle
+
+    bundle_dir = bundle_path(work, args.preset, args.modality)
+    if (bundle_dir / "manifest.json").exists() and not args.rebuild:
+        return bundle_dir, None  # None: bundle reused from --workdir
+    t0 = time.perf_counter()
+    print(f"building {args.preset} {args.modality} bundle (random weights) in {bundle_dir}", flush=True)
+    build_bundle(args.modality, bundle_dir, args.seed, args.preset)
+    print("exporting fp32 / int8 / fused (validated against torch at export)", flush=True)
+    export_bundle(bundle_dir, modalities=[args.modality], precisions=("fp32", "int8"), fused=True,
+                  int8_method=args.int8_method, progress=lambda m: print("  " + m, flush=True))
+    return bundle_dir, round(time.perf_counter() - t0, 1)
+
+
+def open_engines(bundle, records: dict, kind: str, threads: int, compare_static: bool,
+                 work: Path) -> tuple[dict[str, object], dict[str, dict]]:
+    """ONNX Runtime sessions on the bundle's graphs (and static-int8 copies), with what each one is."""
+    engines: dict[str, object] = {}
+    engine_info: dict[str, dict] = {
+        "torch_eager": {"what": f"bindrt torch encoder (the reference forward), eager, fp32, {threads} threads"},
+        "torch_eager_pooled": {"what": "the same, embed_pooled: last block for the pooled token only (as the exported graphs)"},
+    }
+    for name, key in (("ort_fp32", f"{kind}.fp32"), ("ort_fused_fp32", f"{kind}.fp32.fused"),
+                      ("ort_int8", f"{kind}.int8"), ("ort_fused_int8", f"{kind}.int8.fused")):
+        if key in records:
+            engines[name] = make_session(bundle.file(records[key]["file"]), threads)
+            rec = records[key]
+            engine_info[name] = {"graph": rec["file"], "validation_worst": rec["validation"]["worst"],
+                                 "fusions": rec.get("fusions", {}).get("fused_operator_statistics"),
+                                 "quantization": (rec.get("quantization") or {}).get("method"),
+                                 "pooled_last_block": rec.get("pooled_last_block", False)}
+    if compare_static:  # static QDQ int8 (calibrated on real inputs) from the same fp32 graphs, outside the bundle
+        import onnx
+
+        from bindrt.export.int8 import quantize
+        from bindrt.export.validate import calibration_feeds
+
+        feeds = calibration_feeds(kind, kind)
+        for name, key in (("ort_int8_static", f"{kind}.fp32"), ("ort_fused_int8_static", f"{kind}.fp32.fused")):
+            if key not in records:
+                continue
+            q, summary = quantize(onnx.load(str(bundle.file(records[key]["file"]))), method="static", calibration=feeds)
+            path = work / f"{name}.onnx"
+            onnx.save_model(q, str(path))
+            engines[name] = make_session(path, threads)
+            engine_info[name] = {"graph": f"{key} quantized statically (QDQ, per-channel, MinMax on {len(feeds)} real inputs)",
+                                 "quantization": summary["method"]}
+    return engines, engine_info
+
+
+def _calls(kind: str, x: np.ndarray, encoder, pooled, sessions: dict[str, object], openvino_graph, threads: int) -> dict:
+    """One callable per engine on the same batch ``x``: torch eager (full and pooled), the sessions, OpenVINO."""
+    import torch
+
+    xt = torch.from_numpy(x)
+    calls = {"torch_eager": lambda: encoder(xt), "torch_eager_pooled": lambda: pooled(xt)}
+    for name, sess in sessions.items():
+        calls[name] = (lambda s=sess: s.run(None, {kind: x})[0])
+    ov = openvino_engine(openvino_graph, threads, x.shape) if openvino_graph else None
+    if ov is not None:
+        calls["openvino_fp32"] = lambda: ov(x)
+    return calls
+
+
+def time_engines(args: argparse.Namespace, kind: str, encoder, pooled, engines: dict[str, object],
+                 engine_info: dict[str, dict], openvino_graph, threads: int) -> dict[str, dict]:
+    """Per batch size: every engine timed in interleaved cycles, its speed-ups over torch eager and cosine to it."""
+    import torch
+
+    results: dict[str, dict] = {}
+    for batch in args.batches:
+        x = input_batch(kind, batch)
+        calls = _calls(kind, x, encoder, pooled, engines, openvino_graph, threads)
+        if "openvino_fp32" in calls:
+            engine_info["openvino_fp32"] = {"what": f"OpenVINO {ov_version()} on {kind}.fp32 (f32, LATENCY hint)"}
+        with torch.inference_mode():
+            ref = encoder(torch.from_numpy(x)).numpy()
+            outputs = {name: np.asarray(fn()) for name, fn in calls.items()}
+            rounds = args.rounds if batch == 1 else max(args.rounds // 2, 5)
+            blocks = interleaved(calls, rounds, args.warmup, time.perf_counter)
+        times = {name: flat(b) for name, b in blocks.items()}
+        base = statistics.median(times["torch_eager"])
+        base_min = min(times["torch_eager"])
+        results[f"batch_{batch}"] = {
+            name: {
+                "median_ms": round(1000 * statistics.median(t), 2),
+                "min_ms": round(1000 * min(t), 2),
+                "speedup_vs_torch_median": round(base / statistics.median(t), 3),
+                "speedup_vs_torch_min": round(base_min / min(t), 3),
+                "speedup_vs_torch_paired": round(paired_speedup(blocks, "torch_eager", name), 3),
+                "p90_over_median": round(float(np.percentile(t, 90)) / statistics.median(t), 3),
+                "items_per_s": round(batch / statistics.median(t), 2),
+                "min_cosine_vs_torch": round(cosine(outputs[name], ref), 6),
+                "runs": len(t),
+            }
+            for name, t in times.items()
+        }
+        print(f"batch {batch}:", flush=True)
+        for name, r in results[f"batch_{batch}"].items():
+            print(f"  {name:22s} {r['median_ms']:9.1f} ms  x{r['speedup_vs_torch_median']:.2f}  (min {r['min_ms']:.1f} ms, "
+                  f"x{r['speedup_vs_torch_min']:.2f}; paired x{r['speedup_vs_torch_paired']:.2f})  "
+                  f"cos {r['min_cosine_vs_torch']:.6f}", flush=True)
+    return results
+
+
+def single_thread_cpu_time(args: argparse.Namespace, kind: str, encoder, pooled, engines: dict[str, object],
+                           openvino_graph) -> dict[str, dict]:
+    """Contention-robust cross-check: one thread everywhere, CPU seconds of this process per call.
+
+    Time-slicing by other processes does not count, and no spin-waiting threads exist.
+    """
+    import torch
+
+    torch.set_num_threads(1)
+    single = {name: make_session(Path(sess._bindrt_path), 1, spinning=False) for name, sess in engines.items()}
+    cpu_time: dict[str, dict] = {}
+    for batch in args.batches:
+        calls = _calls(kind, input_batch(kind, batch), encoder, pooled, single, openvino_graph, 1)
+        with torch.inference_mode():
+            times = {n: flat(b) for n, b in interleaved(calls, max(args.rounds // 3, 5), 1, time.process_time).items()}
+        base = statistics.median(times["torch_eager"])
+        cpu_time[f"batch_{batch}"] = {
+            name: {"median_cpu_ms": round(1000 * statistics.median(t), 2), "min_cpu_ms": round(1000 * min(t), 2),
+                   "speedup_vs_torch_median": round(base / statistics.median(t), 3), "runs": len(t)}
+            for name, t in times.items()
+        }
+        print(f"1 thread, CPU time, batch {batch}:", flush=True)
+        for name, r in cpu_time[f"batch_{batch}"].items():
+            print(f"  {name:22s} {r['median_cpu_ms']:9.1f} ms  x{r['speedup_vs_torch_median']:.2f}", flush=True)
+    return cpu_time
 
 
 def markdown(report: dict) -> str:
