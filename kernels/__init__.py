@@ -13,7 +13,8 @@ single opaque nodes with fake/meta implementations):
   position embedding in one pass (``torch.ops.bindrt.patch_embed``).
 * :func:`layer_norm`, :func:`add_layer_norm` -- LayerNorm, and residual add +
   LayerNorm returning both the sum and the normalised sum.
-* :func:`bias_gelu` -- ``gelu_erf(x + bias)`` elementwise.
+* :func:`bias_gelu` -- ``gelu_erf(x + bias)`` elementwise; :func:`linear_gelu` --
+  a bias-free GEMM then :func:`bias_gelu` (the ``Mlp.linear_gelu`` hook's signature).
 * :func:`patch_encoder` -- swap every attention core of a module for
   :func:`fused_attention`.
 * :func:`available` -- ``(ok, reason)``: can the kernels run here?
@@ -47,6 +48,7 @@ _LAZY = {
     "layer_norm": "layernorm",
     "add_layer_norm": "layernorm",
     "bias_gelu": "gelu",
+    "linear_gelu": "gelu",
     "patch_encoder": "patching",
 }
 

@@ -30,7 +30,7 @@ Design choices
   and masked (96 -> 128, 112 -> 128, 200 -> 256). Wider splits (96 = 64 + 32,
   112 = 64 + 32 + 16) compile but were miscompiled on an H200 with Triton 3.6
   (out-of-range shared-memory access, wrong results; see
-  ``benchmarks/results/2026-11-28-NVIDIA-H200/``), so they are not used. Head
+  ``benchmarks/results/2026-11-28-nvidia-h200/kernels/``), so they are not used. Head
   dims above 256 are rejected with :class:`~bindrt.errors.BackendError` (the
   register-resident accumulator would spill; use the SDPA backend).
 * **Online softmax** (FlashAttention-2 style) in fp32 with ``exp2`` and the

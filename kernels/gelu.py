@@ -99,4 +99,9 @@ def bias_gelu(x: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor
     return torch.ops.bindrt.bias_gelu(x, bias)
 
 
-__all__ = ["bias_gelu"]
+def linear_gelu(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """``gelu(F.linear(x, weight, bias))`` as a bias-free GEMM then :func:`bias_gelu` (``Mlp.linear_gelu``)."""
+    return bias_gelu(torch.nn.functional.linear(x, weight), bias)
+
+
+__all__ = ["bias_gelu", "linear_gelu"]

@@ -3,8 +3,10 @@
 :func:`patch_encoder` walks a module tree and sets ``core = fused_attention``
 on every submodule that has both ``in_proj_weight`` and ``core`` attributes
 (``bindrt.model.layers.Attention``). ``core`` is an instance attribute there, so
-patching one model never affects another instance. Patch-embed swapping is
-wired separately (by the triton backend).
+patching one model never affects another instance. It sets the same hook the
+triton backend sets through ``bindrt.model.hooks.install_hooks`` (which covers the
+stems, norms and MLPs too); this duck-typed form serves modules outside
+``bindrt.model`` and keeps the kernels package free of model imports.
 """
 
 from __future__ import annotations

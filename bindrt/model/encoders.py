@@ -8,6 +8,8 @@ Submodule names reproduce the reference state-dict keys below each
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -28,28 +30,81 @@ INIT_LOGIT_SCALE = {"text": 1 / 0.07, "audio": 20.0, "depth": 5.0, "thermal": 10
 MAX_LOGIT_SCALE = 100.0
 
 
-class RepeatToTwoFrames(nn.Module):
+#: ``embed(x, weight, stride, cls_token, pos_embed, norm_weight, norm_bias, eps) -> (B, 1 + L, D)``:
+#: the whole patch stem on the tokenizer's input (projection without bias or padding, tokens, the
+#: LayerNorm when ``norm_weight`` is not None, CLS in front, positions added).
+PatchEmbed = Callable[[Tensor, Tensor, tuple[int, ...], Tensor, Tensor, Tensor | None, Tensor | None, float], Tensor]
+
+
+def repeat_to_two_frames(x: Tensor) -> Tensor:
     """Images become two identical frames so the video stem (kernel 2 in time) applies."""
+    if x.ndim == 4:
+        x = x.unsqueeze(2)
+    if x.shape[2] == 1:
+        x = x.expand(-1, -1, 2, -1, -1)
+    return x
+
+
+def imu_windows(x: Tensor, window: int) -> Tensor:
+    """(B, C, S) -> (B, S / window, C * window): window-major tokens, channel-major inside a token."""
+    batch, channels, samples = x.shape
+    windows = x.reshape(batch, channels, samples // window, window)
+    return windows.permute(0, 2, 1, 3).reshape(batch, samples // window, channels * window)
+
+
+def _norm_cls_pos(tokens: Tensor, cls_token: Tensor, pos_embed: Tensor, norm_weight: Tensor | None,
+                  norm_bias: Tensor | None, eps: float) -> Tensor:
+    if norm_weight is not None:  # before CLS is prepended: CLS is not normalised
+        tokens = F.layer_norm(tokens, tokens.shape[-1:], norm_weight, norm_bias, eps)
+    cls = cls_token.expand(tokens.shape[0], -1, -1)
+    return torch.cat([cls, tokens], dim=1) + pos_embed
+
+
+def vision_patch_embed(x: Tensor, weight: Tensor, stride: tuple[int, ...], cls_token: Tensor, pos_embed: Tensor,
+                       norm_weight: Tensor | None, norm_bias: Tensor | None, eps: float) -> Tensor:
+    """The vision :data:`PatchEmbed`: frames repeated to two, ``Conv3d``, tokens."""
+    tokens = F.conv3d(repeat_to_two_frames(x), weight, stride=stride).flatten(2).transpose(1, 2)
+    return _norm_cls_pos(tokens, cls_token, pos_embed, norm_weight, norm_bias, eps)
+
+
+def conv_patch_embed(x: Tensor, weight: Tensor, stride: tuple[int, ...], cls_token: Tensor, pos_embed: Tensor,
+                     norm_weight: Tensor | None, norm_bias: Tensor | None, eps: float) -> Tensor:
+    """The audio, depth and thermal :data:`PatchEmbed`: ``Conv2d``, tokens."""
+    tokens = F.conv2d(x, weight, stride=stride).flatten(2).transpose(1, 2)
+    return _norm_cls_pos(tokens, cls_token, pos_embed, norm_weight, norm_bias, eps)
+
+
+def imu_patch_embed(x: Tensor, weight: Tensor, stride: tuple[int, ...], cls_token: Tensor, pos_embed: Tensor,
+                    norm_weight: Tensor | None, norm_bias: Tensor | None, eps: float) -> Tensor:
+    """The IMU :data:`PatchEmbed`: windows of ``stride[0]`` samples, ``Linear``."""
+    tokens = F.linear(imu_windows(x, stride[0]), weight)
+    return _norm_cls_pos(tokens, cls_token, pos_embed, norm_weight, norm_bias, eps)
+
+
+class RepeatToTwoFrames(nn.Module):
+    """Holds index 0 of the vision stem (the reference's ``proj.0``); the math is :func:`repeat_to_two_frames`."""
 
     def forward(self, x: Tensor) -> Tensor:
-        if x.ndim == 4:
-            x = x.unsqueeze(2)
-        if x.shape[2] == 1:
-            x = x.expand(-1, -1, 2, -1, -1)
-        return x
+        return repeat_to_two_frames(x)
 
 
 class PatchStem(nn.Module):
-    def __init__(self, proj: nn.Module, norm_dim: int | None) -> None:
+    """The stem's parameters under the reference names; the tokenizer's ``embed`` applies them.
+
+    ``proj`` is a bias-free convolution or linear layer (vision: behind a parameterless frame
+    repeat, ``proj.1``); ``stride`` is its stride (IMU: the window length).
+    """
+
+    def __init__(self, proj: nn.Module, norm_dim: int | None, stride: tuple[int, ...]) -> None:
         super().__init__()
         self.proj = proj
         self.norm_layer = nn.LayerNorm(norm_dim, eps=1e-5) if norm_dim else None
+        self.stride = stride
 
-    def forward(self, x: Tensor) -> Tensor:
-        x = self.proj(x)
-        if x.ndim > 3:  # convolution output (B, D, ...) -> tokens (B, L, D)
-            x = x.flatten(2).transpose(1, 2)
-        return self.norm_layer(x) if self.norm_layer is not None else x
+    @property
+    def weight(self) -> Tensor:
+        proj = self.proj[-1] if isinstance(self.proj, nn.Sequential) else self.proj
+        return proj.weight
 
 
 class PositionEmbedding(nn.Module):
@@ -59,9 +114,12 @@ class PositionEmbedding(nn.Module):
 
 
 class PatchTokenizer(nn.Module):
-    """Stem tokens, a learned CLS token in front, learned positions added."""
+    """Stem tokens, a learned CLS token in front, learned positions added: all in the ``embed`` hook."""
 
-    def __init__(self, stem_name: str, stem: PatchStem, dim: int, num_patches: int, pos_on_helper: bool = True) -> None:
+    HOOKS: ClassVar[tuple[str, ...]] = ("embed",)
+
+    def __init__(self, stem_name: str, stem: PatchStem, dim: int, num_patches: int, embed: PatchEmbed,
+                 pos_on_helper: bool = True) -> None:
         super().__init__()
         self.stem_name = stem_name
         self.add_module(stem_name, stem)
@@ -70,6 +128,7 @@ class PatchTokenizer(nn.Module):
             self.pos_embedding_helper = PositionEmbedding(num_patches + 1, dim)
         else:  # the IMU preprocessor holds pos_embed itself
             self.pos_embed = nn.Parameter(torch.empty(1, num_patches + 1, dim))
+        self.embed: PatchEmbed = embed
 
     @property
     def stem(self) -> PatchStem:
@@ -80,21 +139,11 @@ class PatchTokenizer(nn.Module):
         helper = getattr(self, "pos_embedding_helper", None)
         return helper.pos_embed if helper is not None else self.pos_embed
 
-    def patchify(self, x: Tensor) -> Tensor:
-        return x
-
     def forward(self, x: Tensor) -> Tensor:
-        tokens = self.stem(self.patchify(x))
-        cls = self.cls_token.expand(tokens.shape[0], -1, -1)
-        return torch.cat([cls, tokens], dim=1) + self.position
-
-
-class ImuTokenizer(PatchTokenizer):
-    def patchify(self, x: Tensor) -> Tensor:
-        # (B, 6, 2000) -> (B, 250, 48): window-major tokens, channel-major inside a token.
-        batch = x.shape[0]
-        windows = x.reshape(batch, IMU_CHANNELS, IMU_SAMPLES // IMU_WINDOW, IMU_WINDOW)
-        return windows.permute(0, 2, 1, 3).reshape(batch, IMU_SAMPLES // IMU_WINDOW, IMU_CHANNELS * IMU_WINDOW)
+        stem = self.stem
+        norm = stem.norm_layer
+        nw, nb, eps = (norm.weight, norm.bias, norm.eps) if norm is not None else (None, None, 1e-5)
+        return self.embed(x, stem.weight, stem.stride, self.cls_token, self.position, nw, nb, eps)
 
 
 class TextTokenizer(nn.Module):
@@ -148,25 +197,27 @@ class LogitScale(nn.Module):
         return torch.clip(self.log_logit_scale.exp(), max=MAX_LOGIT_SCALE) * x
 
 
-def _conv_stem(in_ch: int, dim: int, kernel: int, stride: int) -> PatchStem:
-    return PatchStem(nn.Conv2d(in_ch, dim, kernel_size=kernel, stride=stride, bias=False), norm_dim=dim)
+def _conv_tokenizer(stem_name: str, dim: int, kernel: int, stride: int, num_patches: int) -> PatchTokenizer:
+    conv = nn.Conv2d(1, dim, kernel_size=kernel, stride=stride, bias=False)
+    return PatchTokenizer(stem_name, PatchStem(conv, dim, (stride, stride)), dim, num_patches, conv_patch_embed)
 
 
 def build_tokenizer(modality: str, dim: int) -> nn.Module:
     if modality == "vision":
-        proj = nn.Sequential(RepeatToTwoFrames(), nn.Conv3d(3, dim, kernel_size=(2, 14, 14), stride=(2, 14, 14), bias=False))
-        return PatchTokenizer("rgbt_stem", PatchStem(proj, norm_dim=None), dim, 256)
+        kernel = (2, 14, 14)
+        proj = nn.Sequential(RepeatToTwoFrames(), nn.Conv3d(3, dim, kernel_size=kernel, stride=kernel, bias=False))
+        return PatchTokenizer("rgbt_stem", PatchStem(proj, None, kernel), dim, 256, vision_patch_embed)
     if modality == "text":
         return TextTokenizer(dim)
     if modality == "audio":  # 128 mel x 204 frames, kernel 16 stride 10 -> 12 x 19
-        return PatchTokenizer("rgbt_stem", _conv_stem(1, dim, 16, 10), dim, 12 * 19)
+        return _conv_tokenizer("rgbt_stem", dim, 16, 10, 12 * 19)
     if modality == "depth":
-        return PatchTokenizer("depth_stem", _conv_stem(1, dim, 16, 16), dim, 196)
+        return _conv_tokenizer("depth_stem", dim, 16, 16, 196)
     if modality == "thermal":
-        return PatchTokenizer("rgbt_stem", _conv_stem(1, dim, 16, 16), dim, 196)
+        return _conv_tokenizer("rgbt_stem", dim, 16, 16, 196)
     if modality == "imu":
-        stem = PatchStem(nn.Linear(IMU_CHANNELS * IMU_WINDOW, dim, bias=False), norm_dim=dim)
-        return ImuTokenizer("imu_stem", stem, dim, IMU_SAMPLES // IMU_WINDOW, pos_on_helper=False)
+        stem = PatchStem(nn.Linear(IMU_CHANNELS * IMU_WINDOW, dim, bias=False), dim, (IMU_WINDOW,))
+        return PatchTokenizer("imu_stem", stem, dim, IMU_SAMPLES // IMU_WINDOW, imu_patch_embed, pos_on_helper=False)
     raise UnknownModalityError(f"unknown modality {modality!r}; expected one of {', '.join(MODALITIES)}")
 
 

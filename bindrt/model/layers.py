@@ -4,22 +4,32 @@ Attention keeps ``torch.nn.MultiheadAttention``'s packed parameters
 (``in_proj_weight``, ``in_proj_bias``, ``bias_k``, ``bias_v``, ``out_proj``) so
 reference checkpoints load unchanged, but splits the math into a projection and
 a swappable ``core``: the Triton backend replaces ``core`` with a fused kernel
-that reads the packed projection output directly.
+that reads the packed projection output directly. Blocks and MLPs expose their
+LayerNorms, residual add + LayerNorm and first layer + GELU the same way (hooks,
+see :mod:`bindrt.model.hooks`); the defaults here are the reference math.
 """
 
 from __future__ import annotations
 
-from typing import Callable, Optional
+from collections.abc import Callable
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-AttentionCore = Callable[[Tensor, Optional[Tensor], Optional[Tensor], int, bool], Tensor]
+#: ``core(qkv, bias_k, bias_v, num_heads, causal) -> out``: packed (B, N, 3D) projection -> (B, N, D).
+AttentionCore = Callable[[Tensor, Tensor | None, Tensor | None, int, bool], Tensor]
+#: ``norm(x, weight, bias, eps) -> LayerNorm(x)`` over the last dim.
+Norm = Callable[[Tensor, Tensor | None, Tensor | None, float], Tensor]
+#: ``add_norm(x, update, weight, bias, eps) -> (x + update, LayerNorm(x + update))``.
+AddNorm = Callable[[Tensor, Tensor, Tensor | None, Tensor | None, float], tuple[Tensor, Tensor]]
+#: ``linear_gelu(x, weight, bias) -> gelu_erf(x @ weight.T + bias)``: the MLP's first layer and activation.
+LinearGelu = Callable[[Tensor, Tensor, Tensor | None], Tensor]
 
 
-def multihead_attention(q: Tensor, k: Tensor, v: Tensor, bias_k: Optional[Tensor], bias_v: Optional[Tensor],
-                        num_heads: int, causal: bool = False, key_limit: Optional[Tensor] = None) -> Tensor:
+def multihead_attention(q: Tensor, k: Tensor, v: Tensor, bias_k: Tensor | None, bias_v: Tensor | None,
+                        num_heads: int, causal: bool = False, key_limit: Tensor | None = None) -> Tensor:
     """MultiheadAttention math on projected (B, Nq, D) queries and (B, Nk, D) keys/values; returns (B, Nq, D).
 
     bias_k/bias_v (1, 1, D) are appended as one extra key/value at the end of the
@@ -41,13 +51,32 @@ def multihead_attention(q: Tensor, k: Tensor, v: Tensor, bias_k: Optional[Tensor
     return out.transpose(1, 2).reshape(batch, q_len, dim)
 
 
-def sdpa_attention(qkv: Tensor, bias_k: Optional[Tensor], bias_v: Optional[Tensor], num_heads: int, causal: bool) -> Tensor:
+def sdpa_attention(qkv: Tensor, bias_k: Tensor | None, bias_v: Tensor | None, num_heads: int, causal: bool) -> Tensor:
     """The default attention core: :func:`multihead_attention` on a packed (B, N, 3D) projection."""
     q, k, v = qkv.split(qkv.shape[-1] // 3, dim=-1)
     return multihead_attention(q, k, v, bias_k, bias_v, num_heads, causal)
 
 
+def layer_norm(x: Tensor, weight: Tensor | None, bias: Tensor | None, eps: float) -> Tensor:
+    """The default :data:`Norm`: what ``nn.LayerNorm(D, eps)`` computes."""
+    return F.layer_norm(x, x.shape[-1:], weight, bias, eps)
+
+
+def add_layer_norm(x: Tensor, update: Tensor, weight: Tensor | None, bias: Tensor | None,
+                   eps: float) -> tuple[Tensor, Tensor]:
+    """The default :data:`AddNorm`: the residual sum and its LayerNorm, in the reference's order."""
+    x = x + update
+    return x, F.layer_norm(x, x.shape[-1:], weight, bias, eps)
+
+
+def linear_gelu(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+    """The default :data:`LinearGelu`: ``nn.Linear`` (bias in the GEMM) then exact GELU."""
+    return F.gelu(F.linear(x, weight, bias))
+
+
 class Attention(nn.Module):
+    HOOKS: ClassVar[tuple[str, ...]] = ("core",)
+
     def __init__(self, dim: int, num_heads: int, bias_kv: bool) -> None:
         super().__init__()
         self.num_heads = num_heads
@@ -70,7 +99,7 @@ class Attention(nn.Module):
         qkv = F.linear(x, self.in_proj_weight, self.in_proj_bias)
         return self.out_proj(self.core(qkv, self.bias_k, self.bias_v, self.num_heads, causal))
 
-    def forward_query(self, x: Tensor, query: Tensor, key_limit: Optional[Tensor] = None) -> Tensor:
+    def forward_query(self, x: Tensor, query: Tensor, key_limit: Tensor | None = None) -> Tensor:
         """Attention output for one query row per item, (B, 1, D), with keys and values from all of ``x``.
 
         ``query`` (B, 1, D) is one (normed) row of ``x``; ``key_limit`` (B,) is its position when the
@@ -84,18 +113,22 @@ class Attention(nn.Module):
 
 
 class Mlp(nn.Module):
+    HOOKS: ClassVar[tuple[str, ...]] = ("linear_gelu",)
+
     def __init__(self, dim: int, hidden: int) -> None:
         super().__init__()
         self.fc1 = nn.Linear(dim, hidden)
-        self.act = nn.GELU()
+        self.linear_gelu: LinearGelu = linear_gelu
         self.fc2 = nn.Linear(hidden, dim)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.fc2(self.act(self.fc1(x)))
+        return self.fc2(self.linear_gelu(x, self.fc1.weight, self.fc1.bias))
 
 
 class Block(nn.Module):
     """Pre-norm block; drop path and layer scale of the reference are inactive at inference."""
+
+    HOOKS: ClassVar[tuple[str, ...]] = ("norm", "add_norm")
 
     def __init__(self, dim: int, num_heads: int, bias_kv: bool) -> None:
         super().__init__()
@@ -103,26 +136,31 @@ class Block(nn.Module):
         self.attn = Attention(dim, num_heads, bias_kv)
         self.norm_2 = nn.LayerNorm(dim, eps=1e-6)
         self.mlp = Mlp(dim, 4 * dim)
+        self.norm: Norm = layer_norm  # applies norm_1's parameters
+        self.add_norm: AddNorm = add_layer_norm  # the attention residual, then norm_2's parameters
 
     def forward(self, x: Tensor, causal: bool = False) -> Tensor:
-        x = x + self.attn(self.norm_1(x), causal)
-        return x + self.mlp(self.norm_2(x))
+        n1, n2 = self.norm_1, self.norm_2
+        update = self.attn(self.norm(x, n1.weight, n1.bias, n1.eps), causal)
+        x, h = self.add_norm(x, update, n2.weight, n2.bias, n2.eps)
+        return x + self.mlp(h)
 
-    def forward_token(self, x: Tensor, index: Optional[Tensor], causal: bool = False) -> Tensor:
+    def forward_token(self, x: Tensor, index: Tensor | None, causal: bool = False) -> Tensor:
         """This block's output row at ``index`` (B,) (None: token 0) only, (B, D); equal to ``forward(x)[rows, index]``.
 
         Every other operation of a block is row-wise, so only attention needs the other rows
         (as keys and values).
         """
-        h = self.norm_1(x)
+        n1, n2 = self.norm_1, self.norm_2
+        h = self.norm(x, n1.weight, n1.bias, n1.eps)
         if index is None:
             x_row, h_row = x[:, :1], h[:, :1]
         else:
             rows = torch.arange(x.shape[0], device=x.device)
             x_row, h_row = x[rows, index].unsqueeze(1), h[rows, index].unsqueeze(1)
-        y = x_row + self.attn.forward_query(h, h_row, index if causal else None)
-        y = y + self.mlp(self.norm_2(y))
-        return y[:, 0]
+        y, h_row = self.add_norm(x_row, self.attn.forward_query(h, h_row, index if causal else None),
+                                 n2.weight, n2.bias, n2.eps)
+        return (y + self.mlp(h_row))[:, 0]
 
 
 class Trunk(nn.Module):
@@ -140,7 +178,7 @@ class Trunk(nn.Module):
             x = block(x, self.causal)
         return x
 
-    def forward_token(self, x: Tensor, index: Optional[Tensor] = None) -> Tensor:
+    def forward_token(self, x: Tensor, index: Tensor | None = None) -> Tensor:
         """The output row at ``index`` (None: token 0), (B, D), computing the last block for that row only."""
         if self.pre_transformer_layer is not None:
             x = self.pre_transformer_layer(x)

@@ -1,12 +1,13 @@
 """The ``triton`` backend: the torch encoders with bindrt's Triton kernels swapped in.
 
-Swaps, per encoder: the attention core (fused attention on the packed
-projection, bias_kv folded in), the patch stem (GEMM + LayerNorm + CLS + position
-in one pass), and each block's LayerNorms / residual adds / bias+GELU. On CUDA,
+Swaps, per encoder, through the model's hooks (:mod:`bindrt.model.hooks`): the
+attention core (fused attention on the packed projection, bias_kv folded in), the
+patch stem (GEMM + LayerNorm + CLS + position in one pass), and each block's
+LayerNorm, residual add + LayerNorm and bias + GELU. On CUDA,
 ``cuda_graphs=True`` captures fixed batch buckets as CUDA graphs so small batches
 pay one launch instead of hundreds. It is opt-in: on an H200 (Triton 3.6) graph
 replays disagreed with eager now and then while the same kernels without a graph
-did not (benchmarks/results/2026-11-28-NVIDIA-H200/README.md).
+did not (benchmarks/results/2026-11-28-nvidia-h200/kernels/README.md).
 
 Without a CUDA device the kernels cannot run natively: the backend then either
 runs them through Triton's CPU interpreter (``interpret=True``; slow, for tests),
@@ -17,17 +18,24 @@ the default), or refuses (``fallback=False``).
 from __future__ import annotations
 
 import os
-import types
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
+# lazy: the kernel modules (and triton) load on first use, after _prepare_kernels
+from bindrt import kernels
 from bindrt.errors import BackendError
-from bindrt.model.encoders import ImuTokenizer, ModalityEncoder, PatchTokenizer
-from bindrt.model.layers import Block
+from bindrt.model.encoders import (
+    ModalityEncoder,
+    conv_patch_embed,
+    imu_patch_embed,
+    vision_patch_embed,
+)
+from bindrt.model.hooks import install_hooks
+from bindrt.model.layers import add_layer_norm, layer_norm, linear_gelu, sdpa_attention
 from bindrt.runtime.base import ModelSource
 from bindrt.runtime.torch_backend import TorchBackend, load_encoders
 
@@ -45,8 +53,6 @@ def _prepare_kernels(device: str, interpret: bool, fallback: bool) -> str | None
         if device != "cpu":
             raise BackendError("interpret=True runs Triton's CPU interpreter; use device='cpu' with it")
         os.environ.setdefault("TRITON_INTERPRET", "1")
-    from bindrt import kernels
-
     if interpret and not kernels.interpreting():
         raise BackendError("interpret=True but TRITON_INTERPRET is set to a false value in the environment")
     ok, reason = kernels.available()
@@ -68,39 +74,30 @@ def _prepare_kernels(device: str, interpret: bool, fallback: bool) -> str | None
     return why
 
 
-def _fused_patch_forward(tok: PatchTokenizer, modality: str):
-    from bindrt import kernels
-
-    stem = tok.stem
-    norm = stem.norm_layer
-    nw, nb, eps = (norm.weight, norm.bias, norm.eps) if norm is not None else (None, None, 1e-5)
-    original = tok.forward
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        pos = self.position
-        if modality == "vision":
-            if x.ndim != 4:  # real two-frame clips use the full 3-D kernel in torch
-                return original(x)
-            return kernels.patch_embed_vision(x, stem.proj[1].weight, self.cls_token, pos)
-        if isinstance(self, ImuTokenizer):
-            return kernels.patch_embed_imu(x, stem.proj.weight, self.cls_token, pos, nw, nb, eps)
-        conv = stem.proj
-        return kernels.patch_embed_conv(x, conv.weight, self.cls_token, pos, nw, nb, eps, conv.stride)
-
-    return types.MethodType(forward, tok)
+def _vision_embed(x, weight, stride, cls_token, pos_embed, norm_weight, norm_bias, eps):
+    """Images through the fused kernel; real two-frame clips stay on the torch reference."""
+    if x.ndim != 4 or tuple(stride) != tuple(weight.shape[2:]):
+        return vision_patch_embed(x, weight, stride, cls_token, pos_embed, norm_weight, norm_bias, eps)
+    return kernels.patch_embed_vision(x, weight, cls_token, pos_embed, norm_weight, norm_bias, eps)
 
 
-def _fused_block_forward(block: Block):
-    from bindrt import kernels
+def _conv_embed(x, weight, stride, cls_token, pos_embed, norm_weight, norm_bias, eps):
+    return kernels.patch_embed_conv(x, weight, cls_token, pos_embed, norm_weight, norm_bias, eps, stride)
 
-    n1, n2, fc1, fc2 = block.norm_1, block.norm_2, block.mlp.fc1, block.mlp.fc2
 
-    def forward(self, x: torch.Tensor, causal: bool = False) -> torch.Tensor:
-        h = kernels.layer_norm(x, n1.weight, n1.bias, n1.eps)
-        x, h = kernels.add_layer_norm(self.attn(h, causal), x, n2.weight, n2.bias, n2.eps)
-        return x + fc2(kernels.bias_gelu(F.linear(h, fc1.weight), fc1.bias))
+def _imu_embed(x, weight, stride, cls_token, pos_embed, norm_weight, norm_bias, eps):
+    (window,) = stride
+    return kernels.patch_embed_imu(x, weight, cls_token, pos_embed, norm_weight, norm_bias, eps, window)
 
-    return types.MethodType(forward, block)
+
+def kernel_hooks(fusion: str) -> dict[Callable, Callable]:
+    """The model's reference hook implementations that ``fusion`` replaces, mapped to kernel-backed ones."""
+    return {
+        "attention": {sdpa_attention: kernels.fused_attention},
+        "patch_embed": {vision_patch_embed: _vision_embed, conv_patch_embed: _conv_embed, imu_patch_embed: _imu_embed},
+        "norms": {layer_norm: kernels.layer_norm, add_layer_norm: kernels.add_layer_norm,
+                  linear_gelu: kernels.linear_gelu},
+    }[fusion]
 
 
 def capture_cuda_graph(fn, static_in: torch.Tensor) -> tuple[torch.cuda.CUDAGraph, Any]:
@@ -123,20 +120,12 @@ def capture_cuda_graph(fn, static_in: torch.Tensor) -> tuple[torch.cuda.CUDAGrap
 
 
 def patch_with_kernels(encoder: ModalityEncoder, fusions: tuple[str, ...] = FUSIONS) -> dict[str, int]:
-    """Swap kernels into one encoder in place; returns how many modules each fusion replaced."""
-    from bindrt import kernels
+    """Swap kernels into one encoder's hooks in place; per fusion, how many places it went into.
 
-    counts = {f: 0 for f in fusions}
-    if "attention" in fusions:
-        counts["attention"] = kernels.patch_encoder(encoder)
-    if "patch_embed" in fusions and isinstance(encoder.preprocessor, PatchTokenizer):
-        encoder.preprocessor.forward = _fused_patch_forward(encoder.preprocessor, encoder.modality)
-        counts["patch_embed"] = 1
-    if "norms" in fusions:
-        for block in encoder.trunk.blocks:
-            block.forward = _fused_block_forward(block)
-            counts["norms"] += 1
-    return counts
+    A place is an attention layer, a patch stem, or a block (its LayerNorm, residual add +
+    LayerNorm and bias + GELU): the most hooks any one replaced function was installed in.
+    """
+    return {f: max(install_hooks(encoder, kernel_hooks(f)).values(), default=0) for f in fusions}
 
 
 class TritonBackend(TorchBackend):
@@ -149,6 +138,9 @@ class TritonBackend(TorchBackend):
         self.kernels_off_reason = kernels_off_reason
         self.fusion_counts: dict[str, dict[str, int]] = {}
         if kernels_off_reason is None:
+            if "attention" in fusions:  # unsupported head dims fail here, not at the first call
+                for m in self.encoders:
+                    kernels.head_dim_parts(config.head_dim(m))
             self.fusion_counts = {m: patch_with_kernels(e, fusions) for m, e in self.encoders.items()}
         self.buckets = tuple(sorted(set(buckets)))
         self.use_graphs = cuda_graphs and kernels_off_reason is None and self.torch_device.type == "cuda"

@@ -186,19 +186,23 @@ def test_kernels_compile_for_hopper_without_a_gpu():
 @pytest.mark.parametrize(
     "script,extra",
     [
-        ("bench_attention.py", ["--modalities", "audio", "--sweep"]),
-        ("bench_patch_embed.py", ["--modalities", "audio"]),
+        ("bench_attention", ["--modalities", "audio", "--sweep"]),
+        ("bench_patch_embed", ["--modalities", "audio"]),
     ],
 )
 def test_benchmark_scripts_smoke(tmp_path, script, extra):
-    """The GPU benchmarks stay runnable: --smoke (tiny shapes, interpreter on CPU) writes JSON + Markdown."""
+    """The GPU benchmarks stay runnable: --smoke (tiny shapes, interpreter on CPU) writes JSON + Markdown, with the
+    machine record (CPU flags or GPU, versions, date) every benchmark carries."""
     out = tmp_path / "bench"
-    cmd = [sys.executable, str(REPO / "benchmarks" / "kernels" / script), str(out), "--smoke", "--batches", "1",
+    cmd = [sys.executable, "-m", f"benchmarks.kernels.{script}", str(out), "--smoke", "--batches", "1",
            "--dtypes", "fp32", "--no-compile", *extra]
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    r = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, (r.stdout[-2000:], r.stderr[-3000:])
     payload = json.loads(out.with_suffix(".json").read_text())
-    assert payload["environment"]["torch"] == torch.__version__
+    env, machine = payload["environment"], payload["environment"]["machine"]
+    assert env["torch"] == torch.__version__ and env["date_utc"] == machine["date"]
+    assert {"date", "cpu", "cpu_flags", "cpu_cores", "versions"} <= set(machine)
+    assert machine["cpu_flags"] or machine.get("gpu"), machine
     ok = [x for x in payload["results"] if x["impl"] == "bindrt-triton" and x["status"] == "ok"]
     assert ok and all(x["max_rel_err"] < 1e-4 for x in ok)
     md = out.with_suffix(".md").read_text()

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from bindrt.errors import BackendError, InputError
-from bindrt.kernels import add_layer_norm, bias_gelu, layer_norm
+from bindrt.kernels import add_layer_norm, bias_gelu, layer_norm, linear_gelu
 from kernel_refs import INTERPRET, assert_close, case_param, randn
 
 FP32, FP16, BF16 = torch.float32, torch.float16, torch.bfloat16
@@ -109,6 +109,12 @@ def test_bias_gelu_non_contiguous():
     b = randn(128, seed=2)[1::2]
     out = bias_gelu(x, b)
     assert_close(out, F.gelu(x.double() + b.double()), FP32, "strided gelu")
+
+
+def test_linear_gelu_matches_the_mlp_hook_signature():
+    x, w, b = randn(2, 9, 24, seed=1), randn(96, 24, seed=2, scale=0.2), randn(96, seed=3)
+    ref = F.gelu(F.linear(x.double(), w.double(), b.double()))
+    assert_close(linear_gelu(x, w, b), ref, FP32, "linear_gelu")
 
 
 def test_rejects_bad_inputs():

@@ -39,6 +39,17 @@ def test_all_kernels_are_swapped_in(backends):
         assert counts["patch_embed"] == (0 if modality == "text" else 1), modality
 
 
+def test_kernels_go_in_through_the_hooks_only(backends):
+    from bindrt.model.hooks import hook_sites
+    from bindrt.runtime.triton_backend import FUSIONS, kernel_hooks
+
+    kernel_fns = {fn for fusion in FUSIONS for fn in kernel_hooks(fusion).values()}
+    for modality, encoder in backends[0].backend.encoders.items():
+        assert not [name for name, m in encoder.named_modules() if "forward" in vars(m)], modality
+        sites = list(hook_sites(encoder))
+        assert sites and all(getattr(m, name) in kernel_fns for m, name in sites), modality
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", KINDS)
 def test_golden_model_matches_torch_backend(backends, golden, kind):
