@@ -21,13 +21,23 @@ from typing import Any, Callable
 
 from bindrt.bench import machine_info, machine_summary, versions_summary
 
-__all__ = ["RESULTS", "machine_info", "machine_summary", "machine_slug", "results_dir", "free_name",
-           "versions_summary", "write_report"]
+__all__ = [
+    "RESULTS",
+    "machine_info",
+    "machine_summary",
+    "machine_slug",
+    "results_dir",
+    "free_name",
+    "versions_summary",
+    "write_report",
+]
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
 #: Words that name no particular part (vendor marks, "CPU", tiers): left out of the slug.
-_NOISE = re.compile(r"\((r|tm)\)|\b(intel|amd|cpu|processor|platinum|gold|silver|bronze|\d+-core|with radeon graphics)\b")
+_NOISE = re.compile(
+    r"\((r|tm)\)|\b(intel|amd|cpu|processor|platinum|gold|silver|bronze|\d+-core|with radeon graphics)\b"
+)
 
 
 def machine_slug(info: dict[str, Any], gpu: bool = False) -> str:
@@ -59,8 +69,7 @@ def free_name(directory: Path, name: str, suffixes: tuple[str, ...] = ("",)) -> 
     return candidate
 
 
-def write_report(report: dict, markdown: Callable[[dict], str], out: "str | Path | None", suite: str,
-                 tag: str) -> Path:
+def write_report(report: dict, markdown: Callable[[dict], str], out: "str | Path | None", suite: str, tag: str) -> Path:
     """``<out>/<date>-<tag>.json`` and ``.md`` (``<date>-<tag>-2`` ... on a rerun); returns the stem's path.
 
     ``report["machine"]`` is the run's :func:`machine_info`: it names the default ``out``

@@ -4,8 +4,8 @@
 imports torch (the ONNX Runtime and TensorRT paths run without it).
 """
 
-from bindrt.errors import *  # noqa: F401,F403  (the one error hierarchy)
 from bindrt.config import MODALITIES, PRESETS, ImageBindConfig
+from bindrt.errors import *  # noqa: F401,F403  (the one error hierarchy)
 from bindrt.runtime import load, similarity
 
 __version__ = "0.1.0"

@@ -77,7 +77,15 @@ def bench_bundle(
     baseline: dict[tuple[str, int], tuple[float, np.ndarray]] = {}
     for index, (name, precision) in enumerate(specs):
         extra = (options or {}).get(f"{name}:{precision}", (options or {}).get(name, {}))
-        with bindrt.load(bundle, name, device=device, precision=precision, modalities=modalities, batch_size=max(batch_sizes), **extra) as model:
+        with bindrt.load(
+            bundle,
+            name,
+            device=device,
+            precision=precision,
+            modalities=modalities,
+            batch_size=max(batch_sizes),
+            **extra,
+        ) as model:
             for kind in kinds:
                 for batch in batch_sizes:
                     x = random_batch(kind, batch, seed=batch, clips=clips)
@@ -85,7 +93,10 @@ def bench_bundle(
                     times = time_call(lambda: model.encode(kind, x), warmup=warmup, repeats=repeats)
                     median = statistics.median(times)
                     row = BenchRow(
-                        backend=name, precision=precision, kind=kind, batch=batch,
+                        backend=name,
+                        precision=precision,
+                        kind=kind,
+                        batch=batch,
                         median_ms=median * 1e3,
                         p10_ms=float(np.percentile(times, 10)) * 1e3,
                         p90_ms=float(np.percentile(times, 90)) * 1e3,
@@ -104,8 +115,9 @@ def bench_bundle(
     return rows
 
 
-def check_bench_settings(specs: list[tuple[str, str]], kinds: list[str], batch_sizes: list[int], repeats: int,
-                         warmup: int) -> None:
+def check_bench_settings(
+    specs: list[tuple[str, str]], kinds: list[str], batch_sizes: list[int], repeats: int, warmup: int
+) -> None:
     """Reject settings that cannot give a measurement before any backend is loaded."""
     from bindrt.errors import ConfigError, UnknownModalityError
     from bindrt.runtime import BACKENDS
@@ -135,8 +147,20 @@ def min_row_cosine(a: np.ndarray, b: np.ndarray) -> float:
 
 #: Instruction-set flags that decide which CPU kernels run (ONNX Runtime's MLAS, oneDNN, torch):
 #: recorded so a figure is only compared with figures from a CPU that runs the same kernels.
-CPU_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "avx512_fp16", "amx_tile", "amx_int8",
-             "amx_bf16", "asimd", "sve")
+CPU_FLAGS = (
+    "avx2",
+    "fma",
+    "avx512f",
+    "avx512_vnni",
+    "avx_vnni",
+    "avx512_bf16",
+    "avx512_fp16",
+    "amx_tile",
+    "amx_int8",
+    "amx_bf16",
+    "asimd",
+    "sve",
+)
 
 
 def machine_info() -> dict[str, Any]:
@@ -154,8 +178,9 @@ def machine_info() -> dict[str, Any]:
         "cpu": model,
         "cpu_flags": [f for f in CPU_FLAGS if f in flags],
         "cpu_cores": os.cpu_count(),
-        "versions": producer_versions("numpy", "torch", "onnx", "onnxruntime", "onnxscript", "openvino", "triton",
-                                      "tensorrt"),
+        "versions": producer_versions(
+            "numpy", "torch", "onnx", "onnxruntime", "onnxscript", "openvino", "triton", "tensorrt"
+        ),
     }
     if hasattr(os, "sched_getaffinity"):
         info["affinity_cores"] = len(os.sched_getaffinity(0))
@@ -195,9 +220,14 @@ def _nvidia_smi() -> dict[str, Any]:
     """The first GPU as nvidia-smi names it (``gpu``: name, driver, memory) and its clock and power limits."""
     try:
         out = subprocess.run(
-            ["nvidia-smi", "--query-gpu=name,driver_version,memory.total,clocks.max.sm,power.limit",
-             "--format=csv,noheader"],
-            capture_output=True, text=True, timeout=10,
+            [
+                "nvidia-smi",
+                "--query-gpu=name,driver_version,memory.total,clocks.max.sm,power.limit",
+                "--format=csv,noheader",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=10,
         )
     except (OSError, subprocess.TimeoutExpired):
         return {}
@@ -223,7 +253,9 @@ def rows_to_markdown(rows: list[BenchRow]) -> str:
     return head + body
 
 
-def write_results(rows: list[BenchRow], out_dir: "str | os.PathLike[str]", name: str, extra: dict[str, Any] | None = None) -> tuple[Path, Path]:
+def write_results(
+    rows: list[BenchRow], out_dir: "str | os.PathLike[str]", name: str, extra: dict[str, Any] | None = None
+) -> tuple[Path, Path]:
     """Write ``<out_dir>/<date>-<name>.json`` and ``.md`` with the machine description."""
     from bindrt.fileio import atomic_write_bytes
 
@@ -234,7 +266,9 @@ def write_results(rows: list[BenchRow], out_dir: "str | os.PathLike[str]", name:
     payload = {"machine": info, **(extra or {}), "rows": [asdict(r) for r in rows]}
     json_path, md_path = out / f"{stem}.json", out / f"{stem}.md"
     atomic_write_bytes(json_path, (json.dumps(payload, indent=1) + "\n").encode())
-    md = (f"# {name}\n\n- date: {info['date']}\n- machine: {machine_summary(info)}\n- versions: {versions_summary(info)}\n\n"
-          f"{rows_to_markdown(rows)}")
+    md = (
+        f"# {name}\n\n- date: {info['date']}\n- machine: {machine_summary(info)}\n- versions: {versions_summary(info)}\n\n"
+        f"{rows_to_markdown(rows)}"
+    )
     atomic_write_bytes(md_path, md.encode())
     return json_path, md_path

@@ -59,8 +59,10 @@ def input_specs(modality: str) -> dict[str, Any]:
     """The modality's model inputs (reference layouts; batch and clips are symbolic)."""
     from bindrt.layouts import INPUT_LAYOUTS, kinds_for
 
-    return {k: TensorSpec(shape=tuple(INPUT_LAYOUTS[k].symbolic_shape()), dtype=INPUT_LAYOUTS[k].dtype).to_dict()
-            for k in kinds_for(modality)}
+    return {
+        k: TensorSpec(shape=tuple(INPUT_LAYOUTS[k].symbolic_shape()), dtype=INPUT_LAYOUTS[k].dtype).to_dict()
+        for k in kinds_for(modality)
+    }
 
 
 def preprocessing_constants(modality: str) -> dict[str, Any]:
@@ -83,7 +85,9 @@ class Bundle:
         if not path.is_dir():
             raise BundleError(f"bundle {path} does not exist or is not a directory")
         if not os.path.lexists(path / MANIFEST):
-            raise BundleError(f"bundle {path} has no {MANIFEST}; expected a directory written by `bindrt convert` or `bindrt train`")
+            raise BundleError(
+                f"bundle {path} has no {MANIFEST}; expected a directory written by `bindrt convert` or `bindrt train`"
+            )
         manifest_path = _inside(path, MANIFEST)  # a manifest symlinked out of the bundle is never read
         if not manifest_path.is_file():
             raise BundleError(f"bundle {path}: {MANIFEST} is not a regular file")
@@ -328,8 +332,9 @@ def _check_finite(tensors: Mapping[str, Any], config: ImageBindConfig, modality:
                 bad.append(key)
     if bad:
         shown = ", ".join(bad[:5]) + (f", ... ({len(bad) - 5} more)" if len(bad) > 5 else "")
-        raise BundleError(f"{where}: tensor(s) {shown} hold NaN or Inf values; the weights are unusable "
-                          "(a diverged training run?)")
+        raise BundleError(
+            f"{where}: tensor(s) {shown} hold NaN or Inf values; the weights are unusable (a diverged training run?)"
+        )
 
 
 def _parameter_keys(config: ImageBindConfig, modality: str) -> set[str]:

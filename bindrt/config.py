@@ -24,7 +24,6 @@ MODALITIES: tuple[str, ...] = ("vision", "text", "audio", "depth", "thermal", "i
 MAX_FIELD = {"embed_dim": 1 << 15, "num_blocks": 1024, "num_heads": 1024}
 
 
-
 def _check(modality: str) -> str:
     if modality not in MODALITIES:
         raise UnknownModalityError(f"unknown modality {modality!r}; expected one of {', '.join(MODALITIES)}")
@@ -100,30 +99,69 @@ PRESETS: dict[str, ImageBindConfig] = {
     "imagebind_huge": ImageBindConfig(),
     # The reference's golden test model (tests/golden/config.json).
     "golden": ImageBindConfig(
-        out_embed_dim=32, vision_embed_dim=64, vision_num_blocks=2, vision_num_heads=4,
-        text_embed_dim=32, text_num_blocks=2, text_num_heads=2,
-        audio_embed_dim=32, audio_num_blocks=2, audio_num_heads=2,
-        depth_embed_dim=32, depth_num_blocks=2, depth_num_heads=2,
-        thermal_embed_dim=32, thermal_num_blocks=2, thermal_num_heads=2,
-        imu_embed_dim=32, imu_num_blocks=2, imu_num_heads=2,
+        out_embed_dim=32,
+        vision_embed_dim=64,
+        vision_num_blocks=2,
+        vision_num_heads=4,
+        text_embed_dim=32,
+        text_num_blocks=2,
+        text_num_heads=2,
+        audio_embed_dim=32,
+        audio_num_blocks=2,
+        audio_num_heads=2,
+        depth_embed_dim=32,
+        depth_num_blocks=2,
+        depth_num_heads=2,
+        thermal_embed_dim=32,
+        thermal_num_blocks=2,
+        thermal_num_heads=2,
+        imu_embed_dim=32,
+        imu_num_blocks=2,
+        imu_num_heads=2,
     ),
     # Trains on 2 CPU cores in minutes (bindrt train --preset tiny).
     "tiny": ImageBindConfig(
-        out_embed_dim=64, vision_embed_dim=64, vision_num_blocks=2, vision_num_heads=4,
-        text_embed_dim=64, text_num_blocks=2, text_num_heads=4,
-        audio_embed_dim=64, audio_num_blocks=2, audio_num_heads=4,
-        depth_embed_dim=64, depth_num_blocks=2, depth_num_heads=4,
-        thermal_embed_dim=64, thermal_num_blocks=2, thermal_num_heads=4,
-        imu_embed_dim=64, imu_num_blocks=2, imu_num_heads=4,
+        out_embed_dim=64,
+        vision_embed_dim=64,
+        vision_num_blocks=2,
+        vision_num_heads=4,
+        text_embed_dim=64,
+        text_num_blocks=2,
+        text_num_heads=4,
+        audio_embed_dim=64,
+        audio_num_blocks=2,
+        audio_num_heads=4,
+        depth_embed_dim=64,
+        depth_num_blocks=2,
+        depth_num_heads=4,
+        thermal_embed_dim=64,
+        thermal_num_blocks=2,
+        thermal_num_heads=4,
+        imu_embed_dim=64,
+        imu_num_blocks=2,
+        imu_num_heads=4,
     ),
     # A GPU-sized demo model with the huge model's head dims (80 vision, 48 depth).
     "small": ImageBindConfig(
-        out_embed_dim=256, vision_embed_dim=320, vision_num_blocks=6, vision_num_heads=4,
-        text_embed_dim=256, text_num_blocks=6, text_num_heads=4,
-        audio_embed_dim=256, audio_num_blocks=6, audio_num_heads=4,
-        depth_embed_dim=192, depth_num_blocks=6, depth_num_heads=4,
-        thermal_embed_dim=256, thermal_num_blocks=6, thermal_num_heads=4,
-        imu_embed_dim=256, imu_num_blocks=4, imu_num_heads=4,
+        out_embed_dim=256,
+        vision_embed_dim=320,
+        vision_num_blocks=6,
+        vision_num_heads=4,
+        text_embed_dim=256,
+        text_num_blocks=6,
+        text_num_heads=4,
+        audio_embed_dim=256,
+        audio_num_blocks=6,
+        audio_num_heads=4,
+        depth_embed_dim=192,
+        depth_num_blocks=6,
+        depth_num_heads=4,
+        thermal_embed_dim=256,
+        thermal_num_blocks=6,
+        thermal_num_heads=4,
+        imu_embed_dim=256,
+        imu_num_blocks=4,
+        imu_num_heads=4,
     ),
 }
 
@@ -142,7 +180,9 @@ def resolve_config(spec: "str | PathLike[str] | Mapping[str, Any] | ImageBindCon
         try:
             data = json.loads(path.read_text())
         except FileNotFoundError:
-            raise ConfigError(f"config file {path} does not exist; expected a preset name {sorted(PRESETS)} or a JSON file") from None
+            raise ConfigError(
+                f"config file {path} does not exist; expected a preset name {sorted(PRESETS)} or a JSON file"
+            ) from None
         except json.JSONDecodeError as exc:
             raise ConfigError(f"config file {path} is not valid JSON: {exc}") from None
         if not isinstance(data, dict):
@@ -151,7 +191,9 @@ def resolve_config(spec: "str | PathLike[str] | Mapping[str, Any] | ImageBindCon
     raise ConfigError(f"unknown config {text!r}; expected a preset name {sorted(PRESETS)} or a JSON file")
 
 
-def check_modalities(modalities: "list[str] | tuple[str, ...] | None", available: "tuple[str, ...] | list[str]" = MODALITIES) -> tuple[str, ...]:
+def check_modalities(
+    modalities: "list[str] | tuple[str, ...] | None", available: "tuple[str, ...] | list[str]" = MODALITIES
+) -> tuple[str, ...]:
     """Validate a user's modality selection (None = all available), keeping reference order."""
     if modalities is None:
         return tuple(m for m in MODALITIES if m in available)
@@ -163,4 +205,3 @@ def check_modalities(modalities: "list[str] | tuple[str, ...] | None", available
         if m not in available:
             raise UnknownModalityError(f"unknown modality {m!r}; expected one of {', '.join(available)}")
     return tuple(m for m in MODALITIES if m in modalities)
-

@@ -168,8 +168,10 @@ def _swap_directory(new: Path, final: Path) -> None:
         try:
             os.rename(held, final)  # put the old one back; it is the only copy
         except OSError as exc:
-            raise OutputError(f"cannot put {final} back after a failed replace ({exc.strerror or exc}); "
-                              f"the previous version is kept at {held}") from None
+            raise OutputError(
+                f"cannot put {final} back after a failed replace ({exc.strerror or exc}); "
+                f"the previous version is kept at {held}"
+            ) from None
         aside.rmdir()
         raise
     shutil.rmtree(aside, ignore_errors=True)

@@ -53,26 +53,62 @@ class InputLayout:
 _PIXELS = "CLIP-normalised pixels lie within about +-3"
 INPUT_LAYOUTS: dict[str, InputLayout] = {
     "vision": InputLayout("vision", "vision", (3, 224, 224), "float32", value_range=_PIXELS),
-    "video": InputLayout("video", "vision", (3, 2, 224, 224), "float32", multi_clip=True, default_clips=15,
-                         value_range=_PIXELS),
+    "video": InputLayout(
+        "video", "vision", (3, 2, 224, 224), "float32", multi_clip=True, default_clips=15, value_range=_PIXELS
+    ),
     "text": InputLayout("text", "text", (77,), "int64", value_range="token ids"),
-    "audio": InputLayout("audio", "audio", (1, 128, 204), "float32", multi_clip=True, default_clips=3,
-                         value_range="normalised log-mel values lie within about +-10"),
-    "depth": InputLayout("depth", "depth", (1, 224, 224), "float32", max_abs=1e6,
-                         value_range="disparity in pixels: 38.9 / depth in metres, 3.9e5 at 0.1 mm"),
+    "audio": InputLayout(
+        "audio",
+        "audio",
+        (1, 128, 204),
+        "float32",
+        multi_clip=True,
+        default_clips=3,
+        value_range="normalised log-mel values lie within about +-10",
+    ),
+    "depth": InputLayout(
+        "depth",
+        "depth",
+        (1, 224, 224),
+        "float32",
+        max_abs=1e6,
+        value_range="disparity in pixels: 38.9 / depth in metres, 3.9e5 at 0.1 mm",
+    ),
     "thermal": InputLayout("thermal", "thermal", (1, 224, 224), "float32", value_range="intensities in [0, 1]"),
-    "imu": InputLayout("imu", "imu", (6, 2000), "float32", max_abs=1e5,
-                       value_range="accelerometer m/s^2 and gyroscope rad/s; 1e5 is 10,000 g"),
+    "imu": InputLayout(
+        "imu",
+        "imu",
+        (6, 2000),
+        "float32",
+        max_abs=1e5,
+        value_range="accelerometer m/s^2 and gyroscope rad/s; 1e5 is 10,000 g",
+    ),
 }
 
 
 #: Raw-media kinds, run by graphs that preprocess in-graph (the ONNX Runtime backend with ``preprocessing=True``).
 RAW_LAYOUTS: dict[str, InputLayout] = {
-    "audio_waveform": InputLayout("audio_waveform", "audio", ("samples",), "float32", multi_clip=True, default_clips=3,
-                                  value_range="mono 16 kHz samples in [-1, 1], one row per 2 s clip",
-                                  raw=True, based_on="audio"),
-    "vision_uint8": InputLayout("vision_uint8", "vision", (224, 224, 3), "uint8", max_abs=255,
-                                value_range="RGB bytes, already resized and centre-cropped", raw=True, based_on="vision"),
+    "audio_waveform": InputLayout(
+        "audio_waveform",
+        "audio",
+        ("samples",),
+        "float32",
+        multi_clip=True,
+        default_clips=3,
+        value_range="mono 16 kHz samples in [-1, 1], one row per 2 s clip",
+        raw=True,
+        based_on="audio",
+    ),
+    "vision_uint8": InputLayout(
+        "vision_uint8",
+        "vision",
+        (224, 224, 3),
+        "uint8",
+        max_abs=255,
+        value_range="RGB bytes, already resized and centre-cropped",
+        raw=True,
+        based_on="vision",
+    ),
 }
 
 #: Input kinds users give, each routed to one encoder (video -> vision, multi-clip).

@@ -47,8 +47,9 @@ class OrtSessionOptions:
 
     def __post_init__(self) -> None:
         if self.optimization_level not in OPT_LEVELS:
-            raise ConfigError(f"unknown graph_optimization_level {self.optimization_level!r}; "
-                              f"expected one of {', '.join(OPT_LEVELS)}")
+            raise ConfigError(
+                f"unknown graph_optimization_level {self.optimization_level!r}; expected one of {', '.join(OPT_LEVELS)}"
+            )
         for name in ("intra_op_num_threads", "inter_op_num_threads"):
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
@@ -114,8 +115,10 @@ class EncodersFromSource:
 
         source = self.source
         if source.bundle is not None:
-            return {m: load_encoder(m, source.config, source.bundle.load_weights(m, verify=self.verify))
-                    for m in self.modalities}
+            return {
+                m: load_encoder(m, source.config, source.bundle.load_weights(m, verify=self.verify))
+                for m in self.modalities
+            }
         per_modality = split_state_dict(read_state_dict(source.checkpoint), source.config, self.modalities)
         return {m: load_encoder(m, source.config, per_modality[m]) for m in self.modalities}
 

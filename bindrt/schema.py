@@ -183,8 +183,10 @@ class Version(Int):
     def parse(self, value: Any, at: Loc) -> Any:
         super().parse(value, at)
         if value not in self.supported:
-            at.fail(f"unsupported version {value} of {self.of!r}; this bindrt reads version "
-                    f"{', '.join(map(str, self.supported))}; upgrade bindrt or {self.fix}")
+            at.fail(
+                f"unsupported version {value} of {self.of!r}; this bindrt reads version "
+                f"{', '.join(map(str, self.supported))}; upgrade bindrt or {self.fix}"
+            )
         return value
 
     def schema(self, defs: dict[str, Any]) -> dict[str, Any]:
@@ -194,8 +196,15 @@ class Version(Int):
 class Str(Kind):
     name = "str"
 
-    def __init__(self, *, enum: Sequence[str] = (), const: str | None = None, pattern: str | None = None,
-                 what: str | None = None, noun: str | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        enum: Sequence[str] = (),
+        const: str | None = None,
+        pattern: str | None = None,
+        what: str | None = None,
+        noun: str | None = None,
+    ) -> None:
         self.enum, self.const, self.pattern, self.what, self.noun = tuple(enum), const, pattern, what, noun
 
     def parse(self, value: Any, at: Loc) -> Any:
@@ -488,8 +497,11 @@ class Artifacts(Obj):
         return {k: v.to_dict() for k, v in value.items()}
 
     def schema(self, defs: dict[str, Any]) -> dict[str, Any]:
-        return {"type": "object", "properties": {k: c._ref(defs) for k, c in ARTIFACTS.items()},
-                "additionalProperties": Artifact._ref(defs)}
+        return {
+            "type": "object",
+            "properties": {k: c._ref(defs) for k, c in ARTIFACTS.items()},
+            "additionalProperties": Artifact._ref(defs),
+        }
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -511,8 +523,9 @@ class Validation(Record):
     failures: tuple[str, ...] = _field(ListOf(Str()))
     tolerance: Tolerance = _field(Rec(Tolerance))
     reference: str | None = _field(Str(), required=False)
-    suites: Mapping[str, Any] | None = _field(MapOf(Obj()), "per suite (random, real): batch_<n> metrics",
-                                              required=False)
+    suites: Mapping[str, Any] | None = _field(
+        MapOf(Obj()), "per suite (random, real): batch_<n> metrics", required=False
+    )
     worst: Mapping[str, float] | None = _field(MapOf(Num()), required=False)
     batch_sizes: tuple[int, ...] | None = _field(ListOf(Int(minimum=1)), required=False)
     runtime: Mapping[str, Any] | None = _field(Obj(), required=False)
@@ -589,12 +602,14 @@ class OnnxGraph(Record):
     created: str | None = _field(Str(), "ISO 8601, UTC", required=False)
     pooled_last_block: bool | None = _field(Bool(), "last block computed for the pooled token only", required=False)
     preprocessing: Mapping[str, Any] | None = _field(
-        Nullable(Obj()), "text: the tokenizer contract; raw kinds: the in-graph preprocessing; else null")
+        Nullable(Obj()), "text: the tokenizer contract; raw kinds: the in-graph preprocessing; else null"
+    )
     fp16: Fp16Summary | None = _field(Rec(Fp16Summary), required=False)
     fusions: Fusions | None = _field(Rec(Fusions), required=False)
     quantization: Quantization | None = _field(Rec(Quantization), required=False)
-    composed_from: str | None = _field(Str(), "raw kinds: the graph key the preprocessing was merged into",
-                                       required=False)
+    composed_from: str | None = _field(
+        Str(), "raw kinds: the graph key the preprocessing was merged into", required=False
+    )
     passes: tuple[str, ...] | None = _field(ListOf(Str()), required=False)
     validation: Validation | None = _field(Rec(Validation), required=False)
     seconds: float | None = _field(Num(), required=False)
@@ -637,11 +652,21 @@ class Config(Obj):
         return value.to_dict()
 
     def schema(self, defs: dict[str, Any]) -> dict[str, Any]:
-        props = {f.name: {"type": "integer", "minimum": 1,
-                          "maximum": next(v for k, v in MAX_FIELD.items() if f.name.endswith(k))}
-                 for f in dataclasses.fields(ImageBindConfig)}
-        return {"type": "object", "description": "ImageBindConfig fields (absent: imagebind_huge's); "
-                "<m>_embed_dim must be a multiple of <m>_num_heads", "properties": props, "additionalProperties": False}
+        props = {
+            f.name: {
+                "type": "integer",
+                "minimum": 1,
+                "maximum": next(v for k, v in MAX_FIELD.items() if f.name.endswith(k)),
+            }
+            for f in dataclasses.fields(ImageBindConfig)
+        }
+        return {
+            "type": "object",
+            "description": "ImageBindConfig fields (absent: imagebind_huge's); "
+            "<m>_embed_dim must be a multiple of <m>_num_heads",
+            "properties": props,
+            "additionalProperties": False,
+        }
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -651,8 +676,9 @@ class ModalityEntry(Record):
     weights: str = _field(RelPath(pattern=r"\.safetensors$", what="a .safetensors file"), "listed under files")
     inputs: Mapping[str, TensorSpec] = _field(MapOf(Rec(TensorSpec)), "input kind -> model input")
     output: TensorSpec = _field(Rec(TensorSpec))
-    preprocessing: Mapping[str, Any] | None = _field(Obj(), "the preprocessing contract, for non-Python clients",
-                                                     required=False)
+    preprocessing: Mapping[str, Any] | None = _field(
+        Obj(), "the preprocessing contract, for non-Python clients", required=False
+    )
     artifacts: Mapping[str, Artifact] | None = _field(Artifacts(), "artefact name -> record (onnx...)", required=False)
 
     @property
@@ -669,7 +695,8 @@ class Manifest(Record):
     schema_version: int = _field(Version((SCHEMA_VERSION,), of=FORMAT, fix="re-create the bundle"))
     config: ImageBindConfig = _field(Config())
     modalities: Mapping[str, ModalityEntry] = _field(
-        MapOf(Rec(ModalityEntry), keys=Str(enum=MODALITIES, noun="modality")))
+        MapOf(Rec(ModalityEntry), keys=Str(enum=MODALITIES, noun="modality"))
+    )
     files: Mapping[str, FileEntry] = _field(MapOf(Rec(FileEntry), keys=RelPath()), "bundle path -> checksum")
     producer: Mapping[str, str] | None = _field(MapOf(Str()), "package -> version", required=False)
     history: tuple[HistoryEntry, ...] | None = _field(ListOf(Rec(HistoryEntry)), required=False)
@@ -682,7 +709,8 @@ class Manifest(Record):
             for key, graph in (entry.onnx.graphs if entry.onnx else {}).items():
                 if graph.modality != name:
                     here.key("artifacts").key(ARTIFACT_KEY).key("graphs").key(key).key("modality").fail(
-                        f"{graph.modality!r} is not the modality of its entry ({name!r})")
+                        f"{graph.modality!r} is not the modality of its entry ({name!r})"
+                    )
 
 
 # ----------------------------------------------------------------------------- ONNX graph kinds (torch-free)
@@ -730,8 +758,9 @@ def onnx_section(modality_entry: Mapping[str, Any]) -> dict[str, Any] | None:
     return section if isinstance(section, dict) else None
 
 
-def onnx_graphs(modality_entry: Mapping[str, Any], where: str = MANIFEST,
-                modality: str | None = None) -> dict[str, OnnxGraph]:
+def onnx_graphs(
+    modality_entry: Mapping[str, Any], where: str = MANIFEST, modality: str | None = None
+) -> dict[str, OnnxGraph]:
     """The typed graph records of one manifest modality entry (empty when never exported)."""
     section = onnx_section(modality_entry)
     if section is None:
@@ -761,8 +790,8 @@ def json_schema() -> dict[str, Any]:
         "$id": f"urn:bindrt:manifest:{SCHEMA_VERSION}",
         "title": "bindrt bundle manifest.json",
         "description": "Generated by `python -m bindrt.schema` from bindrt/schema.py. Unknown keys are allowed "
-                       "(newer writers add optional fields); cross-field checks (weights and graph files listed under "
-                       "files, graph keys, symlinks) are the reader's.",
+        "(newer writers add optional fields); cross-field checks (weights and graph files listed under "
+        "files, graph keys, symlinks) are the reader's.",
         "$ref": "#/$defs/Manifest",
         "$defs": dict(sorted(defs.items())),
     }

@@ -21,28 +21,52 @@ VALIDATE_DESCRIPTION = (
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("export", help="export a bundle's encoders to validated ONNX graphs", description=EXPORT_DESCRIPTION)
+    p = sub.add_parser(
+        "export", help="export a bundle's encoders to validated ONNX graphs", description=EXPORT_DESCRIPTION
+    )
     p.add_argument("bundle", help="bundle directory (from `bindrt convert` or `bindrt train`)")
     p.add_argument("--modalities", help="comma-separated modalities (default: all in the bundle)")
     p.add_argument("--precision", default="fp32", help="comma-separated: fp32, fp16, int8 (default fp32)")
-    p.add_argument("--opset", type=int, default=None, help="ONNX opset (default 18; 17 up to what the installed onnx knows)")
-    p.add_argument("--with-preprocessing", action="store_true",
-                   help="also export raw-input graphs: audio from 16 kHz waveform clips (Kaldi fbank in the graph), "
-                        "vision from 224x224 uint8 RGB")
-    p.add_argument("--fused", action="store_true",
-                   help="also export ONNX Runtime 'fused' variants (com.microsoft Attention, BiasGelu; Gelu in int8) "
-                        "of the fp32 and int8 graphs")
-    p.add_argument("--int8-method", choices=("dynamic", "static"), default="dynamic",
-                   help="int8 quantization: dynamic (default, per-call activation ranges) or static QDQ calibrated on real inputs")
-    p.add_argument("--full-last-block", action="store_true",
-                   help="trace the last transformer block for every token as the reference does (default: only for "
-                        "the pooled token the head reads; same embeddings, ~1/12 less work in a 12-block tower)")
-    p.add_argument("--external-data-threshold", type=int, default=None, metavar="BYTES",
-                   help="graphs whose tensors exceed this many bytes keep them in a .data file (default ~1.8 GB)")
+    p.add_argument(
+        "--opset", type=int, default=None, help="ONNX opset (default 18; 17 up to what the installed onnx knows)"
+    )
+    p.add_argument(
+        "--with-preprocessing",
+        action="store_true",
+        help="also export raw-input graphs: audio from 16 kHz waveform clips (Kaldi fbank in the graph), "
+        "vision from 224x224 uint8 RGB",
+    )
+    p.add_argument(
+        "--fused",
+        action="store_true",
+        help="also export ONNX Runtime 'fused' variants (com.microsoft Attention, BiasGelu; Gelu in int8) "
+        "of the fp32 and int8 graphs",
+    )
+    p.add_argument(
+        "--int8-method",
+        choices=("dynamic", "static"),
+        default="dynamic",
+        help="int8 quantization: dynamic (default, per-call activation ranges) or static QDQ calibrated on real inputs",
+    )
+    p.add_argument(
+        "--full-last-block",
+        action="store_true",
+        help="trace the last transformer block for every token as the reference does (default: only for "
+        "the pooled token the head reads; same embeddings, ~1/12 less work in a 12-block tower)",
+    )
+    p.add_argument(
+        "--external-data-threshold",
+        type=int,
+        default=None,
+        metavar="BYTES",
+        help="graphs whose tensors exceed this many bytes keep them in a .data file (default ~1.8 GB)",
+    )
     p.add_argument("--json", action="store_true", help="print the graph records as JSON")
     p.set_defaults(func=run_export)
 
-    v = sub.add_parser("validate", help="re-validate a bundle's ONNX graphs against PyTorch", description=VALIDATE_DESCRIPTION)
+    v = sub.add_parser(
+        "validate", help="re-validate a bundle's ONNX graphs against PyTorch", description=VALIDATE_DESCRIPTION
+    )
     v.add_argument("bundle", help="bundle directory with exported graphs")
     v.add_argument("--modalities", help="comma-separated modalities (default: all)")
     v.add_argument("--precision", help="comma-separated precisions (default: all exported)")
@@ -69,7 +93,9 @@ def run_export(args: argparse.Namespace) -> int:
         fused=args.fused,
         int8_method=args.int8_method,
         pooled_last_block=not args.full_last_block,
-        external_data_threshold=EXTERNAL_DATA_THRESHOLD if args.external_data_threshold is None else args.external_data_threshold,
+        external_data_threshold=EXTERNAL_DATA_THRESHOLD
+        if args.external_data_threshold is None
+        else args.external_data_threshold,
         progress=lambda msg: console.print(f"[dim]{msg}[/]"),
     )
     if args.json:
@@ -92,17 +118,29 @@ def run_validate(args: argparse.Namespace) -> int:
     bundle = Bundle.open(args.bundle)
     record = not args.no_update
     if record and not is_writable_dir(bundle.path):  # checking needs no write access; only recording does
-        console.print(f"note: {bundle.path} is not writable; validating without recording the results in manifest.json",
-                      soft_wrap=True, markup=False, highlight=False)
+        console.print(
+            f"note: {bundle.path} is not writable; validating without recording the results in manifest.json",
+            soft_wrap=True,
+            markup=False,
+            highlight=False,
+        )
         record = False
-    results = validate_bundle(bundle, modalities=modality_list(args.modalities) if args.modalities else None, precisions=args.precision,
-                              update_manifest=record, raise_on_failure=False,
-                              progress=lambda msg: console.print(f"[dim]{msg}[/]"))
+    results = validate_bundle(
+        bundle,
+        modalities=modality_list(args.modalities) if args.modalities else None,
+        precisions=args.precision,
+        update_manifest=record,
+        raise_on_failure=False,
+        progress=lambda msg: console.print(f"[dim]{msg}[/]"),
+    )
     if args.json:
         print(json.dumps(results, indent=1))
     else:
-        graphs = {key: rec for m in bundle.modalities
-                  for key, rec in bundle.modality(m).get("artifacts", {}).get("onnx", {}).get("graphs", {}).items()}
+        graphs = {
+            key: rec
+            for m in bundle.modalities
+            for key, rec in bundle.modality(m).get("artifacts", {}).get("onnx", {}).get("graphs", {}).items()
+        }
         rows = {k: {**graphs.get(k.split("/", 1)[-1], {}), "validation": v} for k, v in results.items()}
         console.print(graphs_table(rows, f"validated {len(results)} graph(s) in {args.bundle}"))
     raise_failures(results)

@@ -147,7 +147,9 @@ class _Retyper:
             if target == FLOAT:
                 return name
             if name not in self.half_inits:
-                half = numpy_helper.from_array(_to_half(numpy_helper.to_array(self.inits[name])), self.fresh(name + "_fp16"))
+                half = numpy_helper.from_array(
+                    _to_half(numpy_helper.to_array(self.inits[name])), self.fresh(name + "_fp16")
+                )
                 self.new_inits.append(half)
                 self.half_inits[name] = half.name
             return self.half_inits[name]
@@ -157,7 +159,9 @@ class _Retyper:
         key = (name, target)
         if key not in self.cast_cache:
             cast_out = self.fresh(f"{name}_to_{'fp32' if target == FLOAT else 'fp16'}")
-            self.nodes.append(helper.make_node("Cast", [name], [cast_out], name=self.fresh(f"Cast_{cast_out}"), to=target))
+            self.nodes.append(
+                helper.make_node("Cast", [name], [cast_out], name=self.fresh(f"Cast_{cast_out}"), to=target)
+            )
             self.counts["casts_inserted"] += 1
             self.cast_cache[key] = cast_out
         return self.cast_cache[key]
@@ -190,7 +194,9 @@ class _Retyper:
                     for j, o in enumerate(n.input):
                         if o == vi.name:
                             n.input[j] = internal
-                self.nodes.append(helper.make_node("Cast", [internal], [vi.name], name=self.fresh("Cast_output"), to=FLOAT))
+                self.nodes.append(
+                    helper.make_node("Cast", [internal], [vi.name], name=self.fresh("Cast_output"), to=FLOAT)
+                )
                 self.counts["casts_inserted"] += 1
 
     def write_into(self, graph: onnx.GraphProto) -> None:
@@ -224,7 +230,12 @@ def _constants_to_initializers(model: onnx.ModelProto) -> onnx.ModelProto:
     keep = []
     for node in graph.node:
         value = next((a for a in node.attribute if a.name == "value"), None)
-        if node.op_type == "Constant" and node.domain in ("", "ai.onnx") and value is not None and len(node.attribute) == 1:
+        if (
+            node.op_type == "Constant"
+            and node.domain in ("", "ai.onnx")
+            and value is not None
+            and len(node.attribute) == 1
+        ):
             t = TensorProto()
             t.CopyFrom(value.t)
             t.name = node.output[0]

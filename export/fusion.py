@@ -51,8 +51,15 @@ from bindrt.model.layers import Attention
 _OP_NAMESPACE = "bindrt_export"
 
 
-def _reference_attention(x: Tensor, weight: Tensor, bias: Tensor, bias_k: Optional[Tensor], bias_v: Optional[Tensor],
-                         num_heads: int, causal: bool) -> Tensor:
+def _reference_attention(
+    x: Tensor,
+    weight: Tensor,
+    bias: Tensor,
+    bias_k: Optional[Tensor],
+    bias_v: Optional[Tensor],
+    num_heads: int,
+    causal: bool,
+) -> Tensor:
     """Eager math of the custom ops: packed projection + :func:`bindrt.model.layers.sdpa_attention`."""
     from bindrt.model.layers import sdpa_attention
 
@@ -123,13 +130,19 @@ def translation_table() -> dict[Any, Any]:
 
     formal = OpSchema.FormalParameter
     opt = OpSchema.FormalParameterOption.Optional
+
     def schema(with_past: bool) -> OpSchema:
         past = [formal("mask_index", "M", param_option=opt), formal("past", "T", param_option=opt)] if with_past else []
         return OpSchema(
-            "Attention", "com.microsoft", 1,
+            "Attention",
+            "com.microsoft",
+            1,
             inputs=[formal("input", "T"), formal("weights", "T"), formal("bias", "T"), *past],
             outputs=[formal("output", "T")] + ([formal("present", "T", param_option=opt)] if with_past else []),
-            type_constraints=[("T", ["tensor(float)", "tensor(float16)"], "float tensors"), ("M", ["tensor(int32)"], "mask")],
+            type_constraints=[
+                ("T", ["tensor(float)", "tensor(float16)"], "float tensors"),
+                ("M", ["tensor(int32)"], "mask"),
+            ],
             attributes=[
                 OpSchema.Attribute("num_heads", OpSchema.AttrType.INT, "number of heads"),
                 OpSchema.Attribute("unidirectional", OpSchema.AttrType.INT, "causal mask"),
@@ -158,7 +171,9 @@ def translation_table() -> dict[Any, Any]:
     return {ATTENTION_OP.default: attention_onnx, ATTENTION_KV_OP.default: attention_kv_onnx}
 
 
-def ort_transformer_fusions(model: onnx.ModelProto, num_heads: int, hidden_size: int) -> tuple[onnx.ModelProto, dict[str, Any]]:
+def ort_transformer_fusions(
+    model: onnx.ModelProto, num_heads: int, hidden_size: int
+) -> tuple[onnx.ModelProto, dict[str, Any]]:
     """Run onnxruntime.transformers' python fusions; returns the model and what they fused."""
     from onnxruntime.transformers import optimizer
     from onnxruntime.transformers.fusion_options import FusionOptions
@@ -170,8 +185,14 @@ def ort_transformer_fusions(model: onnx.ModelProto, num_heads: int, hidden_size:
     try:
         with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
             opt = optimizer.optimize_model(
-                model, model_type="vit", num_heads=num_heads, hidden_size=hidden_size,
-                optimization_options=options, opt_level=0, use_gpu=False, only_onnxruntime=False,
+                model,
+                model_type="vit",
+                num_heads=num_heads,
+                hidden_size=hidden_size,
+                optimization_options=options,
+                opt_level=0,
+                use_gpu=False,
+                only_onnxruntime=False,
             )
             stats = {k: int(v) for k, v in opt.get_fused_operator_statistics().items() if v}
     finally:
@@ -202,7 +223,9 @@ def split_gelu_bias(model: onnx.ModelProto) -> int:
         if node.op_type == "BiasGelu" and node.domain == "com.microsoft":
             biased = f"{node.output[0]}/biased"
             nodes.append(onnx.helper.make_node("Add", list(node.input), [biased], name=f"{node.name}/bias"))
-            nodes.append(onnx.helper.make_node("Gelu", [biased], list(node.output), name=node.name, domain="com.microsoft"))
+            nodes.append(
+                onnx.helper.make_node("Gelu", [biased], list(node.output), name=node.name, domain="com.microsoft")
+            )
             count += 1
         else:
             nodes.append(node)

@@ -83,13 +83,22 @@ def quantize(
         try:
             if method == "dynamic":
                 quantize_dynamic(
-                    src, dst, op_types_to_quantize=op_types, per_channel=per_channel, reduce_range=False,
-                    weight_type=QuantType.QInt8, use_external_data_format=large, nodes_to_exclude=exclude,
+                    src,
+                    dst,
+                    op_types_to_quantize=op_types,
+                    per_channel=per_channel,
+                    reduce_range=False,
+                    weight_type=QuantType.QInt8,
+                    use_external_data_format=large,
+                    nodes_to_exclude=exclude,
                     extra_options={"MatMulConstBOnly": True},
                 )
                 # The range spans the whole batch, so batch-mates shift an item's embedding slightly.
-                details = {"activations": "uint8, per tensor, range measured at run time over the whole batch",
-                           "calibration": None, "batch_invariant": False}
+                details = {
+                    "activations": "uint8, per tensor, range measured at run time over the whole batch",
+                    "calibration": None,
+                    "batch_invariant": False,
+                }
             elif method == "static":
                 if not calibration:
                     raise ValueError("static quantization needs calibration inputs")
@@ -102,20 +111,39 @@ def quantize(
                         return next(self._it, None)
 
                 quantize_static(
-                    src, dst, Reader(calibration), quant_format=QuantFormat.QDQ, op_types_to_quantize=op_types,
-                    per_channel=per_channel, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                    calibrate_method=CalibrationMethod.MinMax, use_external_data_format=large, nodes_to_exclude=exclude,
+                    src,
+                    dst,
+                    Reader(calibration),
+                    quant_format=QuantFormat.QDQ,
+                    op_types_to_quantize=op_types,
+                    per_channel=per_channel,
+                    activation_type=QuantType.QUInt8,
+                    weight_type=QuantType.QInt8,
+                    calibrate_method=CalibrationMethod.MinMax,
+                    use_external_data_format=large,
+                    nodes_to_exclude=exclude,
                     extra_options={"MatMulConstBOnly": True, "ActivationSymmetric": False},
                 )
-                details = {"activations": "uint8, per tensor, calibrated (MinMax)", "calibration": {"batches": len(calibration)},
-                           "batch_invariant": True}
+                details = {
+                    "activations": "uint8, per tensor, calibrated (MinMax)",
+                    "calibration": {"batches": len(calibration)},
+                    "batch_invariant": True,
+                }
             else:
                 raise ValueError(f"unknown quantization method {method!r}; expected 'dynamic' or 'static'")
         finally:
             logger.setLevel(level)
         out = onnx.load(str(dst))
-    quantized = sum(1 for n in out.graph.node if n.op_type in ("MatMulInteger", "DynamicQuantizeMatMul", "QLinearMatMul", "QAttention"))
-    quantized += sum(1 for n in out.graph.node if n.op_type == "DequantizeLinear" and any("weight" in i or "val" in i for i in n.input[:1]))
+    quantized = sum(
+        1
+        for n in out.graph.node
+        if n.op_type in ("MatMulInteger", "DynamicQuantizeMatMul", "QLinearMatMul", "QAttention")
+    )
+    quantized += sum(
+        1
+        for n in out.graph.node
+        if n.op_type == "DequantizeLinear" and any("weight" in i or "val" in i for i in n.input[:1])
+    )
     summary = {
         "tool": "onnxruntime.quantization",
         "method": method,
@@ -138,5 +166,7 @@ def stem_matmuls(model: onnx.ModelProto) -> list[onnx.NodeProto]:
     of the work, so they stay fp32.
     """
     nodes = list(model.graph.node)
-    first_norm = next((i for i, n in enumerate(nodes) if n.op_type in ("LayerNormalization", "SkipLayerNormalization")), 0)
+    first_norm = next(
+        (i for i, n in enumerate(nodes) if n.op_type in ("LayerNormalization", "SkipLayerNormalization")), 0
+    )
     return [n for n in nodes[:first_norm] if n.op_type == "MatMul"]

@@ -15,8 +15,12 @@ from bindrt.errors import ExportError
 from bindrt.export.spec import GRAPH_KINDS, OUTPUT_NAME
 
 DTYPE_NAMES = {
-    TensorProto.FLOAT: "float32", TensorProto.FLOAT16: "float16", TensorProto.INT64: "int64",
-    TensorProto.UINT8: "uint8", TensorProto.INT8: "int8", TensorProto.INT32: "int32",
+    TensorProto.FLOAT: "float32",
+    TensorProto.FLOAT16: "float16",
+    TensorProto.INT64: "int64",
+    TensorProto.UINT8: "uint8",
+    TensorProto.INT8: "int8",
+    TensorProto.INT32: "int32",
 }
 ONNX_DTYPES = {v: k for k, v in DTYPE_NAMES.items()}
 
@@ -69,8 +73,15 @@ def save(model: onnx.ModelProto, path: "str | os.PathLike[str]", *, threshold: i
     if data_bytes(model) > threshold:
         location = path.name + ".data"
         (path.parent / location).unlink(missing_ok=True)
-        onnx.save_model(model, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
-                        location=location, size_threshold=1024, convert_attribute=False)
+        onnx.save_model(
+            model,
+            str(path),
+            save_as_external_data=True,
+            all_tensors_to_one_file=True,
+            location=location,
+            size_threshold=1024,
+            convert_attribute=False,
+        )
         # save_model moved the tensors out of the in-memory proto; read them back so callers can keep using it
         from onnx.external_data_helper import load_external_data_for_model
 
@@ -114,8 +125,17 @@ def strip_value_info(model: onnx.ModelProto) -> None:
     del model.graph.value_info[:]
 
 
-_REDUCE_AXES_INPUT_SINCE_18 = ("ReduceMean", "ReduceL2", "ReduceL1", "ReduceMax", "ReduceMin", "ReduceProd",
-                               "ReduceSumSquare", "ReduceLogSum", "ReduceLogSumExp")
+_REDUCE_AXES_INPUT_SINCE_18 = (
+    "ReduceMean",
+    "ReduceL2",
+    "ReduceL1",
+    "ReduceMax",
+    "ReduceMin",
+    "ReduceProd",
+    "ReduceSumSquare",
+    "ReduceLogSum",
+    "ReduceLogSumExp",
+)
 
 
 def downgrade_to_opset17(model: onnx.ModelProto) -> onnx.ModelProto:
@@ -160,7 +180,9 @@ def downgrade_to_opset17(model: onnx.ModelProto) -> onnx.ModelProto:
             shape = shapes.get(node.input[0])
             size = shape[axis] if shape and -len(shape) <= axis < len(shape) else -1
             if size <= 0 or size % num:
-                raise ExportError(f"opset 17: cannot give Split {node.name!r} static sizes (axis size {size}, {num} outputs)")
+                raise ExportError(
+                    f"opset 17: cannot give Split {node.name!r} static sizes (axis size {size}, {num} outputs)"
+                )
             name = f"{node.name or node.output[0]}_split_sizes"
             graph.initializer.append(numpy_helper.from_array(np.full(num, size // num, dtype=np.int64), name))
             kept = [a for a in node.attribute if a.name != "num_outputs"]

@@ -124,8 +124,17 @@ class _Keeper:
 
 
 class _Exporter:
-    def __init__(self, bundle: Bundle, staging: Path, opset: int, threshold: int, progress: Progress,
-                 int8_method: str, per_channel: bool, pooled_last_block: bool = True) -> None:
+    def __init__(
+        self,
+        bundle: Bundle,
+        staging: Path,
+        opset: int,
+        threshold: int,
+        progress: Progress,
+        int8_method: str,
+        per_channel: bool,
+        pooled_last_block: bool = True,
+    ) -> None:
         self.bundle = bundle
         self.staging = staging
         self.opset = opset
@@ -138,8 +147,17 @@ class _Exporter:
         self.staged: list[StagedGraph] = []
 
     # -- one graph -------------------------------------------------------------
-    def stage(self, model, modality: str, kind: str, precision: str, variant: str, extra: dict[str, Any],
-              reference, validate: bool) -> StagedGraph:
+    def stage(
+        self,
+        model,
+        modality: str,
+        kind: str,
+        precision: str,
+        variant: str,
+        extra: dict[str, Any],
+        reference,
+        validate: bool,
+    ) -> StagedGraph:
         from bindrt.export import onnx_utils
         from bindrt.export.validate import raise_if_failed, validate_graph
 
@@ -179,13 +197,23 @@ class _Exporter:
         return staged
 
     # -- one modality ----------------------------------------------------------
-    def export_modality(self, modality: str, encoder, precisions: tuple[str, ...], fused: bool,
-                        with_preprocessing: bool, reference, validate: bool) -> None:
+    def export_modality(
+        self,
+        modality: str,
+        encoder,
+        precisions: tuple[str, ...],
+        fused: bool,
+        with_preprocessing: bool,
+        reference,
+        validate: bool,
+    ) -> None:
         """Every graph kind of one encoder at each precision (and fused), then its raw-input compositions."""
         # graphs the raw-input variants are composed from: (kind, precision, variant) -> ModelProto. Only those
         # are kept; the rest are dropped as soon as they are staged (imagebind_huge vision is 2.5 GB per fp32 graph)
         built: dict[tuple[str, str, str], Any] = {}
-        composed_from = {GRAPH_KINDS[raw].based_on for raw in RAW_KINDS.get(modality, ())} if with_preprocessing else set()
+        composed_from = (
+            {GRAPH_KINDS[raw].based_on for raw in RAW_KINDS.get(modality, ())} if with_preprocessing else set()
+        )
         info = self._base_info()
         for kind in base_kinds(modality):
             keep = _Keeper(built, kind, wanted=kind in composed_from)
@@ -199,19 +227,36 @@ class _Exporter:
 
         from bindrt.export.torch_export import EXPORTER
 
-        return {"exporter": EXPORTER, "torch": torch.__version__, "onnx": onnx.__version__, "created": now_iso(),
-                "pooled_last_block": self.pooled_last_block}
+        return {
+            "exporter": EXPORTER,
+            "torch": torch.__version__,
+            "onnx": onnx.__version__,
+            "created": now_iso(),
+            "pooled_last_block": self.pooled_last_block,
+        }
 
     @property
     def _export_passes(self) -> list[str]:
-        passes = ["torch.onnx.export(dynamo=True, optimize=True): onnxscript constant folding, CSE, dead-code removal",
-                  "symbolic axes renamed (batch, clips), output named 'embedding'"]
+        passes = [
+            "torch.onnx.export(dynamo=True, optimize=True): onnxscript constant folding, CSE, dead-code removal",
+            "symbolic axes renamed (batch, clips), output named 'embedding'",
+        ]
         if self.pooled_last_block:
             passes.insert(0, "last block computed for the pooled token only (ModalityEncoder.embed_pooled; exact)")
         return passes
 
-    def _export_kind(self, modality: str, kind: str, encoder, precisions: tuple[str, ...], fused: bool,
-                     info: dict[str, Any], reference, validate: bool, keep: "_Keeper") -> None:
+    def _export_kind(
+        self,
+        modality: str,
+        kind: str,
+        encoder,
+        precisions: tuple[str, ...],
+        fused: bool,
+        info: dict[str, Any],
+        reference,
+        validate: bool,
+        keep: "_Keeper",
+    ) -> None:
         """One input kind: the plain fp32 graph, its fp16 and int8 conversions, then the fused variants."""
         from bindrt.export import onnx_utils
         from bindrt.export.torch_export import export_encoder
@@ -221,17 +266,35 @@ class _Exporter:
         fp32 = export_encoder(kind, encoder, opset=self.opset, pooled_last_block=self.pooled_last_block)
         onnx_utils.set_io_signature(fp32, kind, self.config.out_embed_dim)
         if "fp32" in precisions:
-            self.stage(fp32, modality, kind, "fp32", "plain", {**common, "passes": (*self._export_passes, *PASSES_CHECK)},
-                       reference, validate)
+            self.stage(
+                fp32,
+                modality,
+                kind,
+                "fp32",
+                "plain",
+                {**common, "passes": (*self._export_passes, *PASSES_CHECK)},
+                reference,
+                validate,
+            )
         keep("fp32", "plain", fp32)
         if "fp16" in precisions:
             keep("fp16", "plain", self._stage_fp16(fp32, modality, kind, common, reference, validate))
         if "int8" in precisions:
             q, summary = self._quantize(fp32, kind)
-            self.stage(q, modality, kind, "int8", "plain",
-                       {**common, "quantization": Quantization.from_dict(summary, f"{modality}/{kind}.int8 quantization"),
-                        "passes": (*self._export_passes, "onnxruntime.quantization", *PASSES_CHECK)},
-                       reference, validate)
+            self.stage(
+                q,
+                modality,
+                kind,
+                "int8",
+                "plain",
+                {
+                    **common,
+                    "quantization": Quantization.from_dict(summary, f"{modality}/{kind}.int8 quantization"),
+                    "passes": (*self._export_passes, "onnxruntime.quantization", *PASSES_CHECK),
+                },
+                reference,
+                validate,
+            )
             keep("int8", "plain", q)
         del fp32  # the fused variant is exported afresh; only `built` may still hold it
         if fused and ("fp32" in precisions or "int8" in precisions):
@@ -248,25 +311,57 @@ class _Exporter:
         mixed = check_strongly_typed(half)
         if mixed:
             raise ExportError(f"[{modality}/{kind}.fp16] nodes mix fp16 and fp32 inputs: {mixed[:5]}")
-        self.stage(half, modality, kind, "fp16", "plain",
-                   {**common, "fp16": Fp16Summary.from_dict(summary, f"{modality}/{kind}.fp16 fp16"),
-                    "passes": (*self._export_passes, "bindrt fp16 conversion (explicit Casts)", *PASSES_CHECK)},
-                   reference, validate)
+        self.stage(
+            half,
+            modality,
+            kind,
+            "fp16",
+            "plain",
+            {
+                **common,
+                "fp16": Fp16Summary.from_dict(summary, f"{modality}/{kind}.fp16 fp16"),
+                "passes": (*self._export_passes, "bindrt fp16 conversion (explicit Casts)", *PASSES_CHECK),
+            },
+            reference,
+            validate,
+        )
         return half
 
-    def _export_fused(self, modality: str, kind: str, encoder, precisions: tuple[str, ...], common: dict[str, Any],
-                      reference, validate: bool, keep: "_Keeper") -> None:
+    def _export_fused(
+        self,
+        modality: str,
+        kind: str,
+        encoder,
+        precisions: tuple[str, ...],
+        common: dict[str, Any],
+        reference,
+        validate: bool,
+        keep: "_Keeper",
+    ) -> None:
         """The ONNX Runtime-fused variant (fp32, and int8 with the GELU bias split off)."""
         from bindrt.export.fusion import split_gelu_bias
 
         fz, fusions = self._fused(kind, encoder, self.config.out_embed_dim)
-        passes_fused = [*self._export_passes, "Attention modules -> com.microsoft.Attention (custom op at export)",
-                        "onnxruntime.transformers.optimizer fusions"]
+        passes_fused = [
+            *self._export_passes,
+            "Attention modules -> com.microsoft.Attention (custom op at export)",
+            "onnxruntime.transformers.optimizer fusions",
+        ]
         if "fp32" in precisions:
-            self.stage(fz, modality, kind, "fp32", "fused",
-                       {**common, "fusions": Fusions.from_dict(fusions, f"{modality}/{kind}.fp32.fused fusions"),
-                        "passes": (*passes_fused, *PASSES_CHECK)},
-                       reference, validate)
+            self.stage(
+                fz,
+                modality,
+                kind,
+                "fp32",
+                "fused",
+                {
+                    **common,
+                    "fusions": Fusions.from_dict(fusions, f"{modality}/{kind}.fp32.fused fusions"),
+                    "passes": (*passes_fused, *PASSES_CHECK),
+                },
+                reference,
+                validate,
+            )
             keep("fp32", "fused", fz)
         if "int8" in precisions:
             q, summary = self._quantize(fz, kind)
@@ -276,17 +371,36 @@ class _Exporter:
                 stats = fusions_int8["fused_operator_statistics"]
                 stats["Gelu"] = split
                 stats.pop("BiasGelu", None)
-                fusions_int8["gelu"] = ("com.microsoft.Gelu; its bias Add is left for ONNX Runtime to fold "
-                                        "into DynamicQuantizeMatMul (int8 only)")
-            self.stage(q, modality, kind, "int8", "fused",
-                       {**common, "fusions": Fusions.from_dict(fusions_int8, f"{modality}/{kind}.int8.fused fusions"),
-                        "quantization": Quantization.from_dict(summary, f"{modality}/{kind}.int8.fused quantization"),
-                        "passes": (*passes_fused, "onnxruntime.quantization", *PASSES_CHECK)},
-                       reference, validate)
+                fusions_int8["gelu"] = (
+                    "com.microsoft.Gelu; its bias Add is left for ONNX Runtime to fold "
+                    "into DynamicQuantizeMatMul (int8 only)"
+                )
+            self.stage(
+                q,
+                modality,
+                kind,
+                "int8",
+                "fused",
+                {
+                    **common,
+                    "fusions": Fusions.from_dict(fusions_int8, f"{modality}/{kind}.int8.fused fusions"),
+                    "quantization": Quantization.from_dict(summary, f"{modality}/{kind}.int8.fused quantization"),
+                    "passes": (*passes_fused, "onnxruntime.quantization", *PASSES_CHECK),
+                },
+                reference,
+                validate,
+            )
             keep("int8", "fused", q)
 
-    def _compose_raw(self, modality: str, precisions: tuple[str, ...], built: dict[tuple[str, str, str], Any],
-                     info: dict[str, Any], reference, validate: bool) -> None:
+    def _compose_raw(
+        self,
+        modality: str,
+        precisions: tuple[str, ...],
+        built: dict[tuple[str, str, str], Any],
+        info: dict[str, Any],
+        reference,
+        validate: bool,
+    ) -> None:
         """Raw-input graphs: in-graph preprocessing composed in front of each kept encoder graph."""
         import onnx
 
@@ -300,8 +414,9 @@ class _Exporter:
                     continue
                 self.progress(f"composing {modality}/{graph_key(raw_kind, precision, variant)}")
                 target = onnx_utils.opset_of(model)
-                pre = pp.PREPROCESSING_BUILDERS[raw_kind](f"{raw_kind}_features", opset=max(target, 18),
-                                                           ir_version=model.ir_version, input_name=raw_kind)
+                pre = pp.PREPROCESSING_BUILDERS[raw_kind](
+                    f"{raw_kind}_features", opset=max(target, 18), ir_version=model.ir_version, input_name=raw_kind
+                )
                 if target == 17:
                     pre = onnx_utils.downgrade_to_opset17(pre)
                     pre.ir_version = model.ir_version
@@ -309,10 +424,24 @@ class _Exporter:
                 encoder_copy.CopyFrom(model)
                 composed = pp.compose(pre, encoder_copy, kind)
                 composed.graph.name = f"bindrt_{modality}_{raw_kind}"
-                self.stage(composed, modality, raw_kind, precision, variant,
-                           {**info, "preprocessing": pp.describe(raw_kind), "composed_from": graph_key(kind, precision, variant),
-                            "passes": ("bindrt in-graph preprocessing (standard ONNX ops) + onnx.compose.merge_models", *PASSES_CHECK)},
-                           reference, validate)
+                self.stage(
+                    composed,
+                    modality,
+                    raw_kind,
+                    precision,
+                    variant,
+                    {
+                        **info,
+                        "preprocessing": pp.describe(raw_kind),
+                        "composed_from": graph_key(kind, precision, variant),
+                        "passes": (
+                            "bindrt in-graph preprocessing (standard ONNX ops) + onnx.compose.merge_models",
+                            *PASSES_CHECK,
+                        ),
+                    },
+                    reference,
+                    validate,
+                )
 
     def _quantize(self, model, kind: str):
         from bindrt.export.int8 import quantize
@@ -329,11 +458,18 @@ class _Exporter:
         modality = GRAPH_KINDS[kind].modality
         self.progress(f"exporting {modality}/{kind} fused variant")
         with fused_attention(encoder):
-            model = export_encoder(kind, encoder, opset=self.opset, custom_translation_table=translation_table(),
-                                   pooled_last_block=self.pooled_last_block)
+            model = export_encoder(
+                kind,
+                encoder,
+                opset=self.opset,
+                custom_translation_table=translation_table(),
+                pooled_last_block=self.pooled_last_block,
+            )
         onnx_utils.set_io_signature(model, kind, out_dim)
         attention = sum(1 for n in model.graph.node if n.op_type == "Attention" and n.domain == "com.microsoft")
-        model, fusions = ort_transformer_fusions(model, self.config.num_heads(modality), self.config.embed_dim(modality))
+        model, fusions = ort_transformer_fusions(
+            model, self.config.num_heads(modality), self.config.embed_dim(modality)
+        )
         onnx_utils.set_io_signature(model, kind, out_dim)
         stats = fusions["fused_operator_statistics"]
         stats["Attention"] = max(stats.get("Attention", 0), attention)
@@ -360,8 +496,11 @@ class _Exporter:
                     added.append(rel)
                 artifacts = bundle.manifest["modalities"][g.modality].setdefault("artifacts", {})
                 where = f"{bundle.path / 'manifest.json'}: modalities.{g.modality}.artifacts.{ARTIFACT_KEY}"
-                section = (OnnxArtifact.from_dict(artifacts[ARTIFACT_KEY], where) if ARTIFACT_KEY in artifacts else
-                           OnnxArtifact(format=ONNX_FORMAT, version=ONNX_FORMAT_VERSION, graphs={}))
+                section = (
+                    OnnxArtifact.from_dict(artifacts[ARTIFACT_KEY], where)
+                    if ARTIFACT_KEY in artifacts
+                    else OnnxArtifact(format=ONNX_FORMAT, version=ONNX_FORMAT_VERSION, graphs={})
+                )
                 old = section.graphs.get(g.key)
                 if old:  # a replaced graph may have had external data that is no longer used
                     for rel in old.external_data:
@@ -375,12 +514,20 @@ class _Exporter:
                 rel = f"onnx/text/{VOCAB_FILE}"
                 bundle.add_file(rel, lambda tmp: tmp.write_bytes(data))
                 added.append(rel)
-            bundle.manifest.setdefault("history", []).append({
-                "stage": "export", "time": now_iso(),
-                "graphs": [f"{g.modality}/{g.key}" for g in self.staged],
-            })
+            bundle.manifest.setdefault("history", []).append(
+                {
+                    "stage": "export",
+                    "time": now_iso(),
+                    "graphs": [f"{g.modality}/{g.key}" for g in self.staged],
+                }
+            )
             bundle.manifest.setdefault("producer", {}).update(
-                {k: v for k, v in producer_versions("torch", "onnx", "onnxruntime", "onnxscript").items() if k != "python"})
+                {
+                    k: v
+                    for k, v in producer_versions("torch", "onnx", "onnxruntime", "onnxscript").items()
+                    if k != "python"
+                }
+            )
             bundle.save()
         except BaseException:
             bundle.manifest.clear()
@@ -433,8 +580,9 @@ def export_bundle(
     reference = Reference(encoders)
     staging = Path(tempfile.mkdtemp(prefix=".onnx-staging-", dir=bundle.path))
     try:
-        exporter = _Exporter(bundle, staging, opset, external_data_threshold, progress, int8_method, per_channel,
-                             pooled_last_block)
+        exporter = _Exporter(
+            bundle, staging, opset, external_data_threshold, progress, int8_method, per_channel, pooled_last_block
+        )
         for m in mods:
             exporter.export_modality(m, encoders[m], precs, fused, with_preprocessing, reference, validate)
         exporter.commit(text_vocab="text" in mods)
@@ -463,16 +611,25 @@ def validate_bundle(
     """
     bundle = bundle if isinstance(bundle, Bundle) else Bundle.open(bundle)
     if update_manifest and not is_writable_dir(bundle.path):  # say so before minutes of validation, not after
-        raise OutputError(f"bundle {bundle.path} is not writable, so the results cannot be recorded in its manifest; "
-                          "pass update_manifest=False (CLI: --no-update) to only check")
+        raise OutputError(
+            f"bundle {bundle.path} is not writable, so the results cannot be recorded in its manifest; "
+            "pass update_manifest=False (CLI: --no-update) to only check"
+        )
     mods = check_modalities(modalities, bundle.modalities)
     precs = parse_precisions(precisions) if precisions else PRECISIONS
     progress = progress or (lambda msg: None)
     where = str(bundle.path / "manifest.json")
-    todo = [(m, key, rec) for m in mods for key, rec in onnx_graphs(bundle.modality(m), where, m).items() if rec.precision in precs]
+    todo = [
+        (m, key, rec)
+        for m in mods
+        for key, rec in onnx_graphs(bundle.modality(m), where, m).items()
+        if rec.precision in precs
+    ]
     if not todo:
-        raise BundleError(f"bundle {bundle.path} has no exported ONNX graphs for {', '.join(mods)} "
-                          f"({', '.join(precs)}); run `bindrt export {bundle.path}` first")
+        raise BundleError(
+            f"bundle {bundle.path} has no exported ONNX graphs for {', '.join(mods)} "
+            f"({', '.join(precs)}); run `bindrt export {bundle.path}` first"
+        )
     from bindrt.export.validate import Reference, validate_graph
     from bindrt.runtime.base import ModelSource
 
@@ -480,7 +637,9 @@ def validate_bundle(
         bundle.file(rec.file, verify=True)
         for rel in rec.external_data:
             bundle.file(rel, verify=True)
-    encoders = EncodersFromSource(ModelSource(config=bundle.config, bundle=bundle), tuple(sorted({m for m, _, _ in todo})))()
+    encoders = EncodersFromSource(
+        ModelSource(config=bundle.config, bundle=bundle), tuple(sorted({m for m, _, _ in todo}))
+    )()
     reference = Reference(encoders)
     results: dict[str, dict[str, Any]] = {}
     for m, key, rec in todo:
@@ -492,9 +651,14 @@ def validate_bundle(
             graphs = bundle.manifest["modalities"][m]["artifacts"][ARTIFACT_KEY]["graphs"]
             graphs[key] = rec.replace(validation=Validation.from_dict(result, f"{m}/{key} validation")).to_dict()
     if update_manifest:
-        bundle.manifest.setdefault("history", []).append({"stage": "validate", "time": now_iso(),
-                                                          "passed": all(r["passed"] for r in results.values()),
-                                                          "graphs": sorted(results)})
+        bundle.manifest.setdefault("history", []).append(
+            {
+                "stage": "validate",
+                "time": now_iso(),
+                "passed": all(r["passed"] for r in results.values()),
+                "graphs": sorted(results),
+            }
+        )
         bundle.save()
     if raise_on_failure:
         raise_failures(results)
@@ -504,4 +668,6 @@ def validate_bundle(
 def raise_failures(results: dict[str, dict[str, Any]]) -> None:
     failed = {k: r for k, r in results.items() if not r["passed"]}
     if failed:
-        raise ExportError("validation failed: " + " | ".join(f"[{k}] " + "; ".join(r["failures"]) for k, r in failed.items()))
+        raise ExportError(
+            "validation failed: " + " | ".join(f"[{k}] " + "; ".join(r["failures"]) for k, r in failed.items())
+        )

@@ -56,7 +56,9 @@ def _const(name: str, value, dtype=None) -> TensorProto:
     return numpy_helper.from_array(np.asarray(value, dtype=dtype), name)
 
 
-def audio_waveform_graph(output: str, *, opset: int, ir_version: int, input_name: str = "audio_waveform") -> onnx.ModelProto:
+def audio_waveform_graph(
+    output: str, *, opset: int, ir_version: int, input_name: str = "audio_waveform"
+) -> onnx.ModelProto:
     """(batch, clips, samples) float32 waveform -> (batch, clips, 1, 128, 204) normalised log-mel features."""
     bins = FFT_SIZE // 2 + 1
     mel = kaldi_mel_banks()  # (128, 257)
@@ -128,7 +130,8 @@ def audio_waveform_graph(output: str, *, opset: int, ir_version: int, input_name
         n("Unsqueeze", ["pp_norm", "pp_unsq_axis"], [output]),
     ]
     graph = helper.make_graph(
-        nodes, "bindrt_audio_fbank",
+        nodes,
+        "bindrt_audio_fbank",
         [helper.make_tensor_value_info(input_name, TensorProto.FLOAT, ["batch", "clips", "samples"])],
         [helper.make_tensor_value_info(output, TensorProto.FLOAT, ["batch", "clips", 1, NUM_MEL_BINS, TARGET_FRAMES])],
         inits,
@@ -136,7 +139,9 @@ def audio_waveform_graph(output: str, *, opset: int, ir_version: int, input_name
     return _model(graph, opset, ir_version)
 
 
-def vision_uint8_graph(output: str, *, opset: int, ir_version: int, input_name: str = "vision_uint8") -> onnx.ModelProto:
+def vision_uint8_graph(
+    output: str, *, opset: int, ir_version: int, input_name: str = "vision_uint8"
+) -> onnx.ModelProto:
     """(batch, 224, 224, 3) uint8 RGB -> (batch, 3, 224, 224) normalised float32."""
     inits = [
         _const("pp_255", np.float32(255.0)),
@@ -152,7 +157,8 @@ def vision_uint8_graph(output: str, *, opset: int, ir_version: int, input_name: 
         n("Div", ["pp_centered", "pp_img_std"], [output]),
     ]
     graph = helper.make_graph(
-        nodes, "bindrt_image_normalize",
+        nodes,
+        "bindrt_image_normalize",
         [helper.make_tensor_value_info(input_name, TensorProto.UINT8, ["batch", 224, 224, 3])],
         [helper.make_tensor_value_info(output, TensorProto.FLOAT, ["batch", 3, 224, 224])],
         inits,
@@ -174,8 +180,9 @@ def compose(pre: onnx.ModelProto, encoder: onnx.ModelProto, encoder_input: str) 
     del pre.opset_import[:]
     pre.opset_import.extend(helper.make_opsetid(d, v) for d, v in opsets.items())
     pre.ir_version = encoder.ir_version
-    merged = onnx_compose.merge_models(pre, encoder, io_map=[(pre.graph.output[0].name, encoder_input)],
-                                       prefix1="", prefix2="")
+    merged = onnx_compose.merge_models(
+        pre, encoder, io_map=[(pre.graph.output[0].name, encoder_input)], prefix1="", prefix2=""
+    )
     return merged
 
 
@@ -188,17 +195,32 @@ def describe(kind: str) -> dict:
         return {
             "type": "kaldi_fbank",
             "input": "mono 16 kHz waveform clips (batch, clips, samples), float32 in [-1, 1], samples >= 400",
-            "sample_rate": SAMPLE_RATE, "frame_length": FRAME_LENGTH, "frame_shift": FRAME_SHIFT,
-            "snip_edges": True, "remove_dc_offset": True, "preemphasis": PREEMPHASIS,
-            "window": "hann, symmetric (periodic=False)", "fft_size": FFT_SIZE, "dft": "MatMul with constant cos/sin",
-            "power": 2.0, "num_mel_bins": NUM_MEL_BINS, "mel_low_hz": 20.0, "mel_high_hz": SAMPLE_RATE / 2,
-            "log_floor": EPS, "target_frames": TARGET_FRAMES, "mean": AUDIO_MEAN, "std": AUDIO_STD,
+            "sample_rate": SAMPLE_RATE,
+            "frame_length": FRAME_LENGTH,
+            "frame_shift": FRAME_SHIFT,
+            "snip_edges": True,
+            "remove_dc_offset": True,
+            "preemphasis": PREEMPHASIS,
+            "window": "hann, symmetric (periodic=False)",
+            "fft_size": FFT_SIZE,
+            "dft": "MatMul with constant cos/sin",
+            "power": 2.0,
+            "num_mel_bins": NUM_MEL_BINS,
+            "mel_low_hz": 20.0,
+            "mel_high_hz": SAMPLE_RATE / 2,
+            "log_floor": EPS,
+            "target_frames": TARGET_FRAMES,
+            "mean": AUDIO_MEAN,
+            "std": AUDIO_STD,
             "outside_graph": "decode, resample to 16 kHz, clip selection (3 x 2 s), channel 0",
         }
     if kind == "vision_uint8":
         return {
             "type": "image_normalize",
             "input": "RGB uint8 (batch, 224, 224, 3), already resized (short side 224, bicubic) and centre-cropped",
-            "scale": 1 / 255, "mean": list(IMAGE_MEAN), "std": list(IMAGE_STD), "layout": "HWC -> CHW",
+            "scale": 1 / 255,
+            "mean": list(IMAGE_MEAN),
+            "std": list(IMAGE_STD),
+            "layout": "HWC -> CHW",
         }
     raise KeyError(kind)

@@ -114,7 +114,9 @@ def export_encoder(
     """Export one graph kind of ``encoder``; returns the ``onnx.ModelProto`` (output renamed, not yet checked)."""
     spec = GRAPH_KINDS[kind]
     if spec.raw:
-        raise ExportError(f"{kind!r} is a raw-input graph; it is composed from {spec.based_on!r}, not exported from torch")
+        raise ExportError(
+            f"{kind!r} is a raw-input graph; it is composed from {spec.based_on!r}, not exported from torch"
+        )
     module = wrap(kind, encoder, pooled_last_block)
     x = example_input(kind)
     dims: dict[int, Any] = {0: torch.export.Dim("batch", min=1, max=MAX_BATCH)}
@@ -140,7 +142,9 @@ def export_encoder(
         raise
     except Exception as exc:  # torch.export / onnxscript errors are long; keep the first lines
         first = "; ".join(str(exc).strip().splitlines()[:3])
-        raise ExportError(f"[{kind}] torch.onnx.export (dynamo, opset {opset}) failed: {type(exc).__name__}: {first}") from exc
+        raise ExportError(
+            f"[{kind}] torch.onnx.export (dynamo, opset {opset}) failed: {type(exc).__name__}: {first}"
+        ) from exc
     rename_output(model)
     strip_debug_info(model)
     return convert_opset(model, opset, kind)
@@ -176,8 +180,10 @@ def convert_opset(model: Any, opset: int, kind: str) -> Any:
     try:
         converted = version_converter.convert_version(model, opset)
     except Exception as exc:
-        raise ExportError(f"[{kind}] cannot convert the exported opset-{current} graph to opset {opset}: "
-                          f"{str(exc).splitlines()[0][:300]}") from exc
+        raise ExportError(
+            f"[{kind}] cannot convert the exported opset-{current} graph to opset {opset}: "
+            f"{str(exc).splitlines()[0][:300]}"
+        ) from exc
     if not isinstance(converted, onnx.ModelProto):
         raise ExportError(f"[{kind}] opset conversion to {opset} failed")
     return converted

@@ -98,8 +98,10 @@ def _cropped_images() -> list[np.ndarray]:
 
     from bindrt.preprocess.image import center_crop, resize_short_side
 
-    return [np.asarray(center_crop(resize_short_side(Image.fromarray(i), 224, Image.Resampling.BICUBIC), 224))
-            for i in sample_images()]
+    return [
+        np.asarray(center_crop(resize_short_side(Image.fromarray(i), 224, Image.Resampling.BICUBIC), 224))
+        for i in sample_images()
+    ]
 
 
 @functools.lru_cache(maxsize=1)
@@ -143,8 +145,13 @@ def melspec_of_clips(clips: np.ndarray) -> np.ndarray:
     return np.stack([np.stack([waveform_to_melspec(c[None]) for c in item]) for item in clips]).astype(np.float32)
 
 
-REAL_TEXTS = ("a dog barking", "A photo of a car.", "the sound of rain on a tin roof",
-              "a person walking up the stairs", "Ünïcödé tëxt &amp; symbols")
+REAL_TEXTS = (
+    "a dog barking",
+    "A photo of a car.",
+    "the sound of rain on a tin roof",
+    "a person walking up the stairs",
+    "Ünïcödé tëxt &amp; symbols",
+)
 
 
 def _imu_motion(n: int) -> np.ndarray:
@@ -152,7 +159,9 @@ def _imu_motion(n: int) -> np.ndarray:
     out = []
     for i in range(n):
         f = 1.0 + 0.5 * i
-        acc = np.stack([0.3 * np.sin(2 * np.pi * f * t), 0.2 * np.cos(2 * np.pi * f * t), 9.81 + 0.5 * np.sin(4 * np.pi * f * t)])
+        acc = np.stack(
+            [0.3 * np.sin(2 * np.pi * f * t), 0.2 * np.cos(2 * np.pi * f * t), 9.81 + 0.5 * np.sin(4 * np.pi * f * t)]
+        )
         gyro = np.stack([0.1 * np.sin(2 * np.pi * f * t + k) for k in range(3)])
         out.append(np.concatenate([acc, gyro]))
     return np.stack(out).astype(np.float32)
@@ -189,8 +198,12 @@ def _base_inputs(kind: str, suite: str, n: int) -> np.ndarray:
         return pp.preprocess_images(list(sample_images()[:n]))
     if kind == "video":  # clip c of item i: two real frames
         imgs = pp.preprocess_images(list(sample_images()[:n]))
-        return np.stack([np.stack([np.stack([imgs[(i + c) % n], imgs[(i + c + 1) % n]], axis=1) for c in range(CLIPS)])
-                         for i in range(n)]).astype(np.float32)
+        return np.stack(
+            [
+                np.stack([np.stack([imgs[(i + c) % n], imgs[(i + c + 1) % n]], axis=1) for c in range(CLIPS)])
+                for i in range(n)
+            ]
+        ).astype(np.float32)
     if kind == "text":
         return pp.tokenize(list(REAL_TEXTS[:n]))
     if kind == "audio":
@@ -216,7 +229,9 @@ def tie_margin(metric: str, bound: float) -> float:
     return 1e-5 if metric == "max_rel_diff" else max(1.0 - bound, 1e-5)
 
 
-def row_metrics(actual: np.ndarray, expected: np.ndarray, gallery: np.ndarray, margin: float = 1e-5) -> dict[str, float]:
+def row_metrics(
+    actual: np.ndarray, expected: np.ndarray, gallery: np.ndarray, margin: float = 1e-5
+) -> dict[str, float]:
     actual = actual.astype(np.float64)
     expected = expected.astype(np.float64)
     norms = np.linalg.norm(expected, axis=-1)
@@ -302,7 +317,9 @@ def validate_graph(
             try:
                 out = session.run(None, {input_name: graph_input[:bs]})[0]
             except Exception as exc:
-                raise ExportError(f"[{where}] ONNX Runtime failed at batch {bs} ({suite} inputs): {str(exc).splitlines()[0][:300]}") from exc
+                raise ExportError(
+                    f"[{where}] ONNX Runtime failed at batch {bs} ({suite} inputs): {str(exc).splitlines()[0][:300]}"
+                ) from exc
             if out.shape != expected[:bs].shape:
                 raise ExportError(f"[{where}] output shape {out.shape} at batch {bs}, expected {expected[:bs].shape}")
             outputs[bs] = out
@@ -312,18 +329,30 @@ def validate_graph(
             worst["min_cosine"] = min(worst["min_cosine"], m["min_cosine"])
             worst["top1_agreement"] = min(worst["top1_agreement"], m["top1_agreement"])
             if not _ok(m[metric], bound, sense):
-                failures.append(f"{metric}={m[metric]:.3g} on {suite} inputs at batch {bs} (tolerance {'<=' if sense == 'max' else '>='} {bound:g})")
+                failures.append(
+                    f"{metric}={m[metric]:.3g} on {suite} inputs at batch {bs} (tolerance {'<=' if sense == 'max' else '>='} {bound:g})"
+                )
             if m["top1_agreement"] < MIN_TOP1_AGREEMENT:
-                failures.append(f"top1_agreement={m['top1_agreement']:.2f} on {suite} inputs at batch {bs} (tolerance >= {MIN_TOP1_AGREEMENT:g})")
+                failures.append(
+                    f"top1_agreement={m['top1_agreement']:.2f} on {suite} inputs at batch {bs} (tolerance >= {MIN_TOP1_AGREEMENT:g})"
+                )
         first = outputs[min(BATCH_SIZES)]
-        results["batch_consistency_max_rel_diff"] = row_metrics(first, outputs[max(BATCH_SIZES)][: len(first)], expected)["max_rel_diff"]
+        results["batch_consistency_max_rel_diff"] = row_metrics(
+            first, outputs[max(BATCH_SIZES)][: len(first)], expected
+        )["max_rel_diff"]
         suites[suite] = results
     return {
         "passed": not failures,
         "failures": failures,
-        "tolerance": {"metric": metric, "bound": bound, "sense": sense, "top1_agreement": MIN_TOP1_AGREEMENT,
-                      "top1_tie_margin": tie_margin(metric, bound)},
-        "reference": "bindrt torch fp32 encoder" + (" on the Python preprocessing of the same raw inputs" if GRAPH_KINDS[kind].raw else ""),
+        "tolerance": {
+            "metric": metric,
+            "bound": bound,
+            "sense": sense,
+            "top1_agreement": MIN_TOP1_AGREEMENT,
+            "top1_tie_margin": tie_margin(metric, bound),
+        },
+        "reference": "bindrt torch fp32 encoder"
+        + (" on the Python preprocessing of the same raw inputs" if GRAPH_KINDS[kind].raw else ""),
         "suites": suites,
         "worst": worst,
         "batch_sizes": list(BATCH_SIZES),

@@ -76,9 +76,7 @@ def __getattr__(name: str):
     except ImportError as exc:
         from bindrt.errors import BackendError
 
-        raise BackendError(
-            f"bindrt.kernels.{name} needs torch and triton ({exc}); install bindrt[kernels]"
-        ) from exc
+        raise BackendError(f"bindrt.kernels.{name} needs torch and triton ({exc}); install bindrt[kernels]") from exc
     value = getattr(module, name)
     globals()[name] = value
     return value

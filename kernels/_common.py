@@ -61,10 +61,7 @@ def check_dtype(t, name: str, allowed=None):
 
     allowed = allowed or (torch.float16, torch.bfloat16, torch.float32)
     if t.dtype not in allowed:
-        raise InputError(
-            f"{name} has dtype {t.dtype}; the Triton kernels support "
-            f"{', '.join(str(d) for d in allowed)}"
-        )
+        raise InputError(f"{name} has dtype {t.dtype}; the Triton kernels support {', '.join(str(d) for d in allowed)}")
 
 
 def check_same(ref, ref_name: str, others: Iterable[tuple[object, str]]):

@@ -30,9 +30,16 @@ from ._common import check_dtype, check_runnable, check_same, next_pow2
 
 @triton.jit
 def _bias_gelu_kernel(
-    X, BIAS, Y,
-    sxr, sxc, sb, syr, syc,
-    M, N,
+    X,
+    BIAS,
+    Y,
+    sxr,
+    sxc,
+    sb,
+    syr,
+    syc,
+    M,
+    N,
     HAS_BIAS: tl.constexpr,
     BLOCK_M: tl.constexpr,
     BLOCK_N: tl.constexpr,
@@ -63,9 +70,16 @@ def _launch_bias_gelu(x: torch.Tensor, bias: torch.Tensor | None) -> torch.Tenso
     b = bias if bias is not None else x2
     grid = (triton.cdiv(M, block_m), triton.cdiv(N, block_n))
     _bias_gelu_kernel[grid](
-        x2, b, y2,
-        x2.stride(0), x2.stride(1), bias.stride(0) if bias is not None else 0, y2.stride(0), y2.stride(1),
-        M, N,
+        x2,
+        b,
+        y2,
+        x2.stride(0),
+        x2.stride(1),
+        bias.stride(0) if bias is not None else 0,
+        y2.stride(0),
+        y2.stride(1),
+        M,
+        N,
         HAS_BIAS=bias is not None,
         BLOCK_M=block_m,
         BLOCK_N=block_n,

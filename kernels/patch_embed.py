@@ -63,13 +63,42 @@ LN_FUSED_MAX_BLOCK_D = 1024
 
 @triton.jit
 def _patch_embed_kernel(
-    X, W, CLS, POS, NW, NB, OUT,
-    sxb, sxc, sxt, sxh, sxw,
-    swd, swc, swt, swh, sww,
-    s_cls, s_pos_n, s_pos_d, s_nw, s_nb,
-    sob, son, sod,
-    L, D, K,
-    HO, WO, KT, KH, KW, ST, SH, SW,
+    X,
+    W,
+    CLS,
+    POS,
+    NW,
+    NB,
+    OUT,
+    sxb,
+    sxc,
+    sxt,
+    sxh,
+    sxw,
+    swd,
+    swc,
+    swt,
+    swh,
+    sww,
+    s_cls,
+    s_pos_n,
+    s_pos_d,
+    s_nw,
+    s_nb,
+    sob,
+    son,
+    sod,
+    L,
+    D,
+    K,
+    HO,
+    WO,
+    KT,
+    KH,
+    KW,
+    ST,
+    SH,
+    SW,
     eps,
     HAS_LN: tl.constexpr,
     ADD_POS: tl.constexpr,
@@ -134,7 +163,8 @@ def _patch_embed_kernel(
     if ADD_POS:
         pos = tl.load(
             POS + (1 + offs_t)[:, None] * s_pos_n + offs_d[None, :] * s_pos_d,
-            mask=t_mask[:, None] & d_mask[None, :], other=0.0,
+            mask=t_mask[:, None] & d_mask[None, :],
+            other=0.0,
         ).to(tl.float32)
         y = y + pos
     tl.store(
@@ -221,13 +251,32 @@ def _launch_patch_embed(x5, w5, cls_token, pos_embed, norm_weight, norm_bias, ep
     grid = (triton.cdiv(L, block_m) * B, triton.cdiv(D, block_n))
     add_pos_in_kernel = not (has_ln and not fused_ln)
     _patch_embed_kernel[grid](
-        x5, w5, cls1, pos3, nw, nb, out,
+        x5,
+        w5,
+        cls1,
+        pos3,
+        nw,
+        nb,
+        out,
         *x5.stride(),
         *w5.stride(),
-        cls1.stride(0), pos3.stride(0), pos3.stride(1), nw.stride(0), nb.stride(0),
+        cls1.stride(0),
+        pos3.stride(0),
+        pos3.stride(1),
+        nw.stride(0),
+        nb.stride(0),
         *out.stride(),
-        L, D, K,
-        HO, WO, KT, KH, KW, ST, SH, SW,
+        L,
+        D,
+        K,
+        HO,
+        WO,
+        KT,
+        KH,
+        KW,
+        ST,
+        SH,
+        SW,
         float(eps),
         HAS_LN=fused_ln,
         ADD_POS=add_pos_in_kernel,
@@ -309,8 +358,16 @@ def patch_embed_conv(
         stride = (KH, KW)
     elif isinstance(stride, int):
         stride = (stride, stride)
-    return _run(x.unsqueeze(2), weight.unsqueeze(2), cls_token, pos_embed, norm_weight, norm_bias, eps,
-                [1, int(stride[0]), int(stride[1])])
+    return _run(
+        x.unsqueeze(2),
+        weight.unsqueeze(2),
+        cls_token,
+        pos_embed,
+        norm_weight,
+        norm_bias,
+        eps,
+        [1, int(stride[0]), int(stride[1])],
+    )
 
 
 def patch_embed_vision(
@@ -334,9 +391,7 @@ def patch_embed_vision(
     _need(weight, (5,), "weight", "(D, C, KT, KH, KW) (Conv3d weight)")
     KT, KH, KW = weight.shape[2:]
     if x.dim() == 5 and x.shape[2] not in (1, KT):
-        raise InputError(
-            f"vision clip has {x.shape[2]} frames; the stem takes 1 (repeated) or {KT}"
-        )
+        raise InputError(f"vision clip has {x.shape[2]} frames; the stem takes 1 (repeated) or {KT}")
     if x.dim() == 4 or x.shape[2] == 1:
         x5 = x.unsqueeze(2) if x.dim() == 4 else x
         check_same(x5, "input", ((weight, "weight"),))

@@ -27,7 +27,10 @@ def test_random_batches_follow_the_layouts():
 
 def test_bench_compares_against_the_first_backend(golden_bundle, tmp_path):
     rows = bench_bundle(golden_bundle, ["torch", "torch:bf16"], ["depth", "text"], [1, 3], repeats=2, warmup=1)
-    assert [(r.backend, r.precision, r.kind, r.batch) for r in rows][:2] == [("torch", "fp32", "depth", 1), ("torch", "fp32", "depth", 3)]
+    assert [(r.backend, r.precision, r.kind, r.batch) for r in rows][:2] == [
+        ("torch", "fp32", "depth", 1),
+        ("torch", "fp32", "depth", 3),
+    ]
     assert len(rows) == 8
     for r in rows:
         assert r.median_ms > 0 and r.p10_ms <= r.median_ms <= r.p90_ms
@@ -69,8 +72,24 @@ def test_machine_record_carries_cpu_flags_gpu_versions_and_date():
 @pytest.mark.slow
 def test_training_benchmark_records_the_machine_with_the_evaluation(tmp_path):
     """benchmarks.training.train_tiny runs (4 steps here) and writes the report with the machine record."""
-    cmd = [sys.executable, "-m", "benchmarks.training.train_tiny", "--out", str(tmp_path), "--tag", "smoke", "--",
-           "--steps", "4", "--eval-samples", "40", "--pool", "64", "--threads", "1"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "benchmarks.training.train_tiny",
+        "--out",
+        str(tmp_path),
+        "--tag",
+        "smoke",
+        "--",
+        "--steps",
+        "4",
+        "--eval-samples",
+        "40",
+        "--pool",
+        "64",
+        "--threads",
+        "1",
+    ]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     (path,) = tmp_path.glob("*-smoke.json")

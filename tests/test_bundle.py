@@ -9,12 +9,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import GOLDEN_DIR
 
 import bindrt
 from bindrt.bundle import MANIFEST, Bundle
 from bindrt.convert import convert_checkpoint
 from bindrt.errors import BundleError, OutputError, UnknownModalityError
-from helpers import GOLDEN_DIR
 
 
 @pytest.fixture()
@@ -161,32 +161,65 @@ def test_symlink_escaping_the_bundle_is_not_followed(bundle_copy, tmp_path):
 @pytest.mark.parametrize(
     "edit, message",
     [
-        (lambda m: m.update(schema_version=99), "schema_version: unsupported version 99 of 'bindrt-bundle'; this bindrt reads version 1"),
+        (
+            lambda m: m.update(schema_version=99),
+            "schema_version: unsupported version 99 of 'bindrt-bundle'; this bindrt reads version 1",
+        ),
         (lambda m: m.update(format="something"), 'format: expected "bindrt-bundle", got "something"'),
         (lambda m: m.pop("files"), "manifest.json: files: required field is missing"),
         (lambda m: m["config"].update(vision_num_heads=7), "not divisible"),
         (lambda m: m["modalities"].update(smell={"weights": "weights/vision.safetensors"}), "unknown modality 'smell'"),
         (lambda m: m.update(schema_version=True), "schema_version: expected int, got true"),  # True == 1 in Python
         (lambda m: m.update(schema_version=1.0), "schema_version: expected int, got 1.0"),
-        (lambda m: m["files"].update({".": _an_entry(m)}), r'files\["\."\]: names the bundle directory itself, expected a file'),
+        (
+            lambda m: m["files"].update({".": _an_entry(m)}),
+            r'files\["\."\]: names the bundle directory itself, expected a file',
+        ),
         (lambda m: m["files"].update({"./": _an_entry(m)}), r'files\["\./"\]: names the bundle directory itself'),
         (lambda m: m["files"].update({"": _an_entry(m)}), r'files\[""\]: points outside the bundle directory'),
         (lambda m: m["files"].update({"weights/x\0": _an_entry(m)}), "contains a NUL character"),
-        (lambda m: m["files"].update({"weights/imu.safetensors": "abc"}), r'files\["weights/imu.safetensors"\]: expected object, got "abc"'),
-        (lambda m: m["files"]["weights/imu.safetensors"].update(bytes=-1), r'files\["weights/imu.safetensors"\].bytes: expected int >= 0, got -1'),
+        (
+            lambda m: m["files"].update({"weights/imu.safetensors": "abc"}),
+            r'files\["weights/imu.safetensors"\]: expected object, got "abc"',
+        ),
+        (
+            lambda m: m["files"]["weights/imu.safetensors"].update(bytes=-1),
+            r'files\["weights/imu.safetensors"\].bytes: expected int >= 0, got -1',
+        ),
         (lambda m: m["files"]["weights/imu.safetensors"].update(bytes=True), r"\.bytes: expected int, got true"),
         (lambda m: m["files"]["weights/imu.safetensors"].update(bytes="12"), r'\.bytes: expected int, got "12"'),
-        (lambda m: m["files"]["weights/imu.safetensors"].update(sha256="xyz"), r'\.sha256: expected 64 lower-case hex digits, got "xyz"'),
-        (lambda m: m["files"]["weights/imu.safetensors"].pop("sha256"), r'files\["weights/imu.safetensors"\]\.sha256: required field is missing'),
-        (lambda m: m["modalities"]["imu"].update(weights=["weights/imu.safetensors"]),
-         r'modalities\.imu\.weights: expected str, got \["weights/imu\.safetensors"\]'),
-        (lambda m: m["modalities"]["imu"].update(weights="weights/other.safetensors"),
-         'modalities.imu.weights: "weights/other.safetensors" is not listed under files'),
-        (lambda m: (m["files"].update({"notes.txt": _an_entry(m)}), m["modalities"]["imu"].update(weights="notes.txt")),
-         'modalities.imu.weights: expected a .safetensors file, got "notes.txt"'),
-        (lambda m: m["modalities"].update(imu="weights/imu.safetensors"), 'modalities.imu: expected object, got "weights/imu.safetensors"'),
+        (
+            lambda m: m["files"]["weights/imu.safetensors"].update(sha256="xyz"),
+            r'\.sha256: expected 64 lower-case hex digits, got "xyz"',
+        ),
+        (
+            lambda m: m["files"]["weights/imu.safetensors"].pop("sha256"),
+            r'files\["weights/imu.safetensors"\]\.sha256: required field is missing',
+        ),
+        (
+            lambda m: m["modalities"]["imu"].update(weights=["weights/imu.safetensors"]),
+            r'modalities\.imu\.weights: expected str, got \["weights/imu\.safetensors"\]',
+        ),
+        (
+            lambda m: m["modalities"]["imu"].update(weights="weights/other.safetensors"),
+            'modalities.imu.weights: "weights/other.safetensors" is not listed under files',
+        ),
+        (
+            lambda m: (
+                m["files"].update({"notes.txt": _an_entry(m)}),
+                m["modalities"]["imu"].update(weights="notes.txt"),
+            ),
+            'modalities.imu.weights: expected a .safetensors file, got "notes.txt"',
+        ),
+        (
+            lambda m: m["modalities"].update(imu="weights/imu.safetensors"),
+            'modalities.imu: expected object, got "weights/imu.safetensors"',
+        ),
         (lambda m: m["modalities"]["imu"].pop("output"), "modalities.imu.output: required field is missing"),
-        (lambda m: m["modalities"]["imu"].update(artifacts=[]), r"modalities\.imu\.artifacts: expected object, got \[\]"),
+        (
+            lambda m: m["modalities"]["imu"].update(artifacts=[]),
+            r"modalities\.imu\.artifacts: expected object, got \[\]",
+        ),
     ],
 )
 def test_invalid_manifests(bundle_copy, edit, message):
@@ -230,7 +263,9 @@ def test_listed_file_that_is_a_directory(bundle_copy):
 
     _edit_manifest(bundle_copy, edit)
     (bundle_copy / "weights" / "extra.safetensors").mkdir()
-    with pytest.raises(BundleError, match="weights/extra.safetensors .listed in manifest.json. is a directory, expected a file"):
+    with pytest.raises(
+        BundleError, match="weights/extra.safetensors .listed in manifest.json. is a directory, expected a file"
+    ):
         bindrt.load(bundle_copy, modalities=["imu"])
 
 
@@ -244,7 +279,9 @@ def test_not_a_bundle(tmp_path):
 
 def test_bundle_embeddings_equal_checkpoint_embeddings(golden_bundle, golden):
     a = bindrt.load(golden_bundle, modalities=["thermal"]).encode("thermal", golden["in_thermal"])
-    b = bindrt.load(GOLDEN_DIR / "weights.pth", config="golden", modalities=["thermal"]).encode("thermal", golden["in_thermal"])
+    b = bindrt.load(GOLDEN_DIR / "weights.pth", config="golden", modalities=["thermal"]).encode(
+        "thermal", golden["in_thermal"]
+    )
     np.testing.assert_array_equal(a, b)
 
 
@@ -264,21 +301,29 @@ def _relist(bundle: Path, rel: str) -> None:
     from bindrt.fileio import sha256_file
 
     full = bundle / rel
-    _edit_manifest(bundle, lambda m: m["files"].update({rel: {"sha256": sha256_file(full), "bytes": full.stat().st_size}}))
+    _edit_manifest(
+        bundle, lambda m: m["files"].update({rel: {"sha256": sha256_file(full), "bytes": full.stat().st_size}})
+    )
 
 
 def test_weights_with_a_renamed_tensor(bundle_copy):
     key = "modality_heads.depth.2.weight"
     _rewrite_weights(bundle_copy, "depth", lambda t: t.update({"modality_heads.depth.9.weight": t.pop(key)}))
-    with pytest.raises(BundleError, match=r"weights/depth\.safetensors: .*missing keys \(1\): modality_heads\.depth\.2\.weight; "
-                                          r"unexpected keys \(1\): modality_heads\.depth\.9\.weight"):
+    with pytest.raises(
+        BundleError,
+        match=r"weights/depth\.safetensors: .*missing keys \(1\): modality_heads\.depth\.2\.weight; "
+        r"unexpected keys \(1\): modality_heads\.depth\.9\.weight",
+    ):
         bindrt.load(bundle_copy, modalities=["depth"])
 
 
 def test_weights_with_a_reshaped_tensor(bundle_copy):
     key = "modality_heads.depth.2.weight"
     _rewrite_weights(bundle_copy, "depth", lambda t: t.update({key: t[key][:-1].clone()}))
-    with pytest.raises(BundleError, match=r"shape mismatches \(1\): modality_heads\.depth\.2\.weight: checkpoint \(31, 32\) vs expected \(32, 32\)"):
+    with pytest.raises(
+        BundleError,
+        match=r"shape mismatches \(1\): modality_heads\.depth\.2\.weight: checkpoint \(31, 32\) vs expected \(32, 32\)",
+    ):
         Bundle.open(bundle_copy).load_weights("depth")
 
 
@@ -303,7 +348,9 @@ def test_weights_holding_nan_or_inf(bundle_copy, modality, key, value):
         tensors[key].view(-1)[-1] = value
 
     _rewrite_weights(bundle_copy, modality, poison)
-    with pytest.raises(BundleError, match=rf"weights/{modality}\.safetensors: tensor\(s\) {key} hold NaN or Inf values"):
+    with pytest.raises(
+        BundleError, match=rf"weights/{modality}\.safetensors: tensor\(s\) {key} hold NaN or Inf values"
+    ):
         bindrt.load(bundle_copy, modalities=[modality])
 
 
@@ -311,7 +358,9 @@ def test_weights_holding_nan_or_inf(bundle_copy, modality, key, value):
 def test_corrupt_safetensors_file(bundle_copy, damage):
     path = bundle_copy / "weights" / "imu.safetensors"
     data = path.read_bytes()
-    path.write_bytes({"header": data[:8] + b"{not json" + data[17:], "truncated": data[: len(data) // 2], "empty": b""}[damage])
+    path.write_bytes(
+        {"header": data[:8] + b"{not json" + data[17:], "truncated": data[: len(data) // 2], "empty": b""}[damage]
+    )
     _relist(bundle_copy, "weights/imu.safetensors")
     with pytest.raises(BundleError, match=r"weights/imu\.safetensors is not a valid safetensors file: "):
         bindrt.load(bundle_copy, modalities=["imu"])

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import collections
 import pickle
+from pathlib import Path
 
 import pytest
 import torch
+from helpers import GOLDEN_DIR
 
 from bindrt.config import PRESETS
 from bindrt.errors import CheckpointError
 from bindrt.model import ImageBind
 from bindrt.model.checkpoint import read_state_dict, reference_layout, split_state_dict
 from bindrt.model.imagebind import load_encoder
-from helpers import GOLDEN_DIR
-from pathlib import Path
 
 TSV = Path(__file__).parent / "data" / "imagebind_huge_state_dict.tsv"
 
@@ -47,7 +47,9 @@ def test_huge_state_dict_loads_strictly_on_meta():
 
 def test_renamed_key_is_named_in_the_error():
     sd = _meta_state_dict(_huge_reference())
-    sd["modality_trunks.vision.blocks.3.attn.in_proj_weights"] = sd.pop("modality_trunks.vision.blocks.3.attn.in_proj_weight")
+    sd["modality_trunks.vision.blocks.3.attn.in_proj_weights"] = sd.pop(
+        "modality_trunks.vision.blocks.3.attn.in_proj_weight"
+    )
     with pytest.raises(CheckpointError) as err:
         split_state_dict(sd, PRESETS["imagebind_huge"])
     msg = str(err.value)
@@ -58,7 +60,9 @@ def test_renamed_key_is_named_in_the_error():
 def test_reshaped_key_is_named_in_the_error():
     sd = _meta_state_dict(_huge_reference())
     sd["modality_heads.depth.2.weight"] = torch.empty(1024, 385, device="meta")
-    with pytest.raises(CheckpointError, match=r"modality_heads.depth.2.weight: checkpoint \(1024, 385\) vs expected \(1024, 384\)"):
+    with pytest.raises(
+        CheckpointError, match=r"modality_heads.depth.2.weight: checkpoint \(1024, 385\) vs expected \(1024, 384\)"
+    ):
         split_state_dict(sd, PRESETS["imagebind_huge"])
 
 

@@ -8,9 +8,9 @@ import sys
 
 import numpy as np
 import pytest
+from helpers import GOLDEN_DIR
 
 from bindrt.cli import COMMAND_MODULES, build_parser
-from helpers import GOLDEN_DIR
 
 
 def bindrt_cli(*args: str, cwd=None) -> subprocess.CompletedProcess:
@@ -34,7 +34,9 @@ def test_every_command_has_help():
 
 def test_convert_info_embed(tmp_path):
     bundle = tmp_path / "bundle"
-    result = bindrt_cli("convert", GOLDEN_DIR / "weights.pth", "--config", "golden", "--out", bundle, "--modalities", "vision,text")
+    result = bindrt_cli(
+        "convert", GOLDEN_DIR / "weights.pth", "--config", "golden", "--out", bundle, "--modalities", "vision,text"
+    )
     assert result.returncode == 0, result.stderr
     assert "vision, text" in result.stdout
 
@@ -47,7 +49,18 @@ def test_convert_info_embed(tmp_path):
 
     out = tmp_path / "emb.npz"
     media = GOLDEN_DIR / "media"
-    result = bindrt_cli("embed", bundle, "--text", "a photo", "a logo", "--vision", media / "photo.jpg", media / "logo.png", "--out", out)
+    result = bindrt_cli(
+        "embed",
+        bundle,
+        "--text",
+        "a photo",
+        "a logo",
+        "--vision",
+        media / "photo.jpg",
+        media / "logo.png",
+        "--out",
+        out,
+    )
     assert result.returncode == 0, result.stderr
     assert "cosine similarity text x vision" in result.stdout
     with np.load(out) as data:

@@ -18,7 +18,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from helpers import GOLDEN_DIR
 
 UNWRITABLE = "/sys/bindrt-cli-test"
@@ -78,8 +77,11 @@ CASES = [
     ("convert-unreadable", ["convert", "{dir}", "--config", "golden", "--out", "{tmp}/b"], "not a regular file"),
     ("convert-unwritable", ["convert", CKPT, "--config", "golden", "--out", UNWRITABLE + "/b"], UNWRITABLE),
     ("convert-wrong-config", ["convert", CKPT, "--config", "no-such-preset", "--out", "{tmp}/b"], "unknown config"),
-    ("convert-wrong-modality", ["convert", CKPT, "--config", "golden", "--out", "{tmp}/b", "--modalities", "smell"],
-     "unknown modality 'smell'"),
+    (
+        "convert-wrong-modality",
+        ["convert", CKPT, "--config", "golden", "--out", "{tmp}/b", "--modalities", "smell"],
+        "unknown modality 'smell'",
+    ),
     ("convert-hostile-pickle", ["convert", "{pickle}", "--config", "golden", "--out", "{tmp}/b"], "never unpickles"),
     ("convert-huge-config", ["convert", CKPT, "--config", "{huge_config}", "--out", "{tmp}/b"], "expected at most"),
     # info
@@ -115,15 +117,21 @@ CASES = [
     ("bench-inputs-speech", ["bench", "{bundle}", "--inputs", "speech"], "unknown input kind 'speech'"),
     ("bench-wrong-backend", ["bench", "{bundle}", "--backends", "nope", "--inputs", "text"], "unknown backend"),
     ("bench-batch-0", ["bench", "{bundle}", "--batch-sizes", "0", "--inputs", "text"], "batch sizes"),
-    ("bench-unwritable", ["bench", "{bundle}", "--inputs", "text", "--batch-sizes", "1", "--repeats", "1",
-                          "--out", UNWRITABLE + "/r"], UNWRITABLE),
+    (
+        "bench-unwritable",
+        ["bench", "{bundle}", "--inputs", "text", "--batch-sizes", "1", "--repeats", "1", "--out", UNWRITABLE + "/r"],
+        UNWRITABLE,
+    ),
     # train
     ("train-unwritable", ["train", "--out", UNWRITABLE + "/run", "--steps", "2"], UNWRITABLE),
     ("train-resume-missing", ["train", "--out", "{empty_run}", "--resume"], "no checkpoint"),
     ("train-resume-hostile-pickle", ["train", "--out", "{run}", "--resume"], "never unpickles"),
     ("train-wrong-steps", ["train", "--out", "{tmp}/run", "--steps", "0"], "steps >= 1"),
-    ("train-wrong-init", ["train", "--out", "{tmp}/run", "--init", "{dir}/nope.pth", "--init-config", "golden",
-                          "--modalities", "audio"], "does not exist"),
+    (
+        "train-wrong-init",
+        ["train", "--out", "{tmp}/run", "--init", "{dir}/nope.pth", "--init-config", "golden", "--modalities", "audio"],
+        "does not exist",
+    ),
     ("train-wrong-preset", ["train", "--out", "{tmp}/run", "--preset", "no-such-preset"], "unknown config"),
     # demo
     ("demo-unwritable", ["demo", "--out", UNWRITABLE + "/demo", "--no-train"], UNWRITABLE),
@@ -134,8 +142,9 @@ CASES = [
 
 def run_cli(argv: list[str], cwd: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "BINDRT_DEBUG": ""}
-    return subprocess.run([sys.executable, "-m", "bindrt", *argv], capture_output=True, text=True, cwd=cwd, env=env,
-                          timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "bindrt", *argv], capture_output=True, text=True, cwd=cwd, env=env, timeout=300
+    )
 
 
 @pytest.mark.parametrize("case, argv, fragment", CASES, ids=[c[0] for c in CASES])
@@ -160,8 +169,9 @@ def test_debug_shows_the_traceback(world, tmp_path):
 
 def test_a_warning_is_one_line(world, tmp_path):
     """The triton backend without a GPU falls back to torch with a warning: one line, no echoed source."""
-    result = run_cli(["embed", world["bundle"], "--backend", "triton", "--text", "a dog", "--out", str(tmp_path / "e.npz")],
-                     tmp_path)
+    result = run_cli(
+        ["embed", world["bundle"], "--backend", "triton", "--text", "a dog", "--out", str(tmp_path / "e.npz")], tmp_path
+    )
     warnings = [ln for ln in result.stderr.splitlines() if ln.strip()]
     if result.returncode == 0:
         assert len(warnings) == 1 and warnings[0].startswith("bindrt embed: warning: "), result.stderr
@@ -184,10 +194,13 @@ def test_an_unexpected_exception_is_named_as_a_bug(monkeypatch, capsys):
     assert len(err) == 1 and "internal error ZeroDivisionError: a bug" in err[0] and "--debug" in err[0]
 
 
-@pytest.mark.parametrize("exc, fragment", [
-    (MemoryError(), "out of memory"),
-    (PermissionError(13, "Permission denied", "/srv/ro/out"), "Permission denied: '/srv/ro/out'"),
-])
+@pytest.mark.parametrize(
+    "exc, fragment",
+    [
+        (MemoryError(), "out of memory"),
+        (PermissionError(13, "Permission denied", "/srv/ro/out"), "Permission denied: '/srv/ro/out'"),
+    ],
+)
 def test_memory_and_os_errors_are_one_line_and_exit_2(monkeypatch, capsys, exc, fragment):
     """Failures of the environment, wherever they surface, are the user's to fix: exit 2, one line."""
     from bindrt import cli
@@ -219,6 +232,8 @@ def test_train_overwrite_never_deletes_what_bindrt_did_not_write(tmp_path):
     (run / "train.jsonl").write_text('{"event": "start"}\n')
     result = run_cli(["train", "--out", str(run), "--overwrite", "--steps", "2"], tmp_path)
     assert result.returncode == 2, result.stderr
-    assert "not a bindrt bundle; refusing to replace it" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert (
+        "not a bindrt bundle; refusing to replace it" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    )
     assert (run / "bundle" / "important.txt").read_text() == "the user's"
     assert (run / "train.jsonl").exists()  # nothing is deleted unless everything is replaceable

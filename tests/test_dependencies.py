@@ -12,11 +12,28 @@ import pytest
 FORBIDDEN = ("torch", "bindrt.export", "bindrt.training", "bindrt.kernels")
 
 CORE = [
-    "bindrt", "bindrt.bundle", "bindrt.config", "bindrt.layouts", "bindrt.loaders", "bindrt.errors", "bindrt.fileio",
-    "bindrt.runtime", "bindrt.runtime.base", "bindrt.runtime.embedder", "bindrt.runtime.onnxruntime_backend",
-    "bindrt.cli", "bindrt.bench",
-    "bindrt.preprocess", "bindrt.preprocess.audio", "bindrt.preprocess.depth", "bindrt.preprocess.image",
-    "bindrt.preprocess.imu", "bindrt.preprocess.limits", "bindrt.preprocess.text", "bindrt.preprocess.thermal",
+    "bindrt",
+    "bindrt.bundle",
+    "bindrt.config",
+    "bindrt.layouts",
+    "bindrt.loaders",
+    "bindrt.errors",
+    "bindrt.fileio",
+    "bindrt.schema",
+    "bindrt.runtime",
+    "bindrt.runtime.base",
+    "bindrt.runtime.embedder",
+    "bindrt.runtime.onnxruntime_backend",
+    "bindrt.cli",
+    "bindrt.bench",
+    "bindrt.preprocess",
+    "bindrt.preprocess.audio",
+    "bindrt.preprocess.depth",
+    "bindrt.preprocess.image",
+    "bindrt.preprocess.imu",
+    "bindrt.preprocess.limits",
+    "bindrt.preprocess.text",
+    "bindrt.preprocess.thermal",
     "bindrt.preprocess.video",
 ]
 

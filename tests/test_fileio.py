@@ -7,6 +7,7 @@ import stat
 from pathlib import Path
 
 import pytest
+from helpers import GOLDEN_DIR
 
 from bindrt import fileio
 from bindrt.bundle import Bundle
@@ -20,7 +21,6 @@ from bindrt.fileio import (
     is_writable_dir,
     remove_replaceable,
 )
-from helpers import GOLDEN_DIR
 
 CKPT = str(GOLDEN_DIR / "weights.pth")
 
@@ -197,7 +197,9 @@ def umask():
     os.umask(previous)
 
 
-@pytest.mark.parametrize("mask, dir_mode, file_mode", [(0o022, 0o755, 0o644), (0o027, 0o750, 0o640), (0o077, 0o700, 0o600)])
+@pytest.mark.parametrize(
+    "mask, dir_mode, file_mode", [(0o022, 0o755, 0o644), (0o027, 0o750, 0o640), (0o077, 0o700, 0o600)]
+)
 def test_outputs_honour_the_umask(tmp_path, umask, mask, dir_mode, file_mode):
     from bindrt.convert import convert_checkpoint
 

@@ -80,16 +80,29 @@ def seed_files(rng: np.random.Generator) -> dict[str, list[tuple[str, bytes]]]:
     imu = rng.standard_normal((300, 6))
     csv = "acc_x,acc_y,acc_z,gyro_x,gyro_y,gyro_z\n" + "\n".join(",".join(f"{v:.5g}" for v in r) for r in imu)
     return {
-        "vision": [("png8", _image_bytes(rgb, "PNG")), ("jpeg", _image_bytes(rgb, "JPEG", quality=80)),
-                   ("tiff", _image_bytes(rgb, "TIFF")), ("gif", _image_bytes(grey, "GIF"))],
-        "depth": [("png16", _image_bytes(depth_mm, "PNG")), ("tiff_f", _image_bytes(depth_m, "TIFF")),
-                  ("npy", _npy_bytes(depth_m))],
-        "thermal": [("png8", _image_bytes(grey, "PNG")), ("png16", _image_bytes(depth_mm, "PNG")),
-                    ("npy", _npy_bytes(grey))],
-        "audio": [("wav16", _audio_bytes(stereo, 16_000, "WAV", "PCM_16")),
-                  ("wavf", _audio_bytes(stereo, 22_050, "WAV", "FLOAT")),
-                  ("flac", _audio_bytes(stereo, 16_000, "FLAC")), ("ogg", _audio_bytes(stereo, 16_000, "OGG")),
-                  ("mp3", _audio_bytes(stereo, 16_000, "MP3"))],
+        "vision": [
+            ("png8", _image_bytes(rgb, "PNG")),
+            ("jpeg", _image_bytes(rgb, "JPEG", quality=80)),
+            ("tiff", _image_bytes(rgb, "TIFF")),
+            ("gif", _image_bytes(grey, "GIF")),
+        ],
+        "depth": [
+            ("png16", _image_bytes(depth_mm, "PNG")),
+            ("tiff_f", _image_bytes(depth_m, "TIFF")),
+            ("npy", _npy_bytes(depth_m)),
+        ],
+        "thermal": [
+            ("png8", _image_bytes(grey, "PNG")),
+            ("png16", _image_bytes(depth_mm, "PNG")),
+            ("npy", _npy_bytes(grey)),
+        ],
+        "audio": [
+            ("wav16", _audio_bytes(stereo, 16_000, "WAV", "PCM_16")),
+            ("wavf", _audio_bytes(stereo, 22_050, "WAV", "FLOAT")),
+            ("flac", _audio_bytes(stereo, 16_000, "FLAC")),
+            ("ogg", _audio_bytes(stereo, 16_000, "OGG")),
+            ("mp3", _audio_bytes(stereo, 16_000, "MP3")),
+        ],
         "video": [("mp4", _video_bytes(rng, "mp4", "mpeg4")), ("webm", _video_bytes(rng, "webm", "libvpx"))],
         "imu": [("npy", _npy_bytes(imu)), ("csv", csv.encode())],
     }
@@ -210,19 +223,29 @@ def child_main(argv: list[str]) -> None:
 
 # ------------------------------------------------------------------ the test
 def test_decoders_survive_fuzzed_media() -> None:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests"),
-                                                       os.environ.get("PYTHONPATH", "")])}
-    proc = subprocess.run([sys.executable, __file__, str(SEED)], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=BUDGET_SECONDS + 4 * CASE_SECONDS)
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests"), os.environ.get("PYTHONPATH", "")]),
+    }
+    proc = subprocess.run(
+        [sys.executable, __file__, str(SEED)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=BUDGET_SECONDS + 4 * CASE_SECONDS,
+    )
     last_case = next((ln for ln in reversed(proc.stdout.splitlines()) if ln.startswith("CASE ")), "none")
     results = [ln for ln in proc.stdout.splitlines() if ln.startswith("FAILURES ")]
-    assert proc.returncode == 0 and results, (f"fuzz child died (rc {proc.returncode}, seed {SEED}) during "
-                                              f"{last_case}:\n{proc.stderr[-4000:]}")
-    failures = json.loads(results[0][len("FAILURES "):])
+    assert proc.returncode == 0 and results, (
+        f"fuzz child died (rc {proc.returncode}, seed {SEED}) during {last_case}:\n{proc.stderr[-4000:]}"
+    )
+    failures = json.loads(results[0][len("FAILURES ") :])
     ran = sum(ln.startswith("CASE ") for ln in proc.stdout.splitlines())
     assert ran >= 1000, f"only {ran} cases ran in the time budget"
-    assert not failures, f"seed {SEED}: rerun one with `python tests/test_fuzz_decoders.py {SEED} CASE`:\n" + \
-        "\n".join(json.dumps(f) for f in failures)
+    assert not failures, f"seed {SEED}: rerun one with `python tests/test_fuzz_decoders.py {SEED} CASE`:\n" + "\n".join(
+        json.dumps(f) for f in failures
+    )
 
 
 if __name__ == "__main__":

@@ -13,8 +13,12 @@ def _tiny_graph() -> bytes:
     from onnx import TensorProto, helper
 
     node = helper.make_node("Mul", ["x", "x"], ["y"])
-    graph = helper.make_graph([node], "square", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n"])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n"])])
+    graph = helper.make_graph(
+        [node],
+        "square",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n"])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n"])],
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
     model.ir_version = 9
     return model.SerializeToString()
@@ -28,8 +32,12 @@ def test_session_is_built_lazily_with_the_options(tmp_path):
         calls.append(1)
         return _tiny_graph()
 
-    loader = SessionFromOnnx(graph, OrtSessionOptions(intra_op_num_threads=1, optimization_level="basic",
-                                                      config={"session.intra_op.allow_spinning": "0"}))
+    loader = SessionFromOnnx(
+        graph,
+        OrtSessionOptions(
+            intra_op_num_threads=1, optimization_level="basic", config={"session.intra_op.allow_spinning": "0"}
+        ),
+    )
     assert calls == []  # nothing is built until the loader is called
     session = loader()
     options = session.get_session_options()
@@ -42,21 +50,25 @@ def test_session_is_built_lazily_with_the_options(tmp_path):
     assert SessionFromOnnx(path)().get_inputs()[0].name == "x"  # a path works the same
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"intra_op_num_threads": "2"}, "intra_op_num_threads='2' is invalid"),
-    ({"inter_op_num_threads": -1}, "inter_op_num_threads=-1 is invalid"),
-    ({"optimization_level": "max"}, "unknown graph_optimization_level 'max'"),
-    ({"config": [("a", "b")]}, "session_config="),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"intra_op_num_threads": "2"}, "intra_op_num_threads='2' is invalid"),
+        ({"inter_op_num_threads": -1}, "inter_op_num_threads=-1 is invalid"),
+        ({"optimization_level": "max"}, "unknown graph_optimization_level 'max'"),
+        ({"config": [("a", "b")]}, "session_config="),
+    ],
+)
 def test_bad_session_options_are_config_errors(kwargs, message):
     with pytest.raises(ConfigError, match=message):
         OrtSessionOptions(**kwargs)
 
 
 def test_encoders_loader_reads_only_the_requested_towers(golden_bundle, golden):
+    from helpers import row_relative_error
+
     from bindrt.bundle import Bundle
     from bindrt.runtime.base import ModelSource
-    from helpers import row_relative_error
 
     bundle = Bundle.open(golden_bundle)
     encoders = EncodersFromSource(ModelSource(config=bundle.config, bundle=bundle), ("imu",))()

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from helpers import MEDIA_DIR
 from PIL import Image
 
 from bindrt.errors import ConfigError, InputError, LimitError, MediaDecodeError
@@ -39,14 +40,14 @@ from bindrt.preprocess import (
 )
 from bindrt.preprocess import audio as audio_module
 from bindrt.preprocess.limits import env_var
-from helpers import MEDIA_DIR
 
 ROOT = Path(__file__).resolve().parents[1]
 MEMORY_LIMIT = 3 << 30
 PEAK_RSS_MB = 400
 SECONDS = 10.0  # generous for a loaded CI machine; a rejection takes well under a second
 
-CHILD = textwrap.dedent("""
+CHILD = textwrap.dedent(
+    """
     import json, resource, sys, time
     resource.setrlimit(resource.RLIMIT_AS, (%d, %d))
     import numpy as np
@@ -65,17 +66,25 @@ CHILD = textwrap.dedent("""
     hwm = [ln for ln in open("/proc/self/status") if ln.startswith("VmHWM:")]
     result["rss_mb"] = (int(hwm[0].split()[1]) if hwm else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) / 1024
     print("RESULT " + json.dumps(result))
-""" % (MEMORY_LIMIT, MEMORY_LIMIT))
+"""
+    % (MEMORY_LIMIT, MEMORY_LIMIT)
+)
 
 
 def run_bounded(kind: str, item: Path | str, env: dict[str, str] | None = None, **options: object) -> dict:
     """preprocess(kind, [item]) in a child under RLIMIT_AS; its error type/message, seconds and peak RSS."""
     child_env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""), **(env or {})}
-    proc = subprocess.run([sys.executable, "-c", CHILD, kind, str(item), json.dumps(options)], cwd=ROOT,
-                          env=child_env, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", CHILD, kind, str(item), json.dumps(options)],
+        cwd=ROOT,
+        env=child_env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
     assert proc.returncode == 0 and lines, f"child failed (rc {proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
-    return json.loads(lines[-1][len("RESULT "):])
+    return json.loads(lines[-1][len("RESULT ") :])
 
 
 def assert_rejected(result: dict, limit: str, error: str = "LimitError") -> None:
@@ -153,8 +162,9 @@ def test_video_frame_count_and_pixels_bounded(tmp_path: Path) -> None:
     path = thin_mp4(tmp_path / "ok.mp4", 64, 48, frames=25)
     assert_rejected(run_bounded("video", path, env={env_var("max_video_frames"): "10"}), "max_video_frames")
     assert_rejected(run_bounded("video", path, env={env_var("max_video_seconds"): "1"}), "max_video_seconds")
-    assert_rejected(run_bounded("video", path, env={env_var("max_video_frame_pixels"): "1000"}),
-                    "max_video_frame_pixels")
+    assert_rejected(
+        run_bounded("video", path, env={env_var("max_video_frame_pixels"): "1000"}), "max_video_frame_pixels"
+    )
 
 
 def test_wav_declaring_1hz_rejected(tmp_path: Path) -> None:
@@ -315,11 +325,16 @@ def test_depth_overflow_messages(tmp_path: Path) -> None:
         preprocess_depth(tiny, focal_length=-1.0)
 
 
-@pytest.mark.parametrize("kind,name,phrase", [("vision", "a.png", "(expected an image file"),
-                                              ("audio", "a.wav", "(expected an audio file)"),
-                                              ("video", "a.mp4", "(expected a video file)"),
-                                              ("depth", "a.npy", "(expected a .npy file)"),
-                                              ("imu", "a.csv", "(expected a .csv/.npy file")])
+@pytest.mark.parametrize(
+    "kind,name,phrase",
+    [
+        ("vision", "a.png", "(expected an image file"),
+        ("audio", "a.wav", "(expected an audio file)"),
+        ("video", "a.mp4", "(expected a video file)"),
+        ("depth", "a.npy", "(expected a .npy file)"),
+        ("imu", "a.csv", "(expected a .csv/.npy file"),
+    ],
+)
 def test_missing_file_message_grammar(tmp_path: Path, kind: str, name: str, phrase: str) -> None:
     with pytest.raises(InputError) as e:
         preprocess(kind, [tmp_path / name])
@@ -334,8 +349,10 @@ def test_special_tokens_option() -> None:
     plain = tokenize("a cat <|endoftext|> a dog", special_tokens=False)[0]
     end = int(np.argmax(plain))
     assert plain[end] == eot and end > 6 and eot not in plain[:end]
-    np.testing.assert_array_equal(preprocess("text", ["<|startoftext|>x"], special_tokens=False)[0][:2],
-                                  [49406, get_tokenizer().encode("<|", special_tokens=False)[0]])
+    np.testing.assert_array_equal(
+        preprocess("text", ["<|startoftext|>x"], special_tokens=False)[0][:2],
+        [49406, get_tokenizer().encode("<|", special_tokens=False)[0]],
+    )
     np.testing.assert_array_equal(Tokenizer()(["<|endoftext|>"], special_tokens=False), plain_ids("<|endoftext|>"))
 
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from helpers import GOLDEN_DIR, GOLDEN_INPUTS, row_relative_error
 
 from bindrt.config import ImageBindConfig, resolve_config
 from bindrt.model import ImageBind
 from bindrt.model.checkpoint import read_state_dict
-from helpers import GOLDEN_DIR, GOLDEN_INPUTS, row_relative_error
 
 
 @pytest.fixture(scope="module")
@@ -102,7 +102,7 @@ def test_pooled_last_block_text_is_causal_at_each_eot_position(model):
     ids = torch.from_numpy(rng.integers(1, 49000, size=(6, 77)))
     for row, eot in enumerate((1, 5, 20, 40, 70, 76)):
         ids[row, eot] = 49407
-        ids[row, eot + 1:] = 0
+        ids[row, eot + 1 :] = 0
     enc = model.encoders["text"]
     with torch.inference_mode():
         full, pooled = enc.embed(ids), enc.embed_pooled(ids)

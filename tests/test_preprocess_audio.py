@@ -126,7 +126,7 @@ def test_container_soundfile_cannot_read_goes_through_pyav() -> None:
             c.mux(p)
     wav, sr = load_audio(buf.getvalue())
     assert sr == 44100 and wav.shape[0] == 2 and abs(wav.shape[1] - x.shape[1]) <= 4096
-    spectrum = np.abs(np.fft.rfft(wav[0, 8192:8192 + 44100]))  # 1 s window: bin k is k Hz
+    spectrum = np.abs(np.fft.rfft(wav[0, 8192 : 8192 + 44100]))  # 1 s window: bin k is k Hz
     assert abs(int(spectrum.argmax()) - 440) <= 1
     assert preprocess_audio(buf.getvalue()).shape == (3, 1, 128, 204)
 
@@ -175,6 +175,7 @@ def test_resample_sine_is_a_sine() -> None:
 def test_resample_against_torchaudio_if_available() -> None:
     taf = pytest.importorskip("torchaudio.functional")
     import torch
+
     x = _noise(5000, seed=12, channels=2)
     want = taf.resample(torch.from_numpy(x), 22050, 16000).numpy()
     assert np.abs(resample(x, 22050, 16000) - want).max() < 1e-5
@@ -200,9 +201,19 @@ def test_kaldi_fbank_tone_peak_in_right_bin() -> None:
 def test_kaldi_fbank_against_torchaudio_if_available() -> None:
     kaldi = pytest.importorskip("torchaudio.compliance.kaldi")
     import torch
+
     x = _noise(16000, seed=13)
-    want = kaldi.fbank(torch.from_numpy(x), htk_compat=True, sample_frequency=16000, use_energy=False,
-                       window_type="hanning", num_mel_bins=128, dither=0.0, frame_length=25, frame_shift=10).numpy()
+    want = kaldi.fbank(
+        torch.from_numpy(x),
+        htk_compat=True,
+        sample_frequency=16000,
+        use_energy=False,
+        window_type="hanning",
+        num_mel_bins=128,
+        dither=0.0,
+        frame_length=25,
+        frame_shift=10,
+    ).numpy()
     assert np.abs(kaldi_fbank(x[0]) - want).max() < 1e-3
 
 

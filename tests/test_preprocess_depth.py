@@ -19,8 +19,10 @@ def random_depth(h: int = 300, w: int = 400, seed: int = 0) -> np.ndarray:
     """A smooth random scene 0.5..8 m, not constant."""
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[0:h, 0:w] / max(h, w)
-    field = sum(rng.uniform(0.2, 1) * np.sin(rng.uniform(1, 6) * xx + rng.uniform(1, 6) * yy + rng.uniform(0, 6))
-                for _ in range(4))
+    field = sum(
+        rng.uniform(0.2, 1) * np.sin(rng.uniform(1, 6) * xx + rng.uniform(1, 6) * yy + rng.uniform(0, 6))
+        for _ in range(4)
+    )
     return (0.5 + 7.5 * (field - field.min()) / np.ptp(field)).astype(np.float32)
 
 
@@ -80,8 +82,11 @@ def test_disparity_kind_and_layouts(tmp_path: Path) -> None:
 
 def test_custom_camera() -> None:
     d = random_depth(seed=4)
-    np.testing.assert_allclose(preprocess_depth(d, focal_length=1000.0, baseline=0.1),
-                               preprocess_depth(d) * (1000.0 * 0.1) / (FOCAL * BASELINE), rtol=1e-5)
+    np.testing.assert_allclose(
+        preprocess_depth(d, focal_length=1000.0, baseline=0.1),
+        preprocess_depth(d) * (1000.0 * 0.1) / (FOCAL * BASELINE),
+        rtol=1e-5,
+    )
 
 
 # ------------------------------------------------------------------ bad input
@@ -96,8 +101,14 @@ def test_bad_arrays() -> None:
     good = random_depth(seed=5)
     nan, inf, neg = good.copy(), good.copy(), good.copy()
     nan[5, 5], inf[6, 6], neg[7, 7] = np.nan, np.inf, -1.0
-    cases = [(nan, "NaN"), (inf, "Inf"), (neg, "negative"), (np.stack([good] * 3), "shape (3, 300, 400)"),
-             (good[0], "shape (400,)"), (good.astype(np.complex64), "dtype complex64")]
+    cases = [
+        (nan, "NaN"),
+        (inf, "Inf"),
+        (neg, "negative"),
+        (np.stack([good] * 3), "shape (3, 300, 400)"),
+        (good[0], "shape (400,)"),
+        (good.astype(np.complex64), "dtype complex64"),
+    ]
     for arr, word in cases:
         with pytest.raises(InputError) as e:
             preprocess_depths([good, arr])

@@ -22,9 +22,13 @@ def test_layouts_match_reference_sizes() -> None:
     # REFERENCE.md: vision 3x224x224 (video: 5 clips x 3 crops of 3x2x224x224), text 77 ids,
     # audio 3 clips of 1x128x204, depth/thermal 1x224x224, imu 6x2000.
     want = {
-        "vision": ((3, 224, 224), "float32"), "text": ((77,), "int64"), "audio": ((3, 1, 128, 204), "float32"),
-        "video": ((15, 3, 2, 224, 224), "float32"), "depth": ((1, 224, 224), "float32"),
-        "thermal": ((1, 224, 224), "float32"), "imu": ((6, 2000), "float32"),
+        "vision": ((3, 224, 224), "float32"),
+        "text": ((77,), "int64"),
+        "audio": ((3, 1, 128, 204), "float32"),
+        "video": ((15, 3, 2, 224, 224), "float32"),
+        "depth": ((1, 224, 224), "float32"),
+        "thermal": ((1, 224, 224), "float32"),
+        "imu": ((6, 2000), "float32"),
     }
     assert set(INPUT_KINDS) == set(INPUT_LAYOUTS) == set(want)
     for m, (shape, dtype) in want.items():
@@ -117,6 +121,12 @@ NO_TORCH_SCRIPT = textwrap.dedent("""
 
 def test_preprocess_never_imports_torch_or_scipy() -> None:
     env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    proc = subprocess.run([sys.executable, "-c", NO_TORCH_SCRIPT, str(GOLDEN)], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", NO_TORCH_SCRIPT, str(GOLDEN)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0 and "NO_TORCH_OK" in proc.stdout, proc.stdout + proc.stderr

@@ -123,12 +123,15 @@ def test_truncated_file(name: str) -> None:
     _check(e, "truncated", "expected an image file")
 
 
-@pytest.mark.parametrize("arr, word", [
-    (np.random.default_rng(4).random((50, 60, 3)), "dtype float64"),
-    (np.random.default_rng(5).integers(0, 256, (50, 60, 4), dtype=np.uint8), "shape (50, 60, 4)"),
-    (np.random.default_rng(6).integers(0, 256, (2, 50, 60, 3), dtype=np.uint8), "shape (2, 50, 60, 3)"),
-    (np.random.default_rng(7).integers(0, 1000, (50, 60, 3), dtype=np.uint16), "dtype uint16"),
-])
+@pytest.mark.parametrize(
+    "arr, word",
+    [
+        (np.random.default_rng(4).random((50, 60, 3)), "dtype float64"),
+        (np.random.default_rng(5).integers(0, 256, (50, 60, 4), dtype=np.uint8), "shape (50, 60, 4)"),
+        (np.random.default_rng(6).integers(0, 256, (2, 50, 60, 3), dtype=np.uint8), "shape (2, 50, 60, 3)"),
+        (np.random.default_rng(7).integers(0, 1000, (50, 60, 3), dtype=np.uint16), "dtype uint16"),
+    ],
+)
 def test_bad_arrays(arr: np.ndarray, word: str) -> None:
     with pytest.raises(InputError) as e:
         preprocess_images([_good(), arr])

@@ -45,8 +45,11 @@ def test_resampling_from_another_rate() -> None:
     assert np.abs(got[:, :1999] - want).max() < 3e-3  # linear interpolation error of <= 2 Hz sines at 100 Hz
     assert (got[:, 1999] == 0).all()
     ramp = np.tile(np.arange(50, dtype=np.float32), (6, 1)) * 0.1
-    np.testing.assert_allclose(preprocess_imu(ramp, sample_rate=50, target_rate=200)[:, :197],
-                               np.tile(np.arange(197) / 4 * 0.1, (6, 1)), atol=1e-6)
+    np.testing.assert_allclose(
+        preprocess_imu(ramp, sample_rate=50, target_rate=200)[:, :197],
+        np.tile(np.arange(197) / 4 * 0.1, (6, 1)),
+        atol=1e-6,
+    )
     np.testing.assert_array_equal(preprocess_imu(x, sample_rate=200.0)[:, :1000], x)
 
 
@@ -79,8 +82,14 @@ def test_bad_arrays() -> None:
     good, _, _ = signal(2000, seed=5)
     nan, inf = good.copy(), good.copy()
     nan[2, 3], inf[4, 5] = np.nan, -np.inf
-    cases = [(nan, "NaN"), (inf, "Inf"), (good[:5], "shape (5, 2000)"), (good[None], "shape (1, 6, 2000)"),
-             (good[0], "shape (2000,)"), (good.astype(str), "dtype <U")]
+    cases = [
+        (nan, "NaN"),
+        (inf, "Inf"),
+        (good[:5], "shape (5, 2000)"),
+        (good[None], "shape (1, 6, 2000)"),
+        (good[0], "shape (2000,)"),
+        (good.astype(str), "dtype <U"),
+    ]
     for arr, word in cases:
         with pytest.raises(InputError) as e:
             preprocess_imus([good, arr])

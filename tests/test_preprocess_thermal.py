@@ -77,9 +77,14 @@ def test_bad_arrays() -> None:
     good = rng.random((64, 64)).astype(np.float32)
     nan, inf = good.copy(), good.copy()
     nan[1, 1], inf[2, 2] = np.nan, np.inf
-    cases = [(nan, "NaN"), (inf, "Inf"), (good * 300, "float values in"), (good - 0.5, "float values in"),
-             (rng.integers(0, 9, (64, 64), dtype=np.int32), "dtype int32"),
-             (rng.integers(0, 255, (64, 64, 3), dtype=np.uint8), "shape (64, 64, 3)")]
+    cases = [
+        (nan, "NaN"),
+        (inf, "Inf"),
+        (good * 300, "float values in"),
+        (good - 0.5, "float values in"),
+        (rng.integers(0, 9, (64, 64), dtype=np.int32), "dtype int32"),
+        (rng.integers(0, 255, (64, 64, 3), dtype=np.uint8), "shape (64, 64, 3)"),
+    ]
     for arr, word in cases:
         with pytest.raises(InputError) as e:
             preprocess_thermals([good, arr])

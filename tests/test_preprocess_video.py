@@ -50,8 +50,9 @@ def frame_code(rgb: np.ndarray) -> int:
     return int(round(rgb[0] / 25)) + 10 * int(round(rgb[1] / 25))
 
 
-def reference(frames: list[np.ndarray], picks: list[tuple[int, int]], size: tuple[int, int],
-              crops: list[tuple[int, int]]) -> np.ndarray:
+def reference(
+    frames: list[np.ndarray], picks: list[tuple[int, int]], size: tuple[int, int], crops: list[tuple[int, int]]
+) -> np.ndarray:
     torch = pytest.importorskip("torch")
     out = []
     for a, b in picks:
@@ -137,7 +138,8 @@ def test_unreadable_missing_and_wrong_items(tmp_path: Path, landscape: bytes) ->
     with av.open(audio_only, "w", format="wav") as c:
         s = c.add_stream("pcm_s16le", rate=8000)
         frame = av.AudioFrame.from_ndarray(
-            np.random.default_rng(2).integers(-999, 999, (1, 800), dtype=np.int16), format="s16", layout="mono")
+            np.random.default_rng(2).integers(-999, 999, (1, 800), dtype=np.int16), format="s16", layout="mono"
+        )
         frame.sample_rate = 8000
         for p in s.encode(frame):
             c.mux(p)

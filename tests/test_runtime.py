@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from helpers import GOLDEN_DIR, GOLDEN_INPUTS, row_relative_error
 
 import bindrt
 from bindrt.errors import BackendError, ConfigError, InputError, UnknownModalityError
-from helpers import GOLDEN_DIR, GOLDEN_INPUTS, row_relative_error
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +49,11 @@ def test_reduced_precisions_stay_close(golden_bundle, golden, precision, min_cos
 @pytest.mark.parametrize(
     "kind, array, message",
     [
-        ("vision", np.ones((2, 3, 224), np.float32), r"expected a batch of shape \('batch', 3, 224, 224\), got \(2, 3, 224\)"),
+        (
+            "vision",
+            np.ones((2, 3, 224), np.float32),
+            r"expected a batch of shape \('batch', 3, 224, 224\), got \(2, 3, 224\)",
+        ),
         ("vision", np.ones((2, 3, 112, 112), np.float32), "got \\(2, 3, 112, 112\\)"),
         ("depth", np.ones((0, 1, 224, 224), np.float32), "empty batch"),
         ("imu", np.ones((1, 6, 2000), np.int32), "expected floating-point values"),

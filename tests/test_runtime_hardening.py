@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from helpers import GOLDEN_DIR
 
 import bindrt
 from bindrt.errors import BackendError, ConfigError, InputError
 from bindrt.layouts import INPUT_LAYOUTS
-from helpers import GOLDEN_DIR
 
 
 @pytest.fixture()
@@ -18,14 +18,17 @@ def model(golden_bundle):
         yield m
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"batch_size": "8"}, "batch_size='8' is of type str; expected int"),
-    ({"batch_size": 0}, "batch_size must be an int >= 1"),
-    ({"batch_size": True}, "batch_size"),
-    ({"device": "gpu"}, "unsupported device 'gpu'"),
-    ({"device": 3}, "device=3 is of type int"),
-    ({"precision": None}, "precision=None"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"batch_size": "8"}, "batch_size='8' is of type str; expected int"),
+        ({"batch_size": 0}, "batch_size must be an int >= 1"),
+        ({"batch_size": True}, "batch_size"),
+        ({"device": "gpu"}, "unsupported device 'gpu'"),
+        ({"device": 3}, "device=3 is of type int"),
+        ({"precision": None}, "precision=None"),
+    ],
+)
 def test_wrong_argument_types_are_config_or_backend_errors(golden_bundle, kwargs, message):
     with pytest.raises((ConfigError, BackendError), match=message):
         bindrt.load(golden_bundle, "torch", **kwargs)

@@ -10,15 +10,17 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import GOLDEN_DIR
 
 from bindrt.bundle import MANIFEST, Bundle
 from bindrt.errors import BundleError
 from bindrt.schema import SCHEMA_FILE, Manifest, OnnxArtifact, OnnxGraph, json_schema, json_schema_text, main
-from helpers import GOLDEN_DIR
 
 OLD_BUNDLE = Path(__file__).parent / "data" / "bundle-64f1869"
 
-jsonschema = pytest.importorskip("jsonschema", reason="the JSON Schema checks need jsonschema (pip install 'bindrt[dev]')")
+jsonschema = pytest.importorskip(
+    "jsonschema", reason="the JSON Schema checks need jsonschema (pip install 'bindrt[dev]')"
+)
 
 
 @pytest.fixture(scope="module")
@@ -57,8 +59,11 @@ def test_schema_command_writes_and_checks(tmp_path, capsys):
 
 @pytest.mark.parametrize("which", ["golden", "old", "exported"])
 def test_every_manifest_validates_and_round_trips(request, validator, which):
-    path = {"golden": lambda: request.getfixturevalue("golden_bundle"), "old": lambda: OLD_BUNDLE,
-            "exported": lambda: request.getfixturevalue("exported_bundle")}[which]()
+    path = {
+        "golden": lambda: request.getfixturevalue("golden_bundle"),
+        "old": lambda: OLD_BUNDLE,
+        "exported": lambda: request.getfixturevalue("exported_bundle"),
+    }[which]()
     text = (path / MANIFEST).read_text()
     manifest = json.loads(text)
     validator.validate(manifest)
@@ -71,8 +76,13 @@ def test_every_manifest_validates_and_round_trips(request, validator, which):
 def test_exported_records_are_typed(exported_bundle):
     record = Bundle.open(exported_bundle).record
     imu = record.modalities["imu"].onnx
-    assert isinstance(imu, OnnxArtifact) and set(imu.graphs) == {"imu.fp32", "imu.fp16", "imu.int8", "imu.fp32.fused",
-                                                                  "imu.int8.fused"}
+    assert isinstance(imu, OnnxArtifact) and set(imu.graphs) == {
+        "imu.fp32",
+        "imu.fp16",
+        "imu.int8",
+        "imu.fp32.fused",
+        "imu.int8.fused",
+    }
     fused = imu.graphs["imu.int8.fused"]
     assert fused.quantization.method == "dynamic" and fused.quantization.calibration is None
     assert fused.fusions.fused_operator_statistics["Attention"] >= 1 and fused.validation.passed
@@ -85,9 +95,11 @@ def test_exported_records_are_typed(exported_bundle):
 
 
 def test_runtime_reads_the_schema_not_the_exporter():
-    code = ("import sys, bindrt.runtime.onnxruntime_backend, bindrt.bundle, bindrt.schema; "
-            "bad = sorted(m for m in sys.modules if m.startswith(('bindrt.export', 'torch', 'onnx.')) or m == 'onnx'); "
-            "assert not bad, bad")
+    code = (
+        "import sys, bindrt.runtime.onnxruntime_backend, bindrt.bundle, bindrt.schema; "
+        "bad = sorted(m for m in sys.modules if m.startswith(('bindrt.export', 'torch', 'onnx.')) or m == 'onnx'); "
+        "assert not bad, bad"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
@@ -96,42 +108,84 @@ def _graph(m: dict, key: str = "depth.fp32") -> dict:
     return m["modalities"]["depth"]["artifacts"]["onnx"]["graphs"][key]
 
 
-_ONNX = r'manifest\.json: modalities\.depth\.artifacts\.onnx'
+_ONNX = r"manifest\.json: modalities\.depth\.artifacts\.onnx"
 _GRAPH = _ONNX + r'\.graphs\["depth\.fp32"\]'
 
 #: (edit, message, whether the JSON Schema rejects it too: False for the checks only the records make)
 INVALID = {
     "wrong type": (lambda m: _graph(m).update(opset="18"), _GRAPH + r'\.opset: expected int, got "18"$', True),
-    "wrong type in a list": (lambda m: _graph(m)["inputs"][0].update(shape=["batch", 1.5]),
-                             _GRAPH + r'\.inputs\[0\]\.shape\[1\]: expected int or str, got 1\.5', True),
+    "wrong type in a list": (
+        lambda m: _graph(m)["inputs"][0].update(shape=["batch", 1.5]),
+        _GRAPH + r"\.inputs\[0\]\.shape\[1\]: expected int or str, got 1\.5",
+        True,
+    ),
     "bool is not an int": (lambda m: _graph(m).update(opset=True), _GRAPH + r"\.opset: expected int, got true", True),
-    "unknown artefact version": (lambda m: m["modalities"]["depth"]["artifacts"]["onnx"].update(version=2),
-                                 _ONNX + r"\.version: unsupported version 2 of 'bindrt-onnx'; this bindrt reads version 1",
-                                 True),
-    "artefact version as a string": (lambda m: m["modalities"]["depth"]["artifacts"]["onnx"].update(version="1"),
-                                     _ONNX + r'\.version: expected int, got "1"', True),
-    "wrong artefact format": (lambda m: m["modalities"]["depth"]["artifacts"]["onnx"].update(format="onnx"),
-                              _ONNX + r'\.format: expected "bindrt-onnx", got "onnx"', True),
+    "unknown artefact version": (
+        lambda m: m["modalities"]["depth"]["artifacts"]["onnx"].update(version=2),
+        _ONNX + r"\.version: unsupported version 2 of 'bindrt-onnx'; this bindrt reads version 1",
+        True,
+    ),
+    "artefact version as a string": (
+        lambda m: m["modalities"]["depth"]["artifacts"]["onnx"].update(version="1"),
+        _ONNX + r'\.version: expected int, got "1"',
+        True,
+    ),
+    "wrong artefact format": (
+        lambda m: m["modalities"]["depth"]["artifacts"]["onnx"].update(format="onnx"),
+        _ONNX + r'\.format: expected "bindrt-onnx", got "onnx"',
+        True,
+    ),
     "missing required field": (lambda m: _graph(m).pop("file"), _GRAPH + r"\.file: required field is missing", True),
-    "missing graphs": (lambda m: m["modalities"]["depth"]["artifacts"]["onnx"].pop("graphs"),
-                       _ONNX + r"\.graphs: required field is missing", True),
-    "missing nested field": (lambda m: _graph(m, "depth.int8")["quantization"].pop("method"),
-                             r'graphs\["depth\.int8"\]\.quantization\.method: required field is missing', True),
-    "unknown precision": (lambda m: _graph(m).update(precision="fp8"),
-                          _GRAPH + r'\.precision: expected one of "fp32", "fp16", "int8", got "fp8"', True),
-    "graph path outside the bundle": (lambda m: _graph(m).update(external_data=["../x.data"]),
-                                      _GRAPH + r"\.external_data\[0\]: points outside the bundle directory", True),
-    "validation of the wrong type": (lambda m: _graph(m)["validation"].update(passed="yes"),
-                                     _GRAPH + r'\.validation\.passed: expected bool, got "yes"', True),
-    "unknown artefact without a version": (lambda m: m["modalities"]["depth"]["artifacts"].update(tensorrt={"format": "x"}),
-                                           r"artifacts\.tensorrt\.version: required field is missing", True),
-    "graph key that lies": (lambda m: _graph(m).update(precision="int8", file="onnx/depth/depth.int8.onnx"),
-                            _ONNX + r"""\.graphs\["depth\.fp32"\]: key does not match its kind, precision and variant \('depth\.int8'\)""",
-                            False),
-    "graph of another modality": (lambda m: _graph(m).update(modality="imu"),
-                                  _GRAPH + r"\.modality: 'imu' is not the modality of its entry \('depth'\)", False),
-    "history without a stage": (lambda m: m["history"][1].pop("stage"), r"history\[1\]\.stage: required field is missing", True),
-    "unknown config field": (lambda m: m["config"].update(depth_num_layers=2), r"config: invalid config: unknown config field", True),
+    "missing graphs": (
+        lambda m: m["modalities"]["depth"]["artifacts"]["onnx"].pop("graphs"),
+        _ONNX + r"\.graphs: required field is missing",
+        True,
+    ),
+    "missing nested field": (
+        lambda m: _graph(m, "depth.int8")["quantization"].pop("method"),
+        r'graphs\["depth\.int8"\]\.quantization\.method: required field is missing',
+        True,
+    ),
+    "unknown precision": (
+        lambda m: _graph(m).update(precision="fp8"),
+        _GRAPH + r'\.precision: expected one of "fp32", "fp16", "int8", got "fp8"',
+        True,
+    ),
+    "graph path outside the bundle": (
+        lambda m: _graph(m).update(external_data=["../x.data"]),
+        _GRAPH + r"\.external_data\[0\]: points outside the bundle directory",
+        True,
+    ),
+    "validation of the wrong type": (
+        lambda m: _graph(m)["validation"].update(passed="yes"),
+        _GRAPH + r'\.validation\.passed: expected bool, got "yes"',
+        True,
+    ),
+    "unknown artefact without a version": (
+        lambda m: m["modalities"]["depth"]["artifacts"].update(tensorrt={"format": "x"}),
+        r"artifacts\.tensorrt\.version: required field is missing",
+        True,
+    ),
+    "graph key that lies": (
+        lambda m: _graph(m).update(precision="int8", file="onnx/depth/depth.int8.onnx"),
+        _ONNX + r"""\.graphs\["depth\.fp32"\]: key does not match its kind, precision and variant \('depth\.int8'\)""",
+        False,
+    ),
+    "graph of another modality": (
+        lambda m: _graph(m).update(modality="imu"),
+        _GRAPH + r"\.modality: 'imu' is not the modality of its entry \('depth'\)",
+        False,
+    ),
+    "history without a stage": (
+        lambda m: m["history"][1].pop("stage"),
+        r"history\[1\]\.stage: required field is missing",
+        True,
+    ),
+    "unknown config field": (
+        lambda m: m["config"].update(depth_num_layers=2),
+        r"config: invalid config: unknown config field",
+        True,
+    ),
 }
 
 
@@ -156,8 +210,11 @@ def test_unknown_keys_and_artefacts_are_kept(old_copy, validator):
     manifest = json.loads((old_copy / MANIFEST).read_text())
     manifest["signed_by"] = "someone"
     _graph(manifest)["tensorrt_hints"] = {"workspace": 1}
-    manifest["modalities"]["depth"]["artifacts"]["tensorrt"] = {"format": "bindrt-tensorrt", "version": 7,
-                                                                "engines": {"depth.fp16": {"file": "engines/x.plan"}}}
+    manifest["modalities"]["depth"]["artifacts"]["tensorrt"] = {
+        "format": "bindrt-tensorrt",
+        "version": 7,
+        "engines": {"depth.fp16": {"file": "engines/x.plan"}},
+    }
     (old_copy / MANIFEST).write_text(json.dumps(manifest))
     validator.validate(manifest)
     bundle = Bundle.open(old_copy)

@@ -25,15 +25,29 @@ def register(sub: argparse._SubParsersAction) -> None:
         "eval/report.json), OUT/checkpoints/last.pt and OUT/train.jsonl. Under torchrun, trains with DDP.",
     )
     p.add_argument("--out", required=True, help="run directory (bundle, checkpoints, log)")
-    p.add_argument("--preset", default=None, help="model preset or JSON config for training from scratch (default tiny)")
+    p.add_argument(
+        "--preset", default=None, help="model preset or JSON config for training from scratch (default tiny)"
+    )
     p.add_argument("--steps", type=int, help="total optimizer steps, both stages (default per preset)")
-    p.add_argument("--modalities", default="audio,depth,thermal,imu", help="encoders to bind to the image tower (default all four)")
-    p.add_argument("--init", metavar="CHECKPOINT", help="reference checkpoint: image and text towers (frozen) and, unless --fresh, the bound towers")
+    p.add_argument(
+        "--modalities", default="audio,depth,thermal,imu", help="encoders to bind to the image tower (default all four)"
+    )
+    p.add_argument(
+        "--init",
+        metavar="CHECKPOINT",
+        help="reference checkpoint: image and text towers (frozen) and, unless --fresh, the bound towers",
+    )
     p.add_argument("--init-config", help="the checkpoint's preset or JSON config (e.g. golden, imagebind_huge)")
     p.add_argument("--fresh", action="store_true", help="with --init: bound modalities start from random weights")
-    p.add_argument("--data", help="folder of image-paired files (x.jpg + x.wav, x.depth.png...) or a .csv/.jsonl manifest")
-    p.add_argument("--on-bad-data", choices=("skip", "stop"), default="stop",
-                   help="unreadable or mismatched files: stop with a report (default) or skip them (listed in the log)")
+    p.add_argument(
+        "--data", help="folder of image-paired files (x.jpg + x.wav, x.depth.png...) or a .csv/.jsonl manifest"
+    )
+    p.add_argument(
+        "--on-bad-data",
+        choices=("skip", "stop"),
+        default="stop",
+        help="unreadable or mismatched files: stop with a report (default) or skip them (listed in the log)",
+    )
     p.add_argument("--batch-size", type=int, help="global batch size (default per preset)")
     p.add_argument("--workers", type=int, help="DataLoader worker processes rendering / decoding data")
     p.add_argument("--pool", type=int, help="pre-render this many world scenes and cycle them (0: fresh scenes)")
@@ -43,11 +57,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--clip-fraction", type=float, help="share of steps for the image-text stage (default per preset)")
     p.add_argument("--lr", type=float, help="peak learning rate of both stages (default 2e-3)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
-    p.add_argument("--amp", default="auto", choices=("auto", "off", "bf16", "fp16"), help="mixed precision (auto: bf16/fp16 on CUDA, off on CPU)")
+    p.add_argument(
+        "--amp",
+        default="auto",
+        choices=("auto", "off", "bf16", "fp16"),
+        help="mixed precision (auto: bf16/fp16 on CUDA, off on CPU)",
+    )
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--resume", action="store_true", help="continue OUT/checkpoints/last.pt")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run in OUT")
-    p.add_argument("--stop-at", type=int, help="stop after this step, leaving a checkpoint (for preemptible jobs and tests)")
+    p.add_argument(
+        "--stop-at", type=int, help="stop after this step, leaving a checkpoint (for preemptible jobs and tests)"
+    )
     p.add_argument("--log-every", type=int, default=10)
     p.add_argument("--ckpt-every", type=int, default=100)
     p.set_defaults(func=run)
@@ -70,12 +91,31 @@ def config_from_args(args: argparse.Namespace):
     if args.lr is not None:
         extra = {"clip_lr": args.lr, "bind_lr": args.lr}
     return TrainConfig(
-        out=args.out, preset=preset, steps=steps, modalities=tuple(modality_list(args.modalities)),
-        batch_size=batch_size, workers=pick("workers"), pool=pool, seed=args.seed,
-        eval_seed=args.eval_seed, eval_samples=args.eval_samples, clip_fraction=pick("clip_fraction"),
-        init=args.init, init_config=args.init_config, fresh=args.fresh, data=args.data, on_bad_data=args.on_bad_data,
-        device=args.device, amp=args.amp, threads=args.threads, resume=args.resume, overwrite=args.overwrite,
-        stop_at=args.stop_at, log_every=args.log_every, ckpt_every=args.ckpt_every, **extra,
+        out=args.out,
+        preset=preset,
+        steps=steps,
+        modalities=tuple(modality_list(args.modalities)),
+        batch_size=batch_size,
+        workers=pick("workers"),
+        pool=pool,
+        seed=args.seed,
+        eval_seed=args.eval_seed,
+        eval_samples=args.eval_samples,
+        clip_fraction=pick("clip_fraction"),
+        init=args.init,
+        init_config=args.init_config,
+        fresh=args.fresh,
+        data=args.data,
+        on_bad_data=args.on_bad_data,
+        device=args.device,
+        amp=args.amp,
+        threads=args.threads,
+        resume=args.resume,
+        overwrite=args.overwrite,
+        stop_at=args.stop_at,
+        log_every=args.log_every,
+        ckpt_every=args.ckpt_every,
+        **extra,
     )
 
 

@@ -61,8 +61,18 @@ class StepBatches(Dataset):
     groups of ``group`` consecutive samples (the world's sibling scenes) together.
     """
 
-    def __init__(self, source: Any, modalities: Sequence[str], batch_size: int, *, seed: int = 0,
-                 rank: int = 0, world_size: int = 1, pool: int | None = None, group: int = 1) -> None:
+    def __init__(
+        self,
+        source: Any,
+        modalities: Sequence[str],
+        batch_size: int,
+        *,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+        pool: int | None = None,
+        group: int = 1,
+    ) -> None:
         self.source, self.modalities, self.batch_size = source, tuple(modalities), int(batch_size)
         self.group = max(int(group), 1)
         self.seed, self.rank, self.world_size, self.pool = int(seed), int(rank), int(world_size), pool
@@ -98,9 +108,14 @@ def step_loader(batches: StepBatches, start: int, stop: int, workers: int = 0) -
     RNG (which dropout and resume-exactness depend on).
     """
     return DataLoader(
-        batches, batch_size=None, sampler=range(start, stop), num_workers=workers,
-        prefetch_factor=2 if workers else None, persistent_workers=False,
-        generator=private_generator(), worker_init_fn=_single_thread,
+        batches,
+        batch_size=None,
+        sampler=range(start, stop),
+        num_workers=workers,
+        prefetch_factor=2 if workers else None,
+        persistent_workers=False,
+        generator=private_generator(),
+        worker_init_fn=_single_thread,
     )
 
 
@@ -134,7 +149,14 @@ def limit_blas_threads(n: int) -> bool:
 
     try:
         with open("/proc/self/maps") as fh:
-            libs = {line.split()[-1] for line in fh if "openblas" in line.lower() and line.rstrip().endswith(".so") or ".so." in line and "openblas" in line.lower()}
+            libs = {
+                line.split()[-1]
+                for line in fh
+                if "openblas" in line.lower()
+                and line.rstrip().endswith(".so")
+                or ".so." in line
+                and "openblas" in line.lower()
+            }
     except OSError:
         return False
     done = False
@@ -143,7 +165,12 @@ def limit_blas_threads(n: int) -> bool:
             lib = ctypes.CDLL(path)
         except OSError:
             continue
-        for name in ("scipy_openblas_set_num_threads64_", "scipy_openblas_set_num_threads", "openblas_set_num_threads64_", "openblas_set_num_threads"):
+        for name in (
+            "scipy_openblas_set_num_threads64_",
+            "scipy_openblas_set_num_threads",
+            "openblas_set_num_threads64_",
+            "openblas_set_num_threads",
+        ):
             fn = getattr(lib, name, None)
             if fn is not None:
                 fn(ctypes.c_int(n))
@@ -185,13 +212,27 @@ class CachedSource:
     Deterministic: the same samples whatever the number of workers.
     """
 
-    def __init__(self, source: Any, modalities: Sequence[str], n: int, *, workers: int = 0,
-                 batch_size: int = 64, progress: Callable[[int, int], None] | None = None,
-                 fresh: Sequence[str] = ("text",)) -> None:
+    def __init__(
+        self,
+        source: Any,
+        modalities: Sequence[str],
+        n: int,
+        *,
+        workers: int = 0,
+        batch_size: int = 64,
+        progress: Callable[[int, int], None] | None = None,
+        fresh: Sequence[str] = ("text",),
+    ) -> None:
         self.source, self.modalities = source, tuple(modalities)
         self.fresh = tuple(m for m in fresh if m in self.modalities)
-        loader = DataLoader(_Render(source, self.modalities, n), batch_size=batch_size, num_workers=workers,
-                            collate_fn=_stack_half, worker_init_fn=_single_thread, generator=private_generator())
+        loader = DataLoader(
+            _Render(source, self.modalities, n),
+            batch_size=batch_size,
+            num_workers=workers,
+            collate_fn=_stack_half,
+            worker_init_fn=_single_thread,
+            generator=private_generator(),
+        )
         parts: list[dict] = []
         for part in loader:
             parts.append(part)
@@ -282,7 +323,9 @@ def scan_pairs(root: "str | os.PathLike[str]", modality: str) -> PairScan:
         raise ConfigError(f"real-data training binds audio, depth, thermal or imu to images, not {modality!r}")
     root = Path(root)
     if not root.exists():
-        raise ConfigError(f"data path {root} does not exist; expected a folder of image-paired files or a .csv/.jsonl manifest")
+        raise ConfigError(
+            f"data path {root} does not exist; expected a folder of image-paired files or a .csv/.jsonl manifest"
+        )
     if root.is_file():
         return _scan_manifest(root, modality)
     groups: dict[str, list[Path]] = {}
@@ -291,20 +334,31 @@ def scan_pairs(root: "str | os.PathLike[str]", modality: str) -> PairScan:
     scan = PairScan()
     for stem, files in groups.items():
         images = [f for f in files if f.suffix.lower() in IMAGE_EXTS and _tag(f) is None]
-        partners = [f for f in files if _tag(f) == modality or (_tag(f) is None and f.suffix.lower() in PARTNER_EXTS[modality])]
+        partners = [
+            f for f in files if _tag(f) == modality or (_tag(f) is None and f.suffix.lower() in PARTNER_EXTS[modality])
+        ]
         others = [f for f in files if f not in images and f not in partners]
         names = [str(f) for f in files]
         if len(images) == 1 and len(partners) == 1:
             scan.pairs.append((str(images[0]), str(partners[0])))
             if others:
-                scan.bad.append(BadItem([str(f) for f in others], f"not an image or {modality} file of pair {stem!r} (ignored)"))
+                scan.bad.append(
+                    BadItem([str(f) for f in others], f"not an image or {modality} file of pair {stem!r} (ignored)")
+                )
         elif not partners:
-            scan.bad.append(BadItem(names, f"no {modality} file for {stem!r} (expected {stem}.{modality}.<ext> or "
-                                           f"{stem}<{'|'.join(sorted(PARTNER_EXTS[modality])) or '.' + modality + '.<ext>'}>)"))
+            scan.bad.append(
+                BadItem(
+                    names,
+                    f"no {modality} file for {stem!r} (expected {stem}.{modality}.<ext> or "
+                    f"{stem}<{'|'.join(sorted(PARTNER_EXTS[modality])) or '.' + modality + '.<ext>'}>)",
+                )
+            )
         elif not images:
             scan.bad.append(BadItem(names, f"no image for {stem!r} (expected {stem}.jpg/.png/...)"))
         else:
-            scan.bad.append(BadItem(names, f"ambiguous pair {stem!r}: {len(images)} images and {len(partners)} {modality} files"))
+            scan.bad.append(
+                BadItem(names, f"ambiguous pair {stem!r}: {len(images)} images and {len(partners)} {modality} files")
+            )
     if not scan.pairs and not scan.bad:
         raise ConfigError(f"data folder {root} is empty; expected image-paired files such as x.jpg + x.wav")
     return scan
@@ -410,16 +464,28 @@ def check_pairs(scan: PairScan, modality: str, *, workers: int = 0) -> PairScan:
     """Decode every pair once (in parallel) and move the unreadable ones to ``bad``."""
     if not scan.pairs:
         return scan
-    loader = DataLoader(_Check(scan.pairs, modality), batch_size=None, num_workers=workers, worker_init_fn=_single_thread,
-                        generator=private_generator())
+    loader = DataLoader(
+        _Check(scan.pairs, modality),
+        batch_size=None,
+        num_workers=workers,
+        worker_init_fn=_single_thread,
+        generator=private_generator(),
+    )
     failed = {i: reason for i, reason in loader if reason}
     good = [p for i, p in enumerate(scan.pairs) if i not in failed]
     bad = scan.bad + [BadItem(list(scan.pairs[i]), failed[i]) for i in sorted(failed)]
     return PairScan(good, bad)
 
 
-def open_paired_files(root: "str | os.PathLike[str]", modality: str, *, on_bad_data: str = "stop", workers: int = 0,
-                      seed: int = 0, report: Callable[[list[BadItem]], None] | None = None) -> tuple[PairedFiles, list[BadItem]]:
+def open_paired_files(
+    root: "str | os.PathLike[str]",
+    modality: str,
+    *,
+    on_bad_data: str = "stop",
+    workers: int = 0,
+    seed: int = 0,
+    report: Callable[[list[BadItem]], None] | None = None,
+) -> tuple[PairedFiles, list[BadItem]]:
     """Scan and check a folder/manifest; report bad items, then skip them or raise :class:`BadDataError`."""
     if on_bad_data not in ("skip", "stop"):
         raise ConfigError(f"on_bad_data must be 'skip' or 'stop', got {on_bad_data!r}")

@@ -40,7 +40,9 @@ def encode(encoder: nn.Module, batch: Tensor, device: torch.device, chunk: int =
 
 
 @torch.no_grad()
-def class_text_embeddings(text_encoder: nn.Module, template: str, device: torch.device, classes: Sequence[str] = CLASSES) -> Tensor:
+def class_text_embeddings(
+    text_encoder: nn.Module, template: str, device: torch.device, classes: Sequence[str] = CLASSES
+) -> Tensor:
     from bindrt.preprocess.text import tokenize
 
     ids = torch.from_numpy(tokenize([template.format(c) for c in classes]))
@@ -64,8 +66,9 @@ def recall_at(queries: Tensor, keys: Tensor, ks: Sequence[int] = (1, 5), gallery
     return {f"R@{k}": hits[k] / max(n, 1) for k in ks}
 
 
-def arithmetic_probe(images: Tensor, audio: Tensor, labels: Tensor, colours: Tensor, *, queries: int = 300,
-                     seed: int = 0, k: int = 5) -> dict[str, Any]:
+def arithmetic_probe(
+    images: Tensor, audio: Tensor, labels: Tensor, colours: Tensor, *, queries: int = 300, seed: int = 0, k: int = 5
+) -> dict[str, Any]:
     """image(class A, colour X) + audio(class B) -> images that have class B *and* colour X (see module doc).
 
     Scores over the gallery (all held-out images but the two sources' own):
@@ -91,8 +94,12 @@ def arithmetic_probe(images: Tensor, audio: Tensor, labels: Tensor, colours: Ten
         want_cls, want_col = labels[j], colours[i]
         s_img, s_aud = images @ images[i], images @ audio[j]
         z = lambda s: (s - s.mean()) / (s.std() + 1e-9)  # noqa: E731
-        scores = {"image+audio": images @ F.normalize(images[i] + audio[j], dim=0), "image+audio (z)": z(s_img) + z(s_aud),
-                  "image": s_img, "audio": s_aud}
+        scores = {
+            "image+audio": images @ F.normalize(images[i] + audio[j], dim=0),
+            "image+audio (z)": z(s_img) + z(s_aud),
+            "image": s_img,
+            "audio": s_aud,
+        }
         for name, sim in scores.items():
             sim = sim.clone()
             sim[[i, j]] = -float("inf")
@@ -114,9 +121,17 @@ def arithmetic_probe(images: Tensor, audio: Tensor, labels: Tensor, colours: Ten
     }
 
 
-def evaluate_world(encoders: Mapping[str, nn.Module], *, seed: int, samples: int = 500, gallery: int = 100,
-                   num_classes: int = len(CLASSES), batch_size: int = 50, workers: int = 0,
-                   device: "torch.device | str" = "cpu") -> dict[str, Any]:
+def evaluate_world(
+    encoders: Mapping[str, nn.Module],
+    *,
+    seed: int,
+    samples: int = 500,
+    gallery: int = 100,
+    num_classes: int = len(CLASSES),
+    batch_size: int = 50,
+    workers: int = 0,
+    device: "torch.device | str" = "cpu",
+) -> dict[str, Any]:
     """The full report on ``samples`` held-out scenes of world ``seed`` (see module doc)."""
     device = torch.device(device)
     modalities = [m for m in encoders if m != "text"]
@@ -139,11 +154,13 @@ def evaluate_world(encoders: Mapping[str, nn.Module], *, seed: int, samples: int
     if "text" in encoders:
         report["zero_shot_prompts"] = {m: PROMPTS[m] for m in modalities}
         report["zero_shot_top1"] = {
-            m: zero_shot_top1(E[m], y, class_text_embeddings(encoders["text"], PROMPTS[m], device, classes)) for m in modalities
+            m: zero_shot_top1(E[m], y, class_text_embeddings(encoders["text"], PROMPTS[m], device, classes))
+            for m in modalities
         }
     if "vision" in E:
         report["retrieval"] = {
-            "gallery": min(gallery, samples), "chance": {"R@1": 1 / min(gallery, samples), "R@5": 5 / min(gallery, samples)},
+            "gallery": min(gallery, samples),
+            "chance": {"R@1": 1 / min(gallery, samples), "R@5": 5 / min(gallery, samples)},
             **{f"{m}->image": recall_at(E[m], E["vision"], gallery=gallery) for m in modalities if m != "vision"},
         }
         if "audio" in E:
@@ -151,8 +168,16 @@ def evaluate_world(encoders: Mapping[str, nn.Module], *, seed: int, samples: int
     return report
 
 
-def evaluate_pairs(encoders: Mapping[str, nn.Module], source: Any, indices: Sequence[int], modality: str, *,
-                   gallery: int = 100, batch_size: int = 32, device: "torch.device | str" = "cpu") -> dict[str, Any]:
+def evaluate_pairs(
+    encoders: Mapping[str, nn.Module],
+    source: Any,
+    indices: Sequence[int],
+    modality: str,
+    *,
+    gallery: int = 100,
+    batch_size: int = 32,
+    device: "torch.device | str" = "cpu",
+) -> dict[str, Any]:
     """Held-out real pairs: ``modality->image`` recall@1/5 (galleries of ``gallery`` pairs)."""
     device = torch.device(device)
     q, k = [], []
@@ -161,6 +186,8 @@ def evaluate_pairs(encoders: Mapping[str, nn.Module], source: Any, indices: Sequ
         k.append(encode(encoders["vision"], batch["vision"], device))
     g = min(gallery, len(indices))
     return {
-        "held_out_pairs": len(indices), "gallery": g, "chance": {"R@1": 1 / g, "R@5": min(5 / g, 1.0)},
+        "held_out_pairs": len(indices),
+        "gallery": g,
+        "chance": {"R@1": 1 / g, "R@5": min(5 / g, 1.0)},
         f"{modality}->image": recall_at(torch.cat(q), torch.cat(k), gallery=g),
     }

@@ -52,40 +52,51 @@ class TrainConfig:
     """Everything that defines a run. Fields marked ``resumable`` may change on ``--resume``."""
 
     out: str
-    preset: str = "tiny"                  # model config: preset name or JSON file (ignored with init)
-    steps: int = 600                      # total optimizer steps over both stages
-    modalities: tuple[str, ...] = BOUND   # encoders bound to the image tower
-    batch_size: int = 48                  # global batch (split across DDP ranks)
-    clip_fraction: float = 0.5            # share of steps for image-text (when no init)
+    preset: str = "tiny"  # model config: preset name or JSON file (ignored with init)
+    steps: int = 600  # total optimizer steps over both stages
+    modalities: tuple[str, ...] = BOUND  # encoders bound to the image tower
+    batch_size: int = 48  # global batch (split across DDP ranks)
+    clip_fraction: float = 0.5  # share of steps for image-text (when no init)
     clip_lr: float = 2e-3
     bind_lr: float = 2e-3
     weight_decay: float = 0.05
-    warmup: float = 0.05                  # warm-up share of each stage's steps
+    warmup: float = 0.05  # warm-up share of each stage's steps
     grad_clip: float = 1.0
     seed: int = 0
-    eval_seed: int | None = None          # held-out world (default seed + 1000)
+    eval_seed: int | None = None  # held-out world (default seed + 1000)
     eval_samples: int = 500
     gallery: int = 100
-    pool: int = 0                         # world scenes pre-rendered and cycled (0: a fresh scene every sample)
-    init: str | None = None               # reference checkpoint for the image (and text) tower
+    pool: int = 0  # world scenes pre-rendered and cycled (0: a fresh scene every sample)
+    init: str | None = None  # reference checkpoint for the image (and text) tower
     init_config: str | None = None
-    fresh: bool = False                   # with init: bound modalities start from scratch, not from init
-    data: str | None = None               # real data: folder or manifest of image-paired files
+    fresh: bool = False  # with init: bound modalities start from scratch, not from init
+    data: str | None = None  # real data: folder or manifest of image-paired files
     on_bad_data: str = "stop"
     val_fraction: float = 0.1
-    amp: str = "auto"                     # auto | off | bf16 | fp16
+    amp: str = "auto"  # auto | off | bf16 | fp16
     device: str = "auto"
     # resumable (do not change the run's result)
     workers: int = 1
-    threads: int = 0                      # torch CPU threads (0: leave torch's default)
+    threads: int = 0  # torch CPU threads (0: leave torch's default)
     log_every: int = 10
     ckpt_every: int = 100
-    stop_at: int | None = None            # stop after this step with a checkpoint (simulates preemption)
+    stop_at: int | None = None  # stop after this step with a checkpoint (simulates preemption)
     overwrite: bool = False
     resume: bool = False
     quiet: bool = False
 
-    RESUMABLE = ("workers", "threads", "log_every", "ckpt_every", "stop_at", "overwrite", "resume", "quiet", "device", "out")
+    RESUMABLE = (
+        "workers",
+        "threads",
+        "log_every",
+        "ckpt_every",
+        "stop_at",
+        "overwrite",
+        "resume",
+        "quiet",
+        "device",
+        "out",
+    )
 
     def identity(self) -> dict[str, Any]:
         return {k: v for k, v in dataclasses.asdict(self).items() if k not in self.RESUMABLE}
@@ -143,8 +154,11 @@ def param_groups(module: nn.Module, weight_decay: float) -> list[dict]:
 def rng_state() -> dict[str, Any]:
     """Every RNG's state as tensors and plain containers only, so resuming never needs a full unpickler."""
     kind, keys, pos, has_gauss, cached = np.random.get_state()
-    state = {"torch": torch.get_rng_state(), "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached],
-             "python": random.getstate()}
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached],
+        "python": random.getstate(),
+    }
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -162,9 +176,13 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 def _is_checkpoint_dir(path: Path) -> bool:
     """OUT/checkpoints as `bindrt train` leaves it: a real directory holding only last.pt and its temporaries."""
-    return (path.is_dir() and not path.is_symlink()
-            and all(p.name == "last.pt" or (p.name.startswith(".last.pt.") and p.name.endswith(".tmp"))
-                    for p in path.iterdir()))
+    return (
+        path.is_dir()
+        and not path.is_symlink()
+        and all(
+            p.name == "last.pt" or (p.name.startswith(".last.pt.") and p.name.endswith(".tmp")) for p in path.iterdir()
+        )
+    )
 
 
 def _is_run_log(path: Path) -> bool:
@@ -198,8 +216,18 @@ def clear_run(out: Path) -> None:
 
 
 #: What a training checkpoint holds; anything else in OUT/checkpoints/last.pt is not bindrt's.
-CHECKPOINT_KEYS = ("step", "stage", "config", "model_config", "encoders", "temperatures", "optimizer", "scheduler",
-                   "scaler", "rng")
+CHECKPOINT_KEYS = (
+    "step",
+    "stage",
+    "config",
+    "model_config",
+    "encoders",
+    "temperatures",
+    "optimizer",
+    "scheduler",
+    "scaler",
+    "rng",
+)
 
 
 def read_checkpoint(path: Path) -> dict[str, Any]:
@@ -210,8 +238,10 @@ def read_checkpoint(path: Path) -> dict[str, Any]:
     ckpt = safe_torch_load(path, "training checkpoint")
     missing = [k for k in CHECKPOINT_KEYS if not isinstance(ckpt, dict) or k not in ckpt]
     if missing or not isinstance(ckpt["config"], dict) or not isinstance(ckpt["step"], int):
-        raise CheckpointError(f"training checkpoint {path} is not one `bindrt train` wrote (missing or invalid: "
-                              f"{', '.join(missing) or 'config/step'}); expected OUT/checkpoints/last.pt of an earlier run")
+        raise CheckpointError(
+            f"training checkpoint {path} is not one `bindrt train` wrote (missing or invalid: "
+            f"{', '.join(missing) or 'config/step'}); expected OUT/checkpoints/last.pt of an earlier run"
+        )
     return ckpt
 
 
@@ -284,7 +314,9 @@ def pick_amp(spec: str, device: torch.device) -> torch.dtype | None:
 class StageModel(nn.Module):
     """What one stage trains: ``forward(batch) -> (loss, {name: loss or metric})``."""
 
-    def __init__(self, stage: str, encoders: nn.ModuleDict, temperatures: nn.ModuleDict, bound: tuple[str, ...]) -> None:
+    def __init__(
+        self, stage: str, encoders: nn.ModuleDict, temperatures: nn.ModuleDict, bound: tuple[str, ...]
+    ) -> None:
         super().__init__()
         self.stage, self.encoders, self.temperatures, self.bound = stage, encoders, temperatures, bound
         trained = ("vision", "text") if stage == "clip" else bound
@@ -332,7 +364,9 @@ def init_for_small_models(encoder: nn.Module) -> nn.Module:
     return encoder
 
 
-def build_encoders(cfg: TrainConfig, bound: tuple[str, ...], log: RunLog) -> tuple[ImageBindConfig, nn.ModuleDict, bool]:
+def build_encoders(
+    cfg: TrainConfig, bound: tuple[str, ...], log: RunLog
+) -> tuple[ImageBindConfig, nn.ModuleDict, bool]:
     """Fresh encoders, or image/text (and bound, unless ``fresh``) from a reference checkpoint.
 
     Returns (model config, encoders, whether the image-text stage is needed).
@@ -345,14 +379,20 @@ def build_encoders(cfg: TrainConfig, bound: tuple[str, ...], log: RunLog) -> tup
         fresh = {m: init_for_small_models(build_encoder(m, config)) for m in ("vision", "text", *bound)}
         return config, nn.ModuleDict(fresh), True
     if cfg.init_config is None:
-        raise ConfigError("--init needs --init-config (the checkpoint's preset name or JSON config, e.g. golden or imagebind_huge)")
+        raise ConfigError(
+            "--init needs --init-config (the checkpoint's preset name or JSON config, e.g. golden or imagebind_huge)"
+        )
     config = resolve_config(cfg.init_config)
     state = read_state_dict(cfg.init)
     present = {k.split(".")[1] for k in state if k.count(".") >= 2}
     if "vision" not in present:
         raise ConfigError(f"--init {cfg.init} has no vision tower; binding needs a pretrained image encoder")
     from_init = [m for m in ("vision", "text", *bound) if m in present and (m in ("vision", "text") or not cfg.fresh)]
-    weights = split_state_dict({k: v for k, v in state.items() if k.split(".")[1] in from_init}, config, from_init) if from_init else {}
+    weights = (
+        split_state_dict({k: v for k, v in state.items() if k.split(".")[1] in from_init}, config, from_init)
+        if from_init
+        else {}
+    )
     encoders = {}
     for m in ("vision", "text", *bound):
         if m in from_init:
@@ -364,22 +404,37 @@ def build_encoders(cfg: TrainConfig, bound: tuple[str, ...], log: RunLog) -> tup
                 b.data = b.data.clone()
         elif m != "text":
             encoders[m] = init_for_small_models(build_encoder(m, config))
-    log.say(f"init: {', '.join(from_init)} from {cfg.init} (config {cfg.init_config}); "
-            f"fresh: {', '.join(m for m in encoders if m not in from_init) or 'none'}")
+    log.say(
+        f"init: {', '.join(from_init)} from {cfg.init} (config {cfg.init_config}); "
+        f"fresh: {', '.join(m for m in encoders if m not in from_init) or 'none'}"
+    )
     return config, nn.ModuleDict(encoders), False
 
 
 @torch.no_grad()
-def embed_images(vision: nn.Module, source: Any, n: int, device: torch.device, amp: torch.dtype | None,
-                 workers: int = 0, batch_size: int = 64) -> Tensor:
+def embed_images(
+    vision: nn.Module,
+    source: Any,
+    n: int,
+    device: torch.device,
+    amp: torch.dtype | None,
+    workers: int = 0,
+    batch_size: int = 64,
+) -> Tensor:
     """Embeddings of the first ``n`` images of ``source`` (rows in index order) by the frozen tower."""
     from torch.utils.data import DataLoader
 
     from .data import _Render, _single_thread, collate, private_generator
 
     vision.eval()
-    loader = DataLoader(_Render(source, ("vision",), n), batch_size=batch_size, num_workers=workers,
-                        collate_fn=collate, worker_init_fn=_single_thread, generator=private_generator())
+    loader = DataLoader(
+        _Render(source, ("vision",), n),
+        batch_size=batch_size,
+        num_workers=workers,
+        collate_fn=collate,
+        worker_init_fn=_single_thread,
+        generator=private_generator(),
+    )
     out = []
     for batch in loader:
         with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
@@ -390,8 +445,10 @@ def embed_images(vision: nn.Module, source: Any, n: int, device: torch.device, a
 def bundle_weights(encoders: nn.ModuleDict) -> dict[str, dict[str, Tensor]]:
     from bindrt.model.checkpoint import to_reference_key
 
-    return {m: {to_reference_key(m, k): v.detach().float().cpu().contiguous() for k, v in enc.state_dict().items()}
-            for m, enc in encoders.items()}
+    return {
+        m: {to_reference_key(m, k): v.detach().float().cpu().contiguous() for k, v in enc.state_dict().items()}
+        for m, enc in encoders.items()
+    }
 
 
 # ----------------------------------------------------------------------------- the run
@@ -440,8 +497,15 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     if cfg.resume:
         restore(run)
     else:
-        run.log.event("start", config=_jsonable(cfg.identity()), model=run.config.to_dict(), world_size=run.dist.world_size,
-                      device=str(run.device), amp=str(run.amp) if run.amp else None, torch_threads=torch.get_num_threads())
+        run.log.event(
+            "start",
+            config=_jsonable(cfg.identity()),
+            model=run.config.to_dict(),
+            world_size=run.dist.world_size,
+            device=str(run.device),
+            amp=str(run.amp) if run.amp else None,
+            torch_threads=torch.get_num_threads(),
+        )
     data = open_data(run)
     t_train = time.time()
     for stage, first, last in run.stages:
@@ -468,10 +532,14 @@ def start_run(cfg: TrainConfig) -> Run:
         torch.set_num_threads(cfg.threads)
     bound = tuple(m for m in BOUND if m in cfg.modalities)
     if not bound or len(bound) != len(cfg.modalities):
-        raise ConfigError(f"--modalities must be a subset of {', '.join(BOUND)} (the towers bound to the image tower), got {list(cfg.modalities)}")
+        raise ConfigError(
+            f"--modalities must be a subset of {', '.join(BOUND)} (the towers bound to the image tower), got {list(cfg.modalities)}"
+        )
     if cfg.steps < 1 or cfg.batch_size < 2 or cfg.batch_size % dist.world_size:
-        raise ConfigError(f"need steps >= 1 and a batch size >= 2 divisible by the {dist.world_size} ranks "
-                          f"(got steps={cfg.steps}, batch_size={cfg.batch_size})")
+        raise ConfigError(
+            f"need steps >= 1 and a batch size >= 2 divisible by the {dist.world_size} ranks "
+            f"(got steps={cfg.steps}, batch_size={cfg.batch_size})"
+        )
     if cfg.data and len(bound) != 1:
         raise ConfigError("--data binds exactly one modality: pass --modalities audio (or depth, thermal, imu)")
     if cfg.data and cfg.init is None:
@@ -483,7 +551,9 @@ def start_run(cfg: TrainConfig) -> Run:
             raise OutputError(f"--resume: no checkpoint at {ckpt_path}")
         if not cfg.resume and out.exists() and any(out.iterdir()):
             if not cfg.overwrite:
-                raise OutputError(f"{out} already holds a run; pass --resume to continue it or --overwrite to start over")
+                raise OutputError(
+                    f"{out} already holds a run; pass --resume to continue it or --overwrite to start over"
+                )
             clear_run(out)
         (out / "checkpoints").mkdir(parents=True, exist_ok=True)
     dist.barrier()
@@ -511,10 +581,14 @@ def build_model(run: Run) -> None:
 def restore(run: Run) -> None:
     """``--resume``: the checkpoint's weights and step; optimizer and RNG states follow in ``train_stage``."""
     ckpt = read_checkpoint(run.ckpt_path)
-    diff = {k: (ckpt["config"].get(k), v) for k, v in run.cfg.identity().items() if ckpt["config"].get(k) != _jsonable(v)}
+    diff = {
+        k: (ckpt["config"].get(k), v) for k, v in run.cfg.identity().items() if ckpt["config"].get(k) != _jsonable(v)
+    }
     if diff:
-        raise ConfigError("--resume with settings that differ from the checkpoint's run: "
-                          + "; ".join(f"{k}: checkpoint {a!r}, now {b!r}" for k, (a, b) in diff.items()))
+        raise ConfigError(
+            "--resume with settings that differ from the checkpoint's run: "
+            + "; ".join(f"{k}: checkpoint {a!r}, now {b!r}" for k, (a, b) in diff.items())
+        )
     run.encoders.load_state_dict(ckpt["encoders"])
     run.temperatures.load_state_dict(ckpt["temperatures"])
     run.step, run.ckpt = ckpt["step"], ckpt
@@ -528,14 +602,23 @@ def open_data(run: Run) -> Data:
 
     cfg, log = run.cfg, run.log
     if cfg.data:
+
         def report_bad(bad: list) -> None:
-            log.say(f"bad data in {cfg.data}: {len(bad)} item(s) " + ("skipped" if cfg.on_bad_data == "skip" else "found"))
+            log.say(
+                f"bad data in {cfg.data}: {len(bad)} item(s) " + ("skipped" if cfg.on_bad_data == "skip" else "found")
+            )
             for b in bad:
                 log.say(f"  - {b}")
             log.event("bad_data", action=cfg.on_bad_data, items=[b.to_dict() for b in bad])
 
-        source, bad_items = open_paired_files(cfg.data, run.bound[0], on_bad_data=cfg.on_bad_data, workers=cfg.workers,
-                                              seed=cfg.seed, report=report_bad if run.dist.main else None)
+        source, bad_items = open_paired_files(
+            cfg.data,
+            run.bound[0],
+            on_bad_data=cfg.on_bad_data,
+            workers=cfg.workers,
+            seed=cfg.seed,
+            report=report_bad if run.dist.main else None,
+        )
         n_val = int(len(source) * cfg.val_fraction) if len(source) >= 20 else 0
         order = np.random.default_rng([cfg.seed, 17]).permutation(len(source))
         val_idx, train_idx = sorted(order[:n_val].tolist()), order[n_val:].tolist()
@@ -548,7 +631,9 @@ def open_data(run: Run) -> Data:
     t0 = time.time()
     # nothing else runs while the pool renders: use every core (the result does not depend on it)
     source = CachedSource(source, needed, cfg.pool, workers=max(cfg.workers, min(os.cpu_count() or 1, 8)))
-    log.say(f"pool: rendered {cfg.pool} scenes ({', '.join(needed)}) in {time.time() - t0:.0f}s, {source.nbytes() / 1e9:.2f} GB")
+    log.say(
+        f"pool: rendered {cfg.pool} scenes ({', '.join(needed)}) in {time.time() - t0:.0f}s, {source.nbytes() / 1e9:.2f} GB"
+    )
     # batches are slices of memory: one worker overlaps them with compute
     return Data(source, cfg.pool, min(cfg.workers, 1))
 
@@ -561,8 +646,12 @@ def train_stage(run: Run, data: Data, stage: str, first: int, last: int) -> bool
     model = StageModel(stage, encoders, run.temperatures, run.bound)
     mods = ("vision", "text") if stage == "clip" else ("vision", *run.bound)
     trainable = nn.ModuleList([encoders, run.temperatures])
-    optimizer = torch.optim.AdamW(param_groups(trainable, cfg.weight_decay), lr=cfg.clip_lr if stage == "clip" else cfg.bind_lr,
-                                  betas=(0.9, 0.98), eps=1e-6)
+    optimizer = torch.optim.AdamW(
+        param_groups(trainable, cfg.weight_decay),
+        lr=cfg.clip_lr if stage == "clip" else cfg.bind_lr,
+        betas=(0.9, 0.98),
+        eps=1e-6,
+    )
     n = last - first
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(max(1, int(cfg.warmup * n)), n))
     scaler = torch.amp.GradScaler(device.type, enabled=amp == torch.float16)
@@ -580,14 +669,25 @@ def train_stage(run: Run, data: Data, stage: str, first: int, last: int) -> bool
     image_cache = None
     if stage == "bind" and data.pool:  # the image tower is frozen: embed each pooled image once
         t0 = time.time()
-        image_cache = embed_images(encoders["vision"], data.source, data.pool, device, amp,
-                                   workers=data.loader_workers or cfg.workers)
+        image_cache = embed_images(
+            encoders["vision"], data.source, data.pool, device, amp, workers=data.loader_workers or cfg.workers
+        )
         mods = run.bound
         run.log.say(f"frozen image tower: embedded the {data.pool} pooled images once ({time.time() - t0:.0f}s)")
-    batches = StepBatches(data.source, mods, cfg.batch_size // run.dist.world_size, seed=cfg.seed, rank=run.dist.rank,
-                          world_size=run.dist.world_size, pool=data.pool, group=1 if cfg.data else SIBLINGS)
-    run.log.say(f"stage {stage}: steps {first}..{last - 1}, training {', '.join(('vision', 'text') if stage == 'clip' else run.bound)}"
-                + (" against the frozen image tower" if stage == "bind" else ""))
+    batches = StepBatches(
+        data.source,
+        mods,
+        cfg.batch_size // run.dist.world_size,
+        seed=cfg.seed,
+        rank=run.dist.rank,
+        world_size=run.dist.world_size,
+        pool=data.pool,
+        group=1 if cfg.data else SIBLINGS,
+    )
+    run.log.say(
+        f"stage {stage}: steps {first}..{last - 1}, training {', '.join(('vision', 'text') if stage == 'clip' else run.bound)}"
+        + (" against the frozen image tower" if stage == "bind" else "")
+    )
     costs = stage_costs(run, frozen_images=bool(data.pool))
     t_stage, seen = time.time(), 0
     stop = last if cfg.stop_at is None else min(last, cfg.stop_at)
@@ -607,18 +707,39 @@ def train_stage(run: Run, data: Data, stage: str, first: int, last: int) -> bool
         run.step += 1
         seen += cfg.batch_size
         rate = seen / (time.time() - t_stage)
-        run.log.event("step", step=run.step, stage=stage, loss=loss.item(), lr=scheduler.get_last_lr()[0],
-                      grad_norm=float(grad_norm), samples_per_s=round(rate, 2), **metrics)
+        run.log.event(
+            "step",
+            step=run.step,
+            stage=stage,
+            loss=loss.item(),
+            lr=scheduler.get_last_lr()[0],
+            grad_norm=float(grad_norm),
+            samples_per_s=round(rate, 2),
+            **metrics,
+        )
         if run.step % cfg.log_every == 0 or run.step == last:
             eta = remaining_seconds(run.stages, run.step, stage, rate * costs[stage], costs, cfg.batch_size)
             parts = " ".join(f"{k} {v:.3f}" for k, v in metrics.items() if not k.endswith("_acc") and k != "acc")
-            run.log.say(f"[{stage}] step {run.step}/{cfg.steps} loss {loss.item():.4f} ({parts}) lr {scheduler.get_last_lr()[0]:.2e} "
-                        f"{rate:.1f} samples/s eta {eta / 60:.1f} min")
+            run.log.say(
+                f"[{stage}] step {run.step}/{cfg.steps} loss {loss.item():.4f} ({parts}) lr {scheduler.get_last_lr()[0]:.2e} "
+                f"{rate:.1f} samples/s eta {eta / 60:.1f} min"
+            )
         if run.dist.main and (run.step % cfg.ckpt_every == 0 or run.step == last or run.step == cfg.stop_at):
-            save_atomic({"step": run.step, "stage": stage, "config": _jsonable(cfg.identity()), "model_config": run.config.to_dict(),
-                         "encoders": encoders.state_dict(), "temperatures": run.temperatures.state_dict(),
-                         "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                         "scaler": scaler.state_dict(), "rng": rng_state()}, run.ckpt_path)
+            save_atomic(
+                {
+                    "step": run.step,
+                    "stage": stage,
+                    "config": _jsonable(cfg.identity()),
+                    "model_config": run.config.to_dict(),
+                    "encoders": encoders.state_dict(),
+                    "temperatures": run.temperatures.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                    "scaler": scaler.state_dict(),
+                    "rng": rng_state(),
+                },
+                run.ckpt_path,
+            )
     return not (cfg.stop_at is not None and run.step >= cfg.stop_at and run.step < cfg.steps)
 
 
@@ -630,6 +751,7 @@ def stage_costs(run: Run, frozen_images: bool) -> dict[str, float]:
     stage trains the bound towers and runs the frozen image tower forward (not at all
     when its embeddings are computed once for the pool).
     """
+
     def tower(m: str) -> float:
         enc = run.encoders[m]
         tokens = next(v.shape[-2] for k, v in enc.state_dict().items() if k.endswith("pos_embed"))
@@ -639,8 +761,14 @@ def stage_costs(run: Run, frozen_images: bool) -> dict[str, float]:
     return {"clip": 3 * (tower("vision") + tower("text")), "bind": bind}
 
 
-def remaining_seconds(stages: list[tuple[str, int, int]], step: int, stage: str, work_per_s: float,
-                      costs: dict[str, float], batch_size: int) -> float:
+def remaining_seconds(
+    stages: list[tuple[str, int, int]],
+    step: int,
+    stage: str,
+    work_per_s: float,
+    costs: dict[str, float],
+    batch_size: int,
+) -> float:
     """Seconds left over this and every later stage at the current rate of work (samples/s x cost)."""
     left = 0.0
     for name, first, last in stages:
@@ -659,21 +787,47 @@ def evaluate_and_bundle(run: Run, data: Data, *, train_seconds: float, t_start: 
     t0 = time.time()
     eval_encoders = {m: run.encoders[m] for m in run.encoders}
     if cfg.data:
-        report = (evaluate_pairs(eval_encoders, data.source.base, data.val_idx, run.bound[0], gallery=cfg.gallery,
-                                 device=run.device) if data.val_idx else {})
-        report["data"] = {"path": cfg.data, "pairs": len(data.train_idx) + len(data.val_idx),
-                          "skipped": [b.to_dict() for b in data.bad_items]}
+        report = (
+            evaluate_pairs(
+                eval_encoders, data.source.base, data.val_idx, run.bound[0], gallery=cfg.gallery, device=run.device
+            )
+            if data.val_idx
+            else {}
+        )
+        report["data"] = {
+            "path": cfg.data,
+            "pairs": len(data.train_idx) + len(data.val_idx),
+            "skipped": [b.to_dict() for b in data.bad_items],
+        }
     else:
         eval_seed = cfg.seed + 1000 if cfg.eval_seed is None else cfg.eval_seed
-        report = evaluate_world(eval_encoders, seed=eval_seed, samples=cfg.eval_samples, gallery=cfg.gallery,
-                                workers=cfg.workers, device=run.device)
-    report["training"] = {"steps": run.step, "train_seconds": round(train_seconds, 1), "eval_seconds": round(time.time() - t0, 1),
-                          "batch_size": cfg.batch_size, "stages": [s[0] for s in run.stages],
-                          "stage_steps": {s[0]: s[2] - s[1] for s in run.stages}, "seed": cfg.seed}
+        report = evaluate_world(
+            eval_encoders,
+            seed=eval_seed,
+            samples=cfg.eval_samples,
+            gallery=cfg.gallery,
+            workers=cfg.workers,
+            device=run.device,
+        )
+    report["training"] = {
+        "steps": run.step,
+        "train_seconds": round(train_seconds, 1),
+        "eval_seconds": round(time.time() - t0, 1),
+        "batch_size": cfg.batch_size,
+        "stages": [s[0] for s in run.stages],
+        "stage_steps": {s[0]: s[2] - s[1] for s in run.stages},
+        "seed": cfg.seed,
+    }
     log.event("eval", report=report)
-    write_bundle(run.out / "bundle", run.config, bundle_weights(run.encoders), stage="train",
-                 source=f"bindrt train ({'init ' + cfg.init if cfg.init else 'preset ' + cfg.preset})",
-                 extra_files={"eval/report.json": (json.dumps(report, indent=1) + "\n").encode()}, overwrite=True)
+    write_bundle(
+        run.out / "bundle",
+        run.config,
+        bundle_weights(run.encoders),
+        stage="train",
+        source=f"bindrt train ({'init ' + cfg.init if cfg.init else 'preset ' + cfg.preset})",
+        extra_files={"eval/report.json": (json.dumps(report, indent=1) + "\n").encode()},
+        overwrite=True,
+    )
     total = time.time() - t_start
     log.event("end", seconds=round(total, 1))
     log.say(format_report(report))
@@ -700,17 +854,23 @@ def format_report(report: dict[str, Any]) -> str:
     lines = []
     if "zero_shot_top1" in report:
         chance = report["world"]["chance_top1"]
-        lines.append(f"zero-shot top-1 vs text prompts (chance {chance:.0%}; all but vision are emergent): "
-                     + ", ".join(f"{m} {v:.1%}" for m, v in report["zero_shot_top1"].items()))
+        lines.append(
+            f"zero-shot top-1 vs text prompts (chance {chance:.0%}; all but vision are emergent): "
+            + ", ".join(f"{m} {v:.1%}" for m, v in report["zero_shot_top1"].items())
+        )
     if "retrieval" in report:
         r = report["retrieval"]
-        lines.append(f"retrieval in galleries of {r['gallery']} (chance R@5 {r['chance']['R@5']:.0%}): "
-                     + ", ".join(f"{k} R@1 {v['R@1']:.1%} R@5 {v['R@5']:.1%}" for k, v in r.items() if "->" in k))
+        lines.append(
+            f"retrieval in galleries of {r['gallery']} (chance R@5 {r['chance']['R@5']:.0%}): "
+            + ", ".join(f"{k} R@1 {v['R@1']:.1%} R@5 {v['R@5']:.1%}" for k, v in r.items() if "->" in k)
+        )
     if "arithmetic" in report:
         a = report["arithmetic"]
-        lines.append(f"image+audio arithmetic, top-1 has the audio's class and the image's colour: sum {a['image+audio']['both@1']:.1%}, "
-                     f"z-scored sum {a['image+audio (z)']['both@1']:.1%} (image alone {a['image']['both@1']:.1%}, "
-                     f"audio alone {a['audio']['both@1']:.1%}, chance {a['chance_both']:.1%})")
+        lines.append(
+            f"image+audio arithmetic, top-1 has the audio's class and the image's colour: sum {a['image+audio']['both@1']:.1%}, "
+            f"z-scored sum {a['image+audio (z)']['both@1']:.1%} (image alone {a['image']['both@1']:.1%}, "
+            f"audio alone {a['audio']['both@1']:.1%}, chance {a['chance_both']:.1%})"
+        )
     for k, v in report.items():
         if "->image" in k:
             lines.append(f"held-out {k}: R@1 {v['R@1']:.1%} R@5 {v['R@5']:.1%} (gallery {report['gallery']})")

@@ -44,15 +44,23 @@ import numpy as np
 SIZE = 224
 CLASSES = ("ball", "box", "tent", "cross", "ring", "star", "log", "tower", "moon", "dumbbell")
 COLOURS = {
-    "red": (0.86, 0.12, 0.10), "green": (0.10, 0.70, 0.18), "blue": (0.12, 0.25, 0.90),
-    "yellow": (0.95, 0.88, 0.10), "purple": (0.55, 0.12, 0.75), "orange": (0.98, 0.52, 0.05),
-    "white": (0.97, 0.97, 0.97), "black": (0.05, 0.05, 0.05),
+    "red": (0.86, 0.12, 0.10),
+    "green": (0.10, 0.70, 0.18),
+    "blue": (0.12, 0.25, 0.90),
+    "yellow": (0.95, 0.88, 0.10),
+    "purple": (0.55, 0.12, 0.75),
+    "orange": (0.98, 0.52, 0.05),
+    "white": (0.97, 0.97, 0.97),
+    "black": (0.05, 0.05, 0.05),
 }
 COLOUR_NAMES = tuple(COLOURS)
 #: Zero-shot prompts: the non-text modalities never see a caption while training.
 PROMPTS = {
-    "vision": "a photo of a {}", "audio": "a sound of a {}", "depth": "a depth map of a {}",
-    "thermal": "a thermal image of a {}", "imu": "the motion of a {}",
+    "vision": "a photo of a {}",
+    "audio": "a sound of a {}",
+    "depth": "a depth map of a {}",
+    "thermal": "a thermal image of a {}",
+    "imu": "the motion of a {}",
 }
 TEXTURE, CLUTTER = 0.5, (3, 8)
 RELIEF, HEAT_TEXTURE = 0.35, 0.3
@@ -71,7 +79,18 @@ CLIP_STD = np.array([0.26862954, 0.26130258, 0.27577711], np.float32)[:, None, N
 #   motion:        accelerometer axis, gyroscope axis, wave (0 sine, 1 bounce, 2 square, 3 saw)
 #   surface pattern (vision, depth relief, thermal): (kind, angle in degrees, period in pixels)
 #                  kinds: 0 stripes, 1 checker, 2 dots, 3 concentric rings, 4 plain
-PATTERN = ((0, 0, 6), (1, 0, 12), (0, 60, 6), (2, 0, 10), (0, 120, 6), (0, 0, 12), (3, 0, 9), (0, 60, 12), (4, 0, 0), (0, 120, 12))
+PATTERN = (
+    (0, 0, 6),
+    (1, 0, 12),
+    (0, 60, 6),
+    (2, 0, 10),
+    (0, 120, 6),
+    (0, 0, 12),
+    (3, 0, 9),
+    (0, 60, 12),
+    (4, 0, 0),
+    (0, 120, 12),
+)
 DEPTH_PROFILE = (1, 0, 2, 0, 3, 1, 2, 4, 4, 3)
 HEAT_PATTERN = (1, 5, 3, 0, 2, 1, 4, 3, 5, 2)
 AUDIO_F0 = tuple(float(f) for f in np.geomspace(140.0, 1500.0, len(CLASSES)))
@@ -85,14 +104,14 @@ MOTION_HZ = (2.2, 0.7, 1.4, 3.0, 1.0, 4.2, 2.0, 0.5, 3.4, 1.2)
 
 @dataclass(frozen=True)
 class Scene:
-    cls: int            # index into CLASSES
-    colour: int         # index into COLOUR_NAMES
-    size: float         # 0 (small) .. 1 (large): object radius 40..104 px, lower pitch and louder, slower rhythm
-    x: float            # object centre, pixels
+    cls: int  # index into CLASSES
+    colour: int  # index into COLOUR_NAMES
+    size: float  # 0 (small) .. 1 (large): object radius 40..104 px, lower pitch and louder, slower rhythm
+    x: float  # object centre, pixels
     y: float
-    angle: float        # rotation, radians (small: +-15 degrees)
+    angle: float  # rotation, radians (small: +-15 degrees)
     temperature: float  # 0 (cold) .. 1 (hot), relative to ambient
-    speed: float        # 0 .. 1, motion amplitude
+    speed: float  # 0 .. 1, motion amplitude
 
     @property
     def radius(self) -> float:
@@ -124,9 +143,14 @@ class World:
         size = float(r.uniform())
         margin = 0.85 * (RADIUS_MIN + RADIUS_SPAN * size)
         return Scene(
-            cls=int(family.integers(self.num_classes)), colour=int(family.integers(len(COLOURS))), size=size,
-            x=float(r.uniform(margin, SIZE - margin)), y=float(r.uniform(margin, SIZE - margin)),
-            angle=float(r.uniform(-0.26, 0.26)), temperature=float(r.uniform()), speed=float(r.uniform()),
+            cls=int(family.integers(self.num_classes)),
+            colour=int(family.integers(len(COLOURS))),
+            size=size,
+            x=float(r.uniform(margin, SIZE - margin)),
+            y=float(r.uniform(margin, SIZE - margin)),
+            angle=float(r.uniform(-0.26, 0.26)),
+            temperature=float(r.uniform()),
+            speed=float(r.uniform()),
         )
 
     def sample(self, index: int, modalities: "tuple[str, ...] | list[str]", visit: int = 0) -> dict:
@@ -183,7 +207,9 @@ def _local(cx: float, cy: float, radius: float, angle: float, box: int = SIZE):
     return (slice(y0, y1), slice(x0, x1)), c * dx + s * dy, -s * dx + c * dy
 
 
-def _pattern(cls: int, u: np.ndarray, v: np.ndarray, radius: float, rng: np.random.Generator, stretch: float = 1.0) -> np.ndarray:
+def _pattern(
+    cls: int, u: np.ndarray, v: np.ndarray, radius: float, rng: np.random.Generator, stretch: float = 1.0
+) -> np.ndarray:
     """The class's surface pattern in [-1, 1], in the object's frame at a fixed pixel period (times ``stretch``)."""
     kind, angle, period = PATTERN[cls]
     if kind == 4:
@@ -263,7 +289,7 @@ def render_vision(scene: Scene, rng: np.random.Generator) -> np.ndarray:
     t = np.linspace(0, 1, SIZE, dtype=np.float32)
     a, b = rng.uniform(0.25, 0.75, size=(2, 3, 1, 1)).astype(np.float32)
     direction = rng.uniform(0, 2 * math.pi)
-    ramp = (math.cos(direction) * t[None, :] + math.sin(direction) * t[:, None])
+    ramp = math.cos(direction) * t[None, :] + math.sin(direction) * t[:, None]
     ramp = (ramp - ramp.min()) / (ramp.max() - ramp.min() + 1e-6)
     img = a + (b - a) * ramp[None] + 0.12 * _smooth_noise(rng, int(rng.integers(4, 12)), 3)
     for cls, x, y, radius, angle in _distractors(rng, scene, int(rng.integers(*CLUTTER))):
@@ -316,7 +342,11 @@ def render_depth(scene: Scene, rng: np.random.Generator) -> np.ndarray:
     win, u, v = _local(scene.x, scene.y, scene.radius, scene.angle)
     alpha = _alpha(_sdf(scene.cls, u, v), scene.radius)
     distance = 1.5 - 0.8 * scene.size  # larger objects are closer
-    obj = distance - 0.25 * _profile(DEPTH_PROFILE[scene.cls], u, v) + RELIEF * (_pattern(scene.cls, u, v, scene.radius, rng) > 0)
+    obj = (
+        distance
+        - 0.25 * _profile(DEPTH_PROFILE[scene.cls], u, v)
+        + RELIEF * (_pattern(scene.cls, u, v, scene.radius, rng) > 0)
+    )
     z[win] += (alpha > 0.5) * (obj - z[win])  # depth has no anti-aliasing: a pixel is one surface or the other
     z[z > MAX_RANGE] = np.inf  # beyond the sensor's range: no return (disparity 0)
     d = DISPARITY_SCALE / z
@@ -425,7 +455,9 @@ def render_imu(scene: Scene, rng: np.random.Generator) -> np.ndarray:
     out[3 + GYRO_AXIS[scene.cls]] += 1.5 * amp * _wave(0, phase + 0.25)
     # gravity under a random tilt
     tilt, heading = rng.uniform(0, 0.35), rng.uniform(0, 2 * np.pi)
-    out[:3] += np.array([math.sin(tilt) * math.cos(heading), math.sin(tilt) * math.sin(heading), math.cos(tilt)])[:, None]
+    out[:3] += np.array([math.sin(tilt) * math.cos(heading), math.sin(tilt) * math.sin(heading), math.cos(tilt)])[
+        :, None
+    ]
     # sensor bias, slow drift, white noise, and a few random bumps
     out += rng.normal(0, 0.05, size=(6, 1))
     out += np.cumsum(rng.normal(0, 0.004, size=(6, n)), axis=1)
@@ -441,9 +473,29 @@ def _article(text: str) -> str:
     return re.sub(r"\ba ([aeiou])", r"an \1", text)
 
 
-_PREFIXES = ("", "", "", "a photo of ", "an image of ", "a picture of ", "a rendering of ", "a view of ", "a snapshot of ")
-_FRAMES = ("{pre}{np}{where}", "{pre}{np}{where}", "there is {np}{where}", "{pre}{np}, seen from the front", "this is {np}{where}")
-_SIZE_WORDS = {"small": ("small", "little", "tiny"), "medium": ("medium", "medium-sized"), "large": ("large", "big", "huge")}
+_PREFIXES = (
+    "",
+    "",
+    "",
+    "a photo of ",
+    "an image of ",
+    "a picture of ",
+    "a rendering of ",
+    "a view of ",
+    "a snapshot of ",
+)
+_FRAMES = (
+    "{pre}{np}{where}",
+    "{pre}{np}{where}",
+    "there is {np}{where}",
+    "{pre}{np}, seen from the front",
+    "this is {np}{where}",
+)
+_SIZE_WORDS = {
+    "small": ("small", "little", "tiny"),
+    "medium": ("medium", "medium-sized"),
+    "large": ("large", "big", "huge"),
+}
 #: How often a caption mentions each attribute besides the class (always named). Class-heavy
 #: captions matter: when most captions name the colour, both towers first align on colour
 #: (the easiest cue) and class alignment starts hundreds of steps later.
@@ -475,6 +527,10 @@ def render_text(scene: Scene, rng: np.random.Generator) -> np.ndarray:
 
 
 RENDERERS = {
-    "vision": render_vision, "text": render_text, "audio": render_audio,
-    "depth": render_depth, "thermal": render_thermal, "imu": render_imu,
+    "vision": render_vision,
+    "text": render_text,
+    "audio": render_audio,
+    "depth": render_depth,
+    "thermal": render_thermal,
+    "imu": render_imu,
 }

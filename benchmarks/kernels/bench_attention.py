@@ -161,8 +161,9 @@ def main(argv=None) -> int:
                 bk = torch.randn(1, 1, D, generator=g).to(dev, dt) if bias_kv else None
                 bv = torch.randn(1, 1, D, generator=g).to(dev, dt) if bias_kv else None
                 with torch.no_grad():
-                    ref = math_core(qkv.float(), None if bk is None else bk.float(),
-                                    None if bv is None else bv.float(), H, causal)
+                    ref = math_core(
+                        qkv.float(), None if bk is None else bk.float(), None if bv is None else bv.float(), H, causal
+                    )
                 fl = flops(B, N, H, hd, bias_kv, causal)
 
                 impls = {"bindrt-triton": lambda: A.fused_attention(qkv, bk, bv, H, causal)}
@@ -175,6 +176,7 @@ def main(argv=None) -> int:
                 kl = k.reshape(B, -1, H, hd).transpose(1, 2).contiguous()
                 vl = v.reshape(B, -1, H, hd).transpose(1, 2).contiguous()
                 for bname, bend in backends.items():
+
                     def core(bend=bend):
                         with sdpa_kernel(bend):
                             return sdpa_core(qkv, bk, bv, H, causal)
@@ -190,35 +192,63 @@ def main(argv=None) -> int:
                     impls["compile-math"] = lambda: compiled_math(qkv, bk, bv, H, causal)
 
                 for name, fn in impls.items():
-                    rec = dict(modality=mod, batch=B, dtype=str(dt).replace("torch.", ""), impl=name, N=N, heads=H,
-                               head_dim=hd, bias_kv=bias_kv, causal=causal, flops=fl)
+                    rec = dict(
+                        modality=mod,
+                        batch=B,
+                        dtype=str(dt).replace("torch.", ""),
+                        impl=name,
+                        N=N,
+                        heads=H,
+                        head_dim=hd,
+                        bias_kv=bias_kv,
+                        causal=causal,
+                        flops=fl,
+                    )
                     try:
                         with torch.no_grad():
                             out = fn()
                             err = float((out.float() - ref).abs().max() / ref.abs().max())
                             ms = bc.bench(fn, **timing)
                     except Exception as exc:  # backend rejects the case, OOM, compile failure...
-                        rec.update(status="unsupported", error=f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}")
+                        rec.update(
+                            status="unsupported", error=f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+                        )
                         results.append(rec)
                         continue
                     tflops = fl / (ms * 1e-3) / 1e12
                     rec.update(status="ok", ms=ms, tflops=tflops, pct_peak=100 * tflops / peak, max_rel_err=err)
                     results.append(rec)
-                case = results[-len(impls):]
-                print(f"{mod} B={B} {dt}: " + ", ".join(
-                    f"{r['impl']} {r['ms']:.3f} ms" for r in case if r.get("status") == "ok"), flush=True)
+                case = results[-len(impls) :]
+                print(
+                    f"{mod} B={B} {dt}: "
+                    + ", ".join(f"{r['impl']} {r['ms']:.3f} ms" for r in case if r.get("status") == "ok"),
+                    flush=True,
+                )
                 # best SDPA core time for the speedup column
-                core_times = [r["ms"] for r in case if r.get("status") == "ok"
-                              and r["impl"].startswith("sdpa-") and not r["impl"].endswith("-kernel")]
+                core_times = [
+                    r["ms"]
+                    for r in case
+                    if r.get("status") == "ok" and r["impl"].startswith("sdpa-") and not r["impl"].endswith("-kernel")
+                ]
                 best_core = min(core_times) if core_times else None
                 for r in case:
                     if r.get("status") != "ok":
                         rows.append([mod, B, r["dtype"], r["impl"], "unsupported", "-", "-", "-", "-"])
                         continue
                     r["speedup_vs_best_sdpa_core"] = best_core / r["ms"] if best_core else None
-                    rows.append([mod, B, r["dtype"], r["impl"], bc.fmt(r["ms"]), bc.fmt(r["tflops"], 1),
-                                 bc.fmt(r["pct_peak"], 1), f"{r['max_rel_err']:.1e}",
-                                 bc.fmt(r["speedup_vs_best_sdpa_core"], 2)])
+                    rows.append(
+                        [
+                            mod,
+                            B,
+                            r["dtype"],
+                            r["impl"],
+                            bc.fmt(r["ms"]),
+                            bc.fmt(r["tflops"], 1),
+                            bc.fmt(r["pct_peak"], 1),
+                            f"{r['max_rel_err']:.1e}",
+                            bc.fmt(r["speedup_vs_best_sdpa_core"], 2),
+                        ]
+                    )
 
                 if args.sweep:
                     default = A.attention_config(N, hd, dt)
@@ -232,20 +262,49 @@ def main(argv=None) -> int:
                                 err = float((fn().float() - ref).abs().max() / ref.abs().max())
                                 ms = bc.bench(fn, **timing)
                         except Exception as exc:
-                            results.append(dict(modality=mod, batch=B, dtype=str(dt), impl="sweep", config=cfg.__dict__,
-                                                status="failed", error=str(exc).splitlines()[0][:200]))
+                            results.append(
+                                dict(
+                                    modality=mod,
+                                    batch=B,
+                                    dtype=str(dt),
+                                    impl="sweep",
+                                    config=cfg.__dict__,
+                                    status="failed",
+                                    error=str(exc).splitlines()[0][:200],
+                                )
+                            )
                             continue
-                        results.append(dict(modality=mod, batch=B, dtype=str(dt).replace("torch.", ""), impl="sweep",
-                                            config=cfg.__dict__, ms=ms, max_rel_err=err, status="ok",
-                                            is_default=cfg == default))
+                        results.append(
+                            dict(
+                                modality=mod,
+                                batch=B,
+                                dtype=str(dt).replace("torch.", ""),
+                                impl="sweep",
+                                config=cfg.__dict__,
+                                ms=ms,
+                                max_rel_err=err,
+                                status="ok",
+                                is_default=cfg == default,
+                            )
+                        )
                         if best is None or ms < best[1]:
                             best = (cfg, ms)
                     if best:
-                        rows.append([mod, B, str(dt).replace("torch.", ""),
-                                     f"sweep best {best[0].block_m}x{best[0].block_n} w{best[0].num_warps} "
-                                     f"s{best[0].num_stages} (default {default.block_m}x{default.block_n} "
-                                     f"w{default.num_warps} s{default.num_stages})",
-                                     bc.fmt(best[1]), bc.fmt(fl / (best[1] * 1e-3) / 1e12, 1), "-", "-", "-"])
+                        rows.append(
+                            [
+                                mod,
+                                B,
+                                str(dt).replace("torch.", ""),
+                                f"sweep best {best[0].block_m}x{best[0].block_n} w{best[0].num_warps} "
+                                f"s{best[0].num_stages} (default {default.block_m}x{default.block_n} "
+                                f"w{default.num_warps} s{default.num_stages})",
+                                bc.fmt(best[1]),
+                                bc.fmt(fl / (best[1] * 1e-3) / 1e12, 1),
+                                "-",
+                                "-",
+                                "-",
+                            ]
+                        )
 
     payload = dict(environment=env, peaks=peaks, smoke=args.smoke, compile_backend=compile_backend, results=results)
     notes = [
@@ -260,7 +319,9 @@ def main(argv=None) -> int:
     headers = ["modality", "batch", "dtype", "impl", "ms", "TFLOP/s", "% peak", "err", "speedup"]
     jp, mp = bc.write_outputs(args.out, payload, rows, headers, "Attention core benchmark", notes)
     print(f"wrote {jp} and {mp}")
-    bad = [r for r in results if r.get("impl") == "bindrt-triton" and (r.get("status") != "ok" or r["max_rel_err"] > 2e-2)]
+    bad = [
+        r for r in results if r.get("impl") == "bindrt-triton" and (r.get("status") != "ok" or r["max_rel_err"] > 2e-2)
+    ]
     if bad:
         print(f"bindrt-triton failed or inaccurate in {len(bad)} case(s)", file=sys.stderr)
         return 1

@@ -33,8 +33,11 @@ def setup_interpreter(smoke: bool) -> bool:
 
 def add_sweep_args(ap, modalities: str, modalities_help: str | None = None) -> None:
     """The options every kernel benchmark shares: shapes, dtypes, baselines, timing."""
-    ap.add_argument("out", nargs="?", help="output path stem: writes OUT.json and OUT.md "
-                    "(default benchmarks/results/<date>-<gpu>/kernels/<script>)")
+    ap.add_argument(
+        "out",
+        nargs="?",
+        help="output path stem: writes OUT.json and OUT.md (default benchmarks/results/<date>-<gpu>/kernels/<script>)",
+    )
     ap.add_argument("--smoke", action="store_true", help="tiny shapes; runs in the Triton interpreter on CPU")
     ap.add_argument("--dtypes", default=None, help="comma list of fp16,bf16,fp32 (default fp16,bf16; smoke fp32,fp16)")
     ap.add_argument("--batches", default=None, help="comma list (default 64,256; smoke 1,2)")

@@ -53,14 +53,19 @@ def graphed(fn, x):
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("out", nargs="?", help="output path stem (default benchmarks/results/<date>-<gpu>/kernels/encoder_e2e)")
+    p.add_argument(
+        "out", nargs="?", help="output path stem (default benchmarks/results/<date>-<gpu>/kernels/encoder_e2e)"
+    )
     p.add_argument("--modalities", default="vision,audio")
     p.add_argument("--batches", default="1,8,64")
     p.add_argument("--dtypes", default="fp16,bf16")
     p.add_argument("--preset", default="imagebind_huge")
     p.add_argument("--no-compile", action="store_true")
-    p.add_argument("--compile-mode", default="max-autotune-no-cudagraphs",
-                   help="torch.compile mode for the baseline ('default' compiles much faster)")
+    p.add_argument(
+        "--compile-mode",
+        default="max-autotune-no-cudagraphs",
+        help="torch.compile mode for the baseline ('default' compiles much faster)",
+    )
     p.add_argument("--smoke", action="store_true")
     args = p.parse_args()
     interp = bc.setup_interpreter(args.smoke)
@@ -79,8 +84,11 @@ def main() -> int:
     dmap = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
     env = bc.environment()
     rows, results = [], []
-    notes = [f"preset {preset}, random weights", "triton = kernels + CUDA graph (bindrt.load(..., backend='triton'))",
-             f"compile baseline: torch.compile(mode={args.compile_mode!r})"]
+    notes = [
+        f"preset {preset}, random weights",
+        "triton = kernels + CUDA graph (bindrt.load(..., backend='triton'))",
+        f"compile baseline: torch.compile(mode={args.compile_mode!r})",
+    ]
     if interp:
         notes.append("SMOKE RUN on the Triton CPU interpreter: times are meaningless, only correctness is checked")
     headers = ["modality", "dtype", "batch", "impl", "median ms", "items/s", "vs eager", "vs compile", "min cos"]
@@ -115,14 +123,34 @@ def main() -> int:
                             times[name], cos[name] = None, f"error: {type(exc).__name__}: {exc}"[:200]
                 for name in impls:
                     ms = times[name]
-                    rec = dict(modality=modality, dtype=dname, batch=batch, impl=name, ms=ms, min_cosine=cos[name],
-                               items_per_s=None if ms is None else batch / (ms / 1e3),
-                               speedup_vs_eager=None if ms is None or times.get("eager") is None else times["eager"] / ms,
-                               speedup_vs_compile=None if ms is None or times.get("compile") is None else times["compile"] / ms,
-                               fusions=counts)
+                    rec = dict(
+                        modality=modality,
+                        dtype=dname,
+                        batch=batch,
+                        impl=name,
+                        ms=ms,
+                        min_cosine=cos[name],
+                        items_per_s=None if ms is None else batch / (ms / 1e3),
+                        speedup_vs_eager=None if ms is None or times.get("eager") is None else times["eager"] / ms,
+                        speedup_vs_compile=None
+                        if ms is None or times.get("compile") is None
+                        else times["compile"] / ms,
+                        fusions=counts,
+                    )
                     results.append(rec)
-                    rows.append([modality, dname, batch, name, bc.fmt(ms), bc.fmt(rec["items_per_s"], 1),
-                                 bc.fmt(rec["speedup_vs_eager"], 2), bc.fmt(rec["speedup_vs_compile"], 2), bc.fmt(cos[name], 5)])
+                    rows.append(
+                        [
+                            modality,
+                            dname,
+                            batch,
+                            name,
+                            bc.fmt(ms),
+                            bc.fmt(rec["items_per_s"], 1),
+                            bc.fmt(rec["speedup_vs_eager"], 2),
+                            bc.fmt(rec["speedup_vs_compile"], 2),
+                            bc.fmt(cos[name], 5),
+                        ]
+                    )
                     print(" | ".join(map(str, rows[-1])), flush=True)
                 # written after every batch so a run cut short by its time limit keeps what it measured
                 bc.write_outputs(args.out, {"environment": env, "results": results}, rows, headers, title, notes)

@@ -150,37 +150,76 @@ def main(argv=None) -> int:
 
                 case = []
                 for name, fn in impls.items():
-                    rec = dict(modality=mod, batch=B, dtype=str(dt).replace("torch.", ""), impl=name, tokens=1 + L,
-                               dim=D, K=K_eff, flops=fl, bytes=nbytes)
+                    rec = dict(
+                        modality=mod,
+                        batch=B,
+                        dtype=str(dt).replace("torch.", ""),
+                        impl=name,
+                        tokens=1 + L,
+                        dim=D,
+                        K=K_eff,
+                        flops=fl,
+                        bytes=nbytes,
+                    )
                     try:
                         with torch.no_grad():
                             out = fn()
                             err = float((out.float() - ref).abs().max() / ref.abs().max())
                             ms = bc.bench(fn, **timing)
                     except Exception as exc:
-                        rec.update(status="unsupported", error=f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}")
+                        rec.update(
+                            status="unsupported", error=f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+                        )
                         case.append(rec)
                         continue
                     tflops = fl / (ms * 1e-3) / 1e12
                     gbps = nbytes / (ms * 1e-3) / 1e9
-                    rec.update(status="ok", ms=ms, tflops=tflops, pct_peak=100 * tflops / peak, gbps=gbps,
-                               pct_bw=100 * gbps / bandwidth["gbps"], max_rel_err=err)
+                    rec.update(
+                        status="ok",
+                        ms=ms,
+                        tflops=tflops,
+                        pct_peak=100 * tflops / peak,
+                        gbps=gbps,
+                        pct_bw=100 * gbps / bandwidth["gbps"],
+                        max_rel_err=err,
+                    )
                     case.append(rec)
                 results += case
                 eager = next((r["ms"] for r in case if r["impl"] == "torch-ref" and r["status"] == "ok"), None)
-                print(f"{mod} B={B} {dt}: " + ", ".join(
-                    f"{r['impl']} {r['ms']:.3f} ms" for r in case if r["status"] == "ok"), flush=True)
+                print(
+                    f"{mod} B={B} {dt}: "
+                    + ", ".join(f"{r['impl']} {r['ms']:.3f} ms" for r in case if r["status"] == "ok"),
+                    flush=True,
+                )
                 for r in case:
                     if r["status"] != "ok":
                         rows.append([mod, B, r["dtype"], r["impl"], "unsupported", "-", "-", "-", "-", "-", "-"])
                         continue
                     r["speedup_vs_torch_ref"] = eager / r["ms"] if eager else None
-                    rows.append([mod, B, r["dtype"], r["impl"], bc.fmt(r["ms"]), bc.fmt(r["tflops"], 1),
-                                 bc.fmt(r["pct_peak"], 1), bc.fmt(r["gbps"], 0), bc.fmt(r["pct_bw"], 1),
-                                 f"{r['max_rel_err']:.1e}", bc.fmt(r["speedup_vs_torch_ref"], 2)])
+                    rows.append(
+                        [
+                            mod,
+                            B,
+                            r["dtype"],
+                            r["impl"],
+                            bc.fmt(r["ms"]),
+                            bc.fmt(r["tflops"], 1),
+                            bc.fmt(r["pct_peak"], 1),
+                            bc.fmt(r["gbps"], 0),
+                            bc.fmt(r["pct_bw"], 1),
+                            f"{r['max_rel_err']:.1e}",
+                            bc.fmt(r["speedup_vs_torch_ref"], 2),
+                        ]
+                    )
 
-    payload = dict(environment=env, peaks=peaks, bandwidth=bandwidth, smoke=args.smoke,
-                   compile_backend=compile_backend, results=results)
+    payload = dict(
+        environment=env,
+        peaks=peaks,
+        bandwidth=bandwidth,
+        smoke=args.smoke,
+        compile_backend=compile_backend,
+        results=results,
+    )
     notes = [
         "times: median ms (triton.testing.do_bench), raw input -> (B, 1+L, D) tokens",
         "TFLOP/s: useful GEMM FLOPs 2*B*L*K*D (vision K=588, the time-summed kernel); % peak vs an 8192^3 matmul",

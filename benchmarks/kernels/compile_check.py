@@ -130,9 +130,13 @@ def _cases(quick: bool):
         ("imu", 64, 251, 8, 64, True, False),
     ]
     if not quick:
-        attn += [("hd112", 8, 257, 4, 112, True, False), ("hd128", 8, 257, 4, 128, False, True),
-                 ("hd240", 8, 197, 2, 240, True, False), ("hd256", 8, 197, 2, 256, False, False),
-                 ("hd12", 8, 197, 4, 12, True, False)]
+        attn += [
+            ("hd112", 8, 257, 4, 112, True, False),
+            ("hd128", 8, 257, 4, 128, False, True),
+            ("hd240", 8, 197, 2, 240, True, False),
+            ("hd256", 8, 197, 2, 256, False, False),
+            ("hd12", 8, 197, 4, 12, True, False),
+        ]
     for dt in dtypes if not quick else [torch.float16, torch.float32]:
         for label, B, N, H, hd, bias, causal in attn:
             if quick and (label not in ("vision", "audio") or (dt == torch.float32 and label != "vision")):
@@ -174,7 +178,8 @@ def _cases(quick: bool):
             cases.append((P, ["_patch_embed_kernel"], f"patch_embed {label} {name[dt]}", run))
 
     for dt in dtypes if not quick else [torch.float16]:
-        for D in ([384, 768, 1280] if not quick else [1280]):
+        for D in [384, 768, 1280] if not quick else [1280]:
+
             def run(D=D, dt=dt):
                 x = torch.empty(64 * 257, D, dtype=dt, **meta)
                 w = torch.empty(D, dtype=dt, **meta)
@@ -201,9 +206,9 @@ def main(argv=None) -> int:
         _fail_unavailable("TRITON_INTERPRET=1 is set (kernels are interpreted functions); unset it")
     try:
         import triton  # noqa: F401
-        from triton.compiler import make_backend  # noqa: F401
-        from triton.backends.compiler import GPUTarget  # noqa: F401
         import triton.backends.nvidia  # noqa: F401
+        from triton.backends.compiler import GPUTarget  # noqa: F401
+        from triton.compiler import make_backend  # noqa: F401
     except Exception as exc:  # pragma: no cover
         _fail_unavailable(f"triton with the nvidia backend is not importable: {exc}")
     tool_dir = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin")

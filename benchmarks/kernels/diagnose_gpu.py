@@ -45,14 +45,17 @@ def poison_cache(gib: float = 4.0) -> None:
 
 def run_attention(args) -> int:
     import torch
+    from kernel_refs import TOL, randn, ref_attention, rel_err
 
     from bindrt.kernels import fused_attention
-    from kernel_refs import TOL, randn, ref_attention, rel_err
 
     seqs = args.seqs
     hds = args.head_dims
-    dts = {k: v for k, v in {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}.items()
-           if k in args.dtypes}
+    dts = {
+        k: v
+        for k, v in {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}.items()
+        if k in args.dtypes
+    }
     bad = 0
     for n, hd, (dname, dt), b, bias, causal in itertools.product(
         seqs, hds, dts.items(), [1, 3], [False, True], [False, True]
@@ -113,9 +116,12 @@ def run_graphs(args) -> int:
                     results.append((cos, bool(torch.isnan(got).any())))
             cmin = min(c for c, _ in results)
             worst = min(worst, cmin if not math.isnan(cmin) else -1.0)
-            print(f"{args.modality} {args.dtype} B={batch} fusions={'+'.join(fusions) or 'none'}: "
-                  f"graph vs no-graph min cos per replay {[round(c, 6) for c, _ in results]}, "
-                  f"nan {[n for _, n in results]}", flush=True)
+            print(
+                f"{args.modality} {args.dtype} B={batch} fusions={'+'.join(fusions) or 'none'}: "
+                f"graph vs no-graph min cos per replay {[round(c, 6) for c, _ in results]}, "
+                f"nan {[n for _, n in results]}",
+                flush=True,
+            )
             del graph, out, model
             torch.cuda.empty_cache()
     return 0 if worst >= 0.9999 else 1
@@ -149,8 +155,11 @@ def run_repeat(args) -> int:
                     diffs.append(float((out.float() - first.float()).abs().max()))
             n_diff = sum(d != 0 for d in diffs)
             differing += n_diff
-            print(f"{args.modality} {args.dtype} B={batch} fusions={'+'.join(fusions) or 'none'}: "
-                  f"{n_diff}/{len(diffs)} runs differ from the first (max |diff| {max(diffs):.3g})", flush=True)
+            print(
+                f"{args.modality} {args.dtype} B={batch} fusions={'+'.join(fusions) or 'none'}: "
+                f"{n_diff}/{len(diffs)} runs differ from the first (max |diff| {max(diffs):.3g})",
+                flush=True,
+            )
     return 1 if differing else 0
 
 

@@ -72,13 +72,19 @@ def input_batch(modality: str, batch: int, seed: int = 0) -> np.ndarray:
     return np.ascontiguousarray(np.concatenate([x] * reps)[:batch])
 
 
-def make_session(path: Path | bytes, threads: int, opt_level: str = "all", spinning: bool = True,
-                 profile_prefix: str | None = None):
+def make_session(
+    path: Path | bytes, threads: int, opt_level: str = "all", spinning: bool = True, profile_prefix: str | None = None
+):
     from bindrt.loaders import OrtSessionOptions, SessionFromOnnx
 
-    options = OrtSessionOptions(intra_op_num_threads=threads, inter_op_num_threads=1, optimization_level=opt_level,
-                                sequential=True, profile_prefix=profile_prefix,
-                                config={} if spinning else {"session.intra_op.allow_spinning": "0"})
+    options = OrtSessionOptions(
+        intra_op_num_threads=threads,
+        inter_op_num_threads=1,
+        optimization_level=opt_level,
+        sequential=True,
+        profile_prefix=profile_prefix,
+        config={} if spinning else {"session.intra_op.allow_spinning": "0"},
+    )
     sess = SessionFromOnnx(path, options)()
     sess._bindrt_path = None if isinstance(path, bytes) else str(path)
     return sess
@@ -107,8 +113,11 @@ def contention(before: tuple[list[int], float], after: tuple[list[int], float]) 
         return {}
     busy = delta[0] + delta[1] + delta[2] + delta[5] + delta[6]
     mine = (mine_b - mine_a) * hz
-    return {"this_benchmark": round(min(mine, busy) / total, 3), "other_processes": round(max(busy - mine, 0) / total, 3),
-            "steal": round(delta[7] / total, 3)}
+    return {
+        "this_benchmark": round(min(mine, busy) / total, 3),
+        "other_processes": round(max(busy - mine, 0) / total, 3),
+        "steal": round(delta[7] / total, 3),
+    }
 
 
 def openvino_engine(path: Path, threads: int, batch_shape: tuple[int, ...]):
@@ -120,8 +129,11 @@ def openvino_engine(path: Path, threads: int, batch_shape: tuple[int, ...]):
     core = ov.Core()
     model = core.read_model(str(path))
     model.reshape({model.inputs[0].get_any_name(): list(batch_shape)})
-    compiled = core.compile_model(model, "CPU", {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY",
-                                                 "INFERENCE_PRECISION_HINT": "f32"})
+    compiled = core.compile_model(
+        model,
+        "CPU",
+        {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"},
+    )
     request = compiled.create_infer_request()
     return lambda x: request.infer({0: x})[compiled.outputs[0]]
 
@@ -202,9 +214,13 @@ def run(args: argparse.Namespace) -> dict:
     encoder = load_encoder(kind, bundle.config, bundle.load_weights(kind))
     pooled = wrap(kind, encoder, pooled_last_block=True)  # what the graphs trace (clip axis folded)
     engines, engine_info = open_engines(bundle, records, kind, threads, args.compare_static, work)
-    openvino_graph = bundle.file(records[f"{kind}.fp32"]["file"]) if f"{kind}.fp32" in records and args.openvino else None
+    openvino_graph = (
+        bundle.file(records[f"{kind}.fp32"]["file"]) if f"{kind}.fp32" in records and args.openvino else None
+    )
     results = time_engines(args, kind, encoder, pooled, engines, engine_info, openvino_graph, threads)
-    cpu_time = single_thread_cpu_time(args, kind, encoder, pooled, engines, openvino_graph) if args.cpu_time_check else {}
+    cpu_time = (
+        single_thread_cpu_time(args, kind, encoder, pooled, engines, openvino_graph) if args.cpu_time_check else {}
+    )
     torch.set_num_threads(threads)
     load_after = os.getloadavg()
     cpu_share = contention(counters_before, cpu_counters())
@@ -214,9 +230,14 @@ def run(args: argparse.Namespace) -> dict:
     return {
         "benchmark": "bindrt ONNX Runtime CPU vs torch eager",
         "date": machine["date"],
-        "model": {"preset": args.preset, "modality": kind, "weights": f"random (build_encoder, seed {args.seed})",
-                  "embed_dim": bundle.config.embed_dim(kind), "blocks": bundle.config.num_blocks(kind),
-                  "heads": bundle.config.num_heads(kind)},
+        "model": {
+            "preset": args.preset,
+            "modality": kind,
+            "weights": f"random (build_encoder, seed {args.seed})",
+            "embed_dim": bundle.config.embed_dim(kind),
+            "blocks": bundle.config.num_blocks(kind),
+            "heads": bundle.config.num_heads(kind),
+        },
         "inputs": "the export validation's real-media suite (bindrt.export.validate.suite_inputs), tiled to the batch",
         "threads": threads,
         "int8_method": args.int8_method,
@@ -228,10 +249,10 @@ def run(args: argparse.Namespace) -> dict:
         "results": results,
         "single_thread_cpu_time": cpu_time,
         "method": f"{args.warmup} warm-up calls per engine, then cycles over all engines (order alternating) of 1 untimed "
-                  "+ 4 timed consecutive calls each, until every engine has its rounds; median and min per engine; "
-                  "speed-ups = torch time / engine time in the same run: 'paired' = median over cycles of the ratio of "
-                  "the two engines' block medians within the cycle (robust to the VM's bursts of slowdown), 'of medians' "
-                  "and 'of minima' over all calls",
+        "+ 4 timed consecutive calls each, until every engine has its rounds; median and min per engine; "
+        "speed-ups = torch time / engine time in the same run: 'paired' = median over cycles of the ratio of "
+        "the two engines' block medians within the cycle (robust to the VM's bursts of slowdown), 'of medians' "
+        "and 'of minima' over all calls",
     }
 
 
@@ -246,28 +267,44 @@ def prepare_bundle(args: argparse.Namespace, work: Path) -> tuple[Path, float | 
     print(f"building {args.preset} {args.modality} bundle (random weights) in {bundle_dir}", flush=True)
     build_bundle(args.modality, bundle_dir, args.seed, args.preset)
     print("exporting fp32 / int8 / fused (validated against torch at export)", flush=True)
-    export_bundle(bundle_dir, modalities=[args.modality], precisions=("fp32", "int8"), fused=True,
-                  int8_method=args.int8_method, progress=lambda m: print("  " + m, flush=True))
+    export_bundle(
+        bundle_dir,
+        modalities=[args.modality],
+        precisions=("fp32", "int8"),
+        fused=True,
+        int8_method=args.int8_method,
+        progress=lambda m: print("  " + m, flush=True),
+    )
     return bundle_dir, round(time.perf_counter() - t0, 1)
 
 
-def open_engines(bundle, records: dict, kind: str, threads: int, compare_static: bool,
-                 work: Path) -> tuple[dict[str, object], dict[str, dict]]:
+def open_engines(
+    bundle, records: dict, kind: str, threads: int, compare_static: bool, work: Path
+) -> tuple[dict[str, object], dict[str, dict]]:
     """ONNX Runtime sessions on the bundle's graphs (and static-int8 copies), with what each one is."""
     engines: dict[str, object] = {}
     engine_info: dict[str, dict] = {
         "torch_eager": {"what": f"bindrt torch encoder (the reference forward), eager, fp32, {threads} threads"},
-        "torch_eager_pooled": {"what": "the same, embed_pooled: last block for the pooled token only (as the exported graphs)"},
+        "torch_eager_pooled": {
+            "what": "the same, embed_pooled: last block for the pooled token only (as the exported graphs)"
+        },
     }
-    for name, key in (("ort_fp32", f"{kind}.fp32"), ("ort_fused_fp32", f"{kind}.fp32.fused"),
-                      ("ort_int8", f"{kind}.int8"), ("ort_fused_int8", f"{kind}.int8.fused")):
+    for name, key in (
+        ("ort_fp32", f"{kind}.fp32"),
+        ("ort_fused_fp32", f"{kind}.fp32.fused"),
+        ("ort_int8", f"{kind}.int8"),
+        ("ort_fused_int8", f"{kind}.int8.fused"),
+    ):
         if key in records:
             engines[name] = make_session(bundle.file(records[key]["file"]), threads)
             rec = records[key]
-            engine_info[name] = {"graph": rec["file"], "validation_worst": rec["validation"]["worst"],
-                                 "fusions": rec.get("fusions", {}).get("fused_operator_statistics"),
-                                 "quantization": (rec.get("quantization") or {}).get("method"),
-                                 "pooled_last_block": rec.get("pooled_last_block", False)}
+            engine_info[name] = {
+                "graph": rec["file"],
+                "validation_worst": rec["validation"]["worst"],
+                "fusions": rec.get("fusions", {}).get("fused_operator_statistics"),
+                "quantization": (rec.get("quantization") or {}).get("method"),
+                "pooled_last_block": rec.get("pooled_last_block", False),
+            }
     if compare_static:  # static QDQ int8 (calibrated on real inputs) from the same fp32 graphs, outside the bundle
         import onnx
 
@@ -282,27 +319,39 @@ def open_engines(bundle, records: dict, kind: str, threads: int, compare_static:
             path = work / f"{name}.onnx"
             onnx.save_model(q, str(path))
             engines[name] = make_session(path, threads)
-            engine_info[name] = {"graph": f"{key} quantized statically (QDQ, per-channel, MinMax on {len(feeds)} real inputs)",
-                                 "quantization": summary["method"]}
+            engine_info[name] = {
+                "graph": f"{key} quantized statically (QDQ, per-channel, MinMax on {len(feeds)} real inputs)",
+                "quantization": summary["method"],
+            }
     return engines, engine_info
 
 
-def _calls(kind: str, x: np.ndarray, encoder, pooled, sessions: dict[str, object], openvino_graph, threads: int) -> dict:
+def _calls(
+    kind: str, x: np.ndarray, encoder, pooled, sessions: dict[str, object], openvino_graph, threads: int
+) -> dict:
     """One callable per engine on the same batch ``x``: torch eager (full and pooled), the sessions, OpenVINO."""
     import torch
 
     xt = torch.from_numpy(x)
     calls = {"torch_eager": lambda: encoder(xt), "torch_eager_pooled": lambda: pooled(xt)}
     for name, sess in sessions.items():
-        calls[name] = (lambda s=sess: s.run(None, {kind: x})[0])
+        calls[name] = lambda s=sess: s.run(None, {kind: x})[0]
     ov = openvino_engine(openvino_graph, threads, x.shape) if openvino_graph else None
     if ov is not None:
         calls["openvino_fp32"] = lambda: ov(x)
     return calls
 
 
-def time_engines(args: argparse.Namespace, kind: str, encoder, pooled, engines: dict[str, object],
-                 engine_info: dict[str, dict], openvino_graph, threads: int) -> dict[str, dict]:
+def time_engines(
+    args: argparse.Namespace,
+    kind: str,
+    encoder,
+    pooled,
+    engines: dict[str, object],
+    engine_info: dict[str, dict],
+    openvino_graph,
+    threads: int,
+) -> dict[str, dict]:
     """Per batch size: every engine timed in interleaved cycles, its speed-ups over torch eager and cosine to it."""
     import torch
 
@@ -336,14 +385,18 @@ def time_engines(args: argparse.Namespace, kind: str, encoder, pooled, engines: 
         }
         print(f"batch {batch}:", flush=True)
         for name, r in results[f"batch_{batch}"].items():
-            print(f"  {name:22s} {r['median_ms']:9.1f} ms  x{r['speedup_vs_torch_median']:.2f}  (min {r['min_ms']:.1f} ms, "
-                  f"x{r['speedup_vs_torch_min']:.2f}; paired x{r['speedup_vs_torch_paired']:.2f})  "
-                  f"cos {r['min_cosine_vs_torch']:.6f}", flush=True)
+            print(
+                f"  {name:22s} {r['median_ms']:9.1f} ms  x{r['speedup_vs_torch_median']:.2f}  (min {r['min_ms']:.1f} ms, "
+                f"x{r['speedup_vs_torch_min']:.2f}; paired x{r['speedup_vs_torch_paired']:.2f})  "
+                f"cos {r['min_cosine_vs_torch']:.6f}",
+                flush=True,
+            )
     return results
 
 
-def single_thread_cpu_time(args: argparse.Namespace, kind: str, encoder, pooled, engines: dict[str, object],
-                           openvino_graph) -> dict[str, dict]:
+def single_thread_cpu_time(
+    args: argparse.Namespace, kind: str, encoder, pooled, engines: dict[str, object], openvino_graph
+) -> dict[str, dict]:
     """Contention-robust cross-check: one thread everywhere, CPU seconds of this process per call.
 
     Time-slicing by other processes does not count, and no spin-waiting threads exist.
@@ -359,8 +412,12 @@ def single_thread_cpu_time(args: argparse.Namespace, kind: str, encoder, pooled,
             times = {n: flat(b) for n, b in interleaved(calls, max(args.rounds // 3, 5), 1, time.process_time).items()}
         base = statistics.median(times["torch_eager"])
         cpu_time[f"batch_{batch}"] = {
-            name: {"median_cpu_ms": round(1000 * statistics.median(t), 2), "min_cpu_ms": round(1000 * min(t), 2),
-                   "speedup_vs_torch_median": round(base / statistics.median(t), 3), "runs": len(t)}
+            name: {
+                "median_cpu_ms": round(1000 * statistics.median(t), 2),
+                "min_cpu_ms": round(1000 * min(t), 2),
+                "speedup_vs_torch_median": round(base / statistics.median(t), 3),
+                "runs": len(t),
+            }
             for name, t in times.items()
         }
         print(f"1 thread, CPU time, batch {batch}:", flush=True)
@@ -386,10 +443,15 @@ def markdown(report: dict) -> str:
     ]
     share = report.get("cpu_share") or {}
     if share:
-        lines[-1:-1] = [f"- CPU time during the run: this benchmark {share['this_benchmark']:.0%}, other processes "
-                        f"{share['other_processes']:.0%}, stolen by the hypervisor {share['steal']:.0%}"]
-    busy = share.get("other_processes", 0) + share.get("steal", 0) > 0.05 if share else \
-        report["load_average"]["before"][0] > 0.5 * (m.get("cpu_cores") or 1)
+        lines[-1:-1] = [
+            f"- CPU time during the run: this benchmark {share['this_benchmark']:.0%}, other processes "
+            f"{share['other_processes']:.0%}, stolen by the hypervisor {share['steal']:.0%}"
+        ]
+    busy = (
+        share.get("other_processes", 0) + share.get("steal", 0) > 0.05
+        if share
+        else report["load_average"]["before"][0] > 0.5 * (m.get("cpu_cores") or 1)
+    )
     if busy:
         lines += [
             "> **The machine was busy with other work during this run** (see above). Wall-clock medians "
@@ -399,23 +461,38 @@ def markdown(report: dict) -> str:
             "",
         ]
     for batch, rows in report["results"].items():
-        lines += [f"## {batch.replace('_', ' ')}", "",
-                  "| engine | median ms | min ms | p90/median | speed-up vs torch: paired | of medians | of minima | items/s | min cosine vs torch |",
-                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        lines += [
+            f"## {batch.replace('_', ' ')}",
+            "",
+            "| engine | median ms | min ms | p90/median | speed-up vs torch: paired | of medians | of minima | items/s | min cosine vs torch |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        ]
         for name, r in rows.items():
-            lines.append(f"| {name} | {r['median_ms']:.1f} | {r['min_ms']:.1f} | {r.get('p90_over_median', float('nan')):.2f} | "
-                         f"{r.get('speedup_vs_torch_paired', float('nan')):.2f}x | {r['speedup_vs_torch_median']:.2f}x | "
-                         f"{r['speedup_vs_torch_min']:.2f}x | {r['items_per_s']:.1f} | {r['min_cosine_vs_torch']:.6f} |")
+            lines.append(
+                f"| {name} | {r['median_ms']:.1f} | {r['min_ms']:.1f} | {r.get('p90_over_median', float('nan')):.2f} | "
+                f"{r.get('speedup_vs_torch_paired', float('nan')):.2f}x | {r['speedup_vs_torch_median']:.2f}x | "
+                f"{r['speedup_vs_torch_min']:.2f}x | {r['items_per_s']:.1f} | {r['min_cosine_vs_torch']:.6f} |"
+            )
         lines.append("")
     if report.get("single_thread_cpu_time"):
-        lines += ["## Cross-check: one thread, CPU time per call", "",
-                  "CPU seconds this process spent per call with 1 thread everywhere (no spin-waiting threads): "
-                  "insensitive to other processes time-slicing the cores, unlike wall-clock latency.", ""]
+        lines += [
+            "## Cross-check: one thread, CPU time per call",
+            "",
+            "CPU seconds this process spent per call with 1 thread everywhere (no spin-waiting threads): "
+            "insensitive to other processes time-slicing the cores, unlike wall-clock latency.",
+            "",
+        ]
         for batch, rows in report["single_thread_cpu_time"].items():
-            lines += [f"### {batch.replace('_', ' ')}", "", "| engine | median CPU ms | min CPU ms | speed-up vs torch |",
-                      "|---|---:|---:|---:|"]
+            lines += [
+                f"### {batch.replace('_', ' ')}",
+                "",
+                "| engine | median CPU ms | min CPU ms | speed-up vs torch |",
+                "|---|---:|---:|---:|",
+            ]
             for name, r in rows.items():
-                lines.append(f"| {name} | {r['median_cpu_ms']:.1f} | {r['min_cpu_ms']:.1f} | {r['speedup_vs_torch_median']:.2f}x |")
+                lines.append(
+                    f"| {name} | {r['median_cpu_ms']:.1f} | {r['min_cpu_ms']:.1f} | {r['speedup_vs_torch_median']:.2f}x |"
+                )
             lines.append("")
     return "\n".join(lines)
 
@@ -439,8 +516,12 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     from bindrt.config import PRESETS
 
     p.add_argument("--modality", default="depth", choices=("depth", "audio", "thermal", "imu"))
-    p.add_argument("--preset", default="imagebind_huge", choices=sorted(PRESETS),
-                   help="model size (default the real one; smaller presets only check the script runs)")
+    p.add_argument(
+        "--preset",
+        default="imagebind_huge",
+        choices=sorted(PRESETS),
+        help="model size (default the real one; smaller presets only check the script runs)",
+    )
     p.add_argument("--batches", type=lambda s: [int(x) for x in s.split(",")], default=[1, 8])
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--seed", type=int, default=0)
@@ -452,13 +533,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rounds", type=int, default=21)
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--int8-method", default="dynamic", choices=("dynamic", "static"))
-    p.add_argument("--no-cpu-time", dest="cpu_time_check", action="store_false",
-                   help="skip the single-thread CPU-time cross-check")
-    p.add_argument("--static", dest="compare_static", action="store_true",
-                   help="add static-quantization (QDQ) engines (measured slower than dynamic: "
-                        "benchmarks/results/2026-11-28-xeon-2.50ghz/onnx/2026-11-28-cpu.md)")
-    p.add_argument("--no-openvino", dest="openvino", action="store_false",
-                   help="skip the OpenVINO reference row (it is skipped anyway without the openvino package)")
+    p.add_argument(
+        "--no-cpu-time", dest="cpu_time_check", action="store_false", help="skip the single-thread CPU-time cross-check"
+    )
+    p.add_argument(
+        "--static",
+        dest="compare_static",
+        action="store_true",
+        help="add static-quantization (QDQ) engines (measured slower than dynamic: "
+        "benchmarks/results/2026-11-28-xeon-2.50ghz/onnx/2026-11-28-cpu.md)",
+    )
+    p.add_argument(
+        "--no-openvino",
+        dest="openvino",
+        action="store_false",
+        help="skip the OpenVINO reference row (it is skipped anyway without the openvino package)",
+    )
     p.add_argument("--workdir", help="keep/reuse the bundle here")
     p.add_argument("--rebuild", action="store_true")
     p.add_argument("--keep", action="store_true")

@@ -45,10 +45,16 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.common import machine_info, machine_summary, versions_summary
-
 from benchmarks.onnx.bench_cpu import (
-    add_model_args, add_output_args, bundle_path, flat, input_batch, make_session, paired_speedup,
-    run_and_record)
+    add_model_args,
+    add_output_args,
+    bundle_path,
+    flat,
+    input_batch,
+    make_session,
+    paired_speedup,
+    run_and_record,
+)
 
 #: The issue's targets against torch eager.
 TARGETS = {"fp32": 1.4, "int8": 2.5}
@@ -99,7 +105,9 @@ def stem_and_head_flops(counted: dict[str, float], full_trunk: dict[str, float],
     linear = sum(v for op, v in counted.items() if op in ("addmm", "mm", "bmm", "linear"))
     gemms = clips * sum(v for k, v in full_trunk.items() if k != "attention_core")
     if not gemms <= linear <= 1.01 * gemms:
-        raise RuntimeError(f"FLOP count mismatch: torch counts {linear:.4g} matmul FLOPs, the block formula {gemms:.4g}")
+        raise RuntimeError(
+            f"FLOP count mismatch: torch counts {linear:.4g} matmul FLOPs, the block formula {gemms:.4g}"
+        )
     return linear - gemms + sum(v for op, v in counted.items() if op not in ("addmm", "mm", "bmm", "linear"))
 
 
@@ -113,16 +121,22 @@ class KernelProbe:
     within each cycle, against torch's time in the same cycle.
     """
 
-    def __init__(self, nodes: list, inputs: dict[str, np.ndarray], initializers: list, op_type: str,
-                 threads: int) -> None:
+    def __init__(
+        self, nodes: list, inputs: dict[str, np.ndarray], initializers: list, op_type: str, threads: int
+    ) -> None:
         from onnx import TensorProto, helper
 
         outputs = [o for node in nodes for o in node.output]
         graph = helper.make_graph(
-            nodes, op_type,
+            nodes,
+            op_type,
             [helper.make_tensor_value_info(name, TensorProto.FLOAT, list(v.shape)) for name, v in inputs.items()],
-            [helper.make_tensor_value_info(name, TensorProto.FLOAT, None) for name in outputs], initializers)
-        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)])
+            [helper.make_tensor_value_info(name, TensorProto.FLOAT, None) for name in outputs],
+            initializers,
+        )
+        model = helper.make_model(
+            graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)]
+        )
         # ORT names the profile <prefix>_<start time in ms>: probes created in the same millisecond need their own prefix
         prefix = Path(os.environ.get("TMPDIR", "/tmp")) / f"bindrt-ceiling-{os.getpid()}-{next(_PROBE_IDS)}"
         self.session = make_session(model.SerializeToString(), threads, profile_prefix=str(prefix))
@@ -138,11 +152,16 @@ class KernelProbe:
             events = json.loads(profile.read_text())
         finally:
             profile.unlink(missing_ok=True)
-        durations = [e["dur"] for e in events if e.get("cat") == "Node" and e["name"].endswith("_kernel_time")
-                     and e.get("args", {}).get("op_name") == self.op_type]
-        durations = durations[warmup_calls * self.per_call:]
+        durations = [
+            e["dur"]
+            for e in events
+            if e.get("cat") == "Node"
+            and e["name"].endswith("_kernel_time")
+            and e.get("args", {}).get("op_name") == self.op_type
+        ]
+        durations = durations[warmup_calls * self.per_call :]
         step = burst * self.per_call
-        return [min(durations[i:i + step]) * 1e-6 for i in range(0, len(durations) - step + 1, step)]
+        return [min(durations[i : i + step]) * 1e-6 for i in range(0, len(durations) - step + 1, step)]
 
 
 def gemm_probe(kind: str, m: int, k: int, n: int, copies: int, threads: int) -> KernelProbe:
@@ -160,11 +179,16 @@ def gemm_probe(kind: str, m: int, k: int, n: int, copies: int, threads: int) -> 
             inits.append(numpy_helper.from_array((rng.standard_normal((k, n)) * 0.05).astype(np.float32), f"w{i}"))
             nodes.append(helper.make_node("MatMul", ["x", f"w{i}"], [f"y{i}"]))
         else:
-            inits += [numpy_helper.from_array(rng.integers(-127, 128, (k, n), dtype=np.int8), f"w{i}"),
-                      numpy_helper.from_array(np.full(n, 1e-3, np.float32), f"s{i}"),
-                      numpy_helper.from_array(np.zeros(n, np.int8), f"z{i}")]
-            nodes.append(helper.make_node("DynamicQuantizeMatMul", ["x", f"w{i}", f"s{i}", f"z{i}"], [f"y{i}"],
-                                          domain="com.microsoft"))
+            inits += [
+                numpy_helper.from_array(rng.integers(-127, 128, (k, n), dtype=np.int8), f"w{i}"),
+                numpy_helper.from_array(np.full(n, 1e-3, np.float32), f"s{i}"),
+                numpy_helper.from_array(np.zeros(n, np.int8), f"z{i}"),
+            ]
+            nodes.append(
+                helper.make_node(
+                    "DynamicQuantizeMatMul", ["x", f"w{i}", f"s{i}", f"z{i}"], [f"y{i}"], domain="com.microsoft"
+                )
+            )
     x = rng.standard_normal((m, k)).astype(np.float32)
     return KernelProbe(nodes, {"x": x}, inits, nodes[0].op_type, threads)
 
@@ -192,21 +216,40 @@ def block_op_probes(batch: int, tokens: int, dim: int, heads: int, threads: int)
     probes = {
         "attention_core": KernelProbe(
             [helper.make_node("MultiHeadAttention", ["q", "k", "v"], ["y"], domain=ms, num_heads=heads)],
-            {"q": act(batch, tokens, dim), "k": act(batch, tokens, dim), "v": act(batch, tokens, dim)}, [],
-            "MultiHeadAttention", threads),
-        "layernorm": KernelProbe([helper.make_node("LayerNormalization", ["x", "g", "b"], ["y"], epsilon=1e-6)],
-                                 {"x": act(m, dim)}, [vec(dim, "g"), vec(dim, "b")], "LayerNormalization", threads),
-        "residual_add": KernelProbe([helper.make_node("Add", ["x", "r"], ["y"])], {"x": act(m, dim), "r": act(m, dim)}, [],
-                                    "Add", threads),
+            {"q": act(batch, tokens, dim), "k": act(batch, tokens, dim), "v": act(batch, tokens, dim)},
+            [],
+            "MultiHeadAttention",
+            threads,
+        ),
+        "layernorm": KernelProbe(
+            [helper.make_node("LayerNormalization", ["x", "g", "b"], ["y"], epsilon=1e-6)],
+            {"x": act(m, dim)},
+            [vec(dim, "g"), vec(dim, "b")],
+            "LayerNormalization",
+            threads,
+        ),
+        "residual_add": KernelProbe(
+            [helper.make_node("Add", ["x", "r"], ["y"])], {"x": act(m, dim), "r": act(m, dim)}, [], "Add", threads
+        ),
         "skip_layernorm": KernelProbe(
             [helper.make_node("SkipLayerNormalization", ["x", "r", "g", "b"], ["y"], domain=ms, epsilon=1e-6)],
-            {"x": act(batch, tokens, dim), "r": act(batch, tokens, dim)}, [vec(dim, "g"), vec(dim, "b")],
-            "SkipLayerNormalization", threads),
+            {"x": act(batch, tokens, dim), "r": act(batch, tokens, dim)},
+            [vec(dim, "g"), vec(dim, "b")],
+            "SkipLayerNormalization",
+            threads,
+        ),
     }
-    probes["BiasGelu"] = KernelProbe([helper.make_node("BiasGelu", ["x", "b"], ["y"], domain=ms)], {"x": act(m, 4 * dim)},
-                                     [vec(4 * dim, "b")], "BiasGelu", threads)
+    probes["BiasGelu"] = KernelProbe(
+        [helper.make_node("BiasGelu", ["x", "b"], ["y"], domain=ms)],
+        {"x": act(m, 4 * dim)},
+        [vec(4 * dim, "b")],
+        "BiasGelu",
+        threads,
+    )
     # int8 graphs: bias folded into DynamicQuantizeMatMul (export.fusion.split_gelu_bias), GELU alone
-    probes["Gelu"] = KernelProbe([helper.make_node("Gelu", ["x"], ["y"], domain=ms)], {"x": act(m, 4 * dim)}, [], "Gelu", threads)
+    probes["Gelu"] = KernelProbe(
+        [helper.make_node("Gelu", ["x"], ["y"], domain=ms)], {"x": act(m, 4 * dim)}, [], "Gelu", threads
+    )
     return probes
 
 
@@ -214,8 +257,9 @@ def gemm_shapes(dim: int) -> dict[str, tuple[int, int]]:
     return {"qkv": (dim, 3 * dim), "out_proj": (dim, dim), "fc1": (dim, 4 * dim), "fc2": (4 * dim, dim)}
 
 
-def timed_cycles(timed: dict, probes: dict[str, KernelProbe], rounds: int, warmup: int,
-                 burst: int = 5, gap: float = 0.05) -> dict[str, list[list[float]]]:
+def timed_cycles(
+    timed: dict, probes: dict[str, KernelProbe], rounds: int, warmup: int, burst: int = 5, gap: float = 0.05
+) -> dict[str, list[list[float]]]:
     """``rounds`` cycles of: each timed engine once after an untimed settle call (order
     alternating), then every probe ``burst`` times in a row, ``gap`` seconds apart.
 
@@ -228,7 +272,7 @@ def timed_cycles(timed: dict, probes: dict[str, KernelProbe], rounds: int, warmu
             fn()
     blocks: dict[str, list[list[float]]] = {name: [] for name in timed}
     for cycle in range(rounds):
-        for name in (list(timed) if cycle % 2 == 0 else list(reversed(list(timed)))):
+        for name in list(timed) if cycle % 2 == 0 else list(reversed(list(timed))):
             timed[name]()
             start = time.perf_counter()
             timed[name]()
@@ -243,12 +287,25 @@ def timed_cycles(timed: dict, probes: dict[str, KernelProbe], rounds: int, warmu
 def median_over(cycles: list[dict]) -> dict:
     """Per-cycle nested dicts of numbers -> one dict of their medians (3 significant places)."""
     first = cycles[0]
-    return {k: median_over([c[k] for c in cycles]) if isinstance(first[k], dict)
-            else float(f"{statistics.median(c[k] for c in cycles):.3g}") for k in first}
+    return {
+        k: median_over([c[k] for c in cycles])
+        if isinstance(first[k], dict)
+        else float(f"{statistics.median(c[k] for c in cycles):.3g}")
+        for k in first
+    }
 
 
-def floor_seconds(flops: dict[str, float], other: float, batch: int, clips: int, gemm_s: dict[str, dict[str, float]],
-                  ops: dict[str, float], tokens: int, dim: int, blocks: int) -> tuple[dict[str, dict[str, float]], dict]:
+def floor_seconds(
+    flops: dict[str, float],
+    other: float,
+    batch: int,
+    clips: int,
+    gemm_s: dict[str, dict[str, float]],
+    ops: dict[str, float],
+    tokens: int,
+    dim: int,
+    blocks: int,
+) -> tuple[dict[str, dict[str, float]], dict]:
     """Two floors per precision from the probes' kernel seconds, and the GEMM rates behind them.
 
     ``gemm_rate``: every FLOP at ONNX Runtime's GEMM rate for its shape, everything else free.
@@ -262,20 +319,27 @@ def floor_seconds(flops: dict[str, float], other: float, batch: int, clips: int,
     """
     sequences = batch * clips
     m = tokens * sequences
-    rates = {kind: {name: 2 * m * k * n / gemm_s[kind][name] for name, (k, n) in gemm_shapes(dim).items()}
-             for kind in ("fp32", "int8")}
+    rates = {
+        kind: {name: 2 * m * k * n / gemm_s[kind][name] for name, (k, n) in gemm_shapes(dim).items()}
+        for kind in ("fp32", "int8")
+    }
     full_blocks = blocks - 1  # the pooled last block's row-wise ops are one row: left out
     floors: dict[str, dict[str, float]] = {}
     for kind, gelu in (("fp32", "BiasGelu"), ("int8", "Gelu")):
-        weights = sum(flops[name] * sequences / rates[kind][name] for name in rates[kind]) + other * batch / rates["fp32"]["qkv"]
+        weights = (
+            sum(flops[name] * sequences / rates[kind][name] for name in rates[kind])
+            + other * batch / rates["fp32"]["qkv"]
+        )
         add_norm = min(ops["residual_add"] + ops["layernorm"], ops["skip_layernorm"])
         per_block = ops["attention_core"] + 2 * add_norm + ops[gelu]
         floors[kind] = {
             "gemm_rate": weights + flops["attention_core"] * sequences / rates["fp32"]["qkv"],
             "stock_kernels": weights + full_blocks * per_block + ops["layernorm"],
         }
-    measured = {"gemm_rates_gflops": {kind: {k: round(v / 1e9, 1) for k, v in r.items()} for kind, r in rates.items()},
-                "block_ops_ms": {k: round(1000 * v, 3) for k, v in ops.items()}}
+    measured = {
+        "gemm_rates_gflops": {kind: {k: round(v / 1e9, 1) for k, v in r.items()} for kind, r in rates.items()},
+        "block_ops_ms": {k: round(1000 * v, 3) for k, v in ops.items()},
+    }
     return floors, measured
 
 
@@ -321,8 +385,11 @@ def run(args: argparse.Namespace) -> dict:
     for batch in args.batches:
         sequences = batch * clips
         m = tokens * sequences
-        gemm = {(kind_, name): gemm_probe(kind_, m, k, n, blocks, threads)
-                for kind_ in ("fp32", "int8") for name, (k, n) in gemm_shapes(dim).items()}
+        gemm = {
+            (kind_, name): gemm_probe(kind_, m, k, n, blocks, threads)
+            for kind_ in ("fp32", "int8")
+            for name, (k, n) in gemm_shapes(dim).items()
+        }
         ops = block_op_probes(sequences, tokens, dim, config.num_heads(kind), threads)
         x = input_batch(kind, batch)
         xt = torch.from_numpy(x)
@@ -330,8 +397,12 @@ def run(args: argparse.Namespace) -> dict:
         for name, sess in graphs.items():
             calls[name] = lambda s=sess: s.run(None, {kind: x})
         probes = {f"gemm {k} {n}": p for (k, n), p in gemm.items()} | {f"op {n}": p for n, p in ops.items()}
-        print(f"batch {batch}: torch eager, " + ("the fused graphs, " if graphs else "")
-              + f"{len(probes)} ORT kernel probes, interleaved", flush=True)
+        print(
+            f"batch {batch}: torch eager, "
+            + ("the fused graphs, " if graphs else "")
+            + f"{len(probes)} ORT kernel probes, interleaved",
+            flush=True,
+        )
         warmup, burst = 2, 5
         with torch.inference_mode():
             blocks_timed = timed_cycles(calls, probes, args.rounds, warmup, burst)
@@ -342,21 +413,31 @@ def run(args: argparse.Namespace) -> dict:
             gemm_s: dict[str, dict[str, float]] = defaultdict(dict)
             for (k, n), series in gemm_c.items():
                 gemm_s[k][n] = series[c]
-            floors, measured = floor_seconds(pooled, other, batch, clips, gemm_s, {n: v[c] for n, v in ops_c.items()},
-                                             tokens, dim, blocks)
+            floors, measured = floor_seconds(
+                pooled, other, batch, clips, gemm_s, {n: v[c] for n, v in ops_c.items()}, tokens, dim, blocks
+            )
             torch_s = blocks_timed["torch_eager"][c][0]
-            cycles.append({
-                **measured,
-                "floor_ms": {k: {f: 1000 * v for f, v in fl.items()} for k, fl in floors.items()},
-                "ceiling_speedup": {k: {f: torch_s / v for f, v in fl.items()} for k, fl in floors.items()},
-                "stock_floor_over_graph": {name: floors[name.rsplit("_", 1)[1]]["stock_kernels"] / blocks_timed[name][c][0]
-                                           for name in graphs},
-            })
-        row = {"torch_eager_median_ms": round(1000 * statistics.median(flat(blocks_timed["torch_eager"])), 1),
-               **median_over(cycles), "graphs": {}}
+            cycles.append(
+                {
+                    **measured,
+                    "floor_ms": {k: {f: 1000 * v for f, v in fl.items()} for k, fl in floors.items()},
+                    "ceiling_speedup": {k: {f: torch_s / v for f, v in fl.items()} for k, fl in floors.items()},
+                    "stock_floor_over_graph": {
+                        name: floors[name.rsplit("_", 1)[1]]["stock_kernels"] / blocks_timed[name][c][0]
+                        for name in graphs
+                    },
+                }
+            )
+        row = {
+            "torch_eager_median_ms": round(1000 * statistics.median(flat(blocks_timed["torch_eager"])), 1),
+            **median_over(cycles),
+            "graphs": {},
+        }
         for name in graphs:
-            row["graphs"][name] = {"median_ms": round(1000 * statistics.median(flat(blocks_timed[name])), 1),
-                                   "speedup_paired": round(paired_speedup(blocks_timed, "torch_eager", name), 2)}
+            row["graphs"][name] = {
+                "median_ms": round(1000 * statistics.median(flat(blocks_timed[name])), 1),
+                "speedup_paired": round(paired_speedup(blocks_timed, "torch_eager", name), 2),
+            }
         results[f"batch_{batch}"] = row
 
     machine = machine_info()
@@ -364,12 +445,23 @@ def run(args: argparse.Namespace) -> dict:
         "date": machine["date"],
         "machine": machine,
         "threads": threads,
-        "model": {"preset": args.preset, "modality": kind, "embed_dim": dim, "blocks": blocks,
-                  "heads": config.num_heads(kind), "tokens": tokens, "keys": keys, "clips_per_item": clips, "weights": f"random (seed {args.seed})"},
-        "gflops_per_item": {"reference_forward": round(total_reference / 1e9, 3),
-                            "pooled_last_block": round((clips * sum(pooled.values()) + other) / 1e9, 3),
-                            "by_part_pooled": {k: round(clips * v / 1e9, 3) for k, v in pooled.items()}
-                            | {"stem_and_head": round(other / 1e9, 3)}},
+        "model": {
+            "preset": args.preset,
+            "modality": kind,
+            "embed_dim": dim,
+            "blocks": blocks,
+            "heads": config.num_heads(kind),
+            "tokens": tokens,
+            "keys": keys,
+            "clips_per_item": clips,
+            "weights": f"random (seed {args.seed})",
+        },
+        "gflops_per_item": {
+            "reference_forward": round(total_reference / 1e9, 3),
+            "pooled_last_block": round((clips * sum(pooled.values()) + other) / 1e9, 3),
+            "by_part_pooled": {k: round(clips * v / 1e9, 3) for k, v in pooled.items()}
+            | {"stem_and_head": round(other / 1e9, 3)},
+        },
         "targets": TARGETS,
         "results": results,
     }
@@ -385,7 +477,8 @@ def markdown(report: dict) -> str:
         f"- machine: {machine_summary(m)}",
         f"- threads: {report['threads']}; versions: {versions_summary(m)}",
         f"- model: {md['embed_dim']} wide, {md['blocks']} blocks, {md['heads']} heads, {md['tokens']} tokens "
-        f"({md['keys']} keys)" + (f", {md['clips_per_item']} clips per item" if md.get("clips_per_item", 1) > 1 else "")
+        f"({md['keys']} keys)"
+        + (f", {md['clips_per_item']} clips per item" if md.get("clips_per_item", 1) > 1 else "")
         + f", {md['weights']}",
         f"- GFLOP per item: reference forward {g['reference_forward']}, with the pooled last block {g['pooled_last_block']} "
         "(" + ", ".join(f"{k} {v}" for k, v in g["by_part_pooled"].items()) + ")",
@@ -408,15 +501,25 @@ def markdown(report: dict) -> str:
         for kind in ("fp32", "int8"):
             fl, ce = r["floor_ms"][kind], r["ceiling_speedup"][kind]
             graph = r["graphs"].get(f"ort_fused_{kind}")
-            timed = (f"{graph['median_ms']} ms, {graph['speedup_paired']}x, "
-                     f"{r['stock_floor_over_graph'][f'ort_fused_{kind}']:.0%}" if graph else "not timed")
-            lines.append(f"| {batch.split('_')[1]} | {r['torch_eager_median_ms']} | {kind} | "
-                         f"{', '.join(str(v) for v in r['gemm_rates_gflops'][kind].values())} | "
-                         f"{fl['gemm_rate']} / {fl['stock_kernels']} | {ce['gemm_rate']}x / {ce['stock_kernels']}x | "
-                         f"{targets[kind]}x | {timed} |")
-    lines += ["", "ORT kernel ms per block op (one call, whole batch):", "",
-              "| batch | " + " | ".join(next(iter(report["results"].values()))["block_ops_ms"]) + " |",
-              "|---:|" + "---:|" * len(next(iter(report["results"].values()))["block_ops_ms"])]
+            timed = (
+                f"{graph['median_ms']} ms, {graph['speedup_paired']}x, "
+                f"{r['stock_floor_over_graph'][f'ort_fused_{kind}']:.0%}"
+                if graph
+                else "not timed"
+            )
+            lines.append(
+                f"| {batch.split('_')[1]} | {r['torch_eager_median_ms']} | {kind} | "
+                f"{', '.join(str(v) for v in r['gemm_rates_gflops'][kind].values())} | "
+                f"{fl['gemm_rate']} / {fl['stock_kernels']} | {ce['gemm_rate']}x / {ce['stock_kernels']}x | "
+                f"{targets[kind]}x | {timed} |"
+            )
+    lines += [
+        "",
+        "ORT kernel ms per block op (one call, whole batch):",
+        "",
+        "| batch | " + " | ".join(next(iter(report["results"].values()))["block_ops_ms"]) + " |",
+        "|---:|" + "---:|" * len(next(iter(report["results"].values()))["block_ops_ms"]),
+    ]
     for batch, r in report["results"].items():
         lines.append(f"| {batch.split('_')[1]} | " + " | ".join(str(v) for v in r["block_ops_ms"].values()) + " |")
     return "\n".join(lines)
@@ -425,7 +528,9 @@ def markdown(report: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_model_args(p)
-    p.add_argument("--rounds", type=int, default=16, help="cycles; each times every engine once and runs every probe twice")
+    p.add_argument(
+        "--rounds", type=int, default=16, help="cycles; each times every engine once and runs every probe twice"
+    )
     p.add_argument("--workdir", help="a bench_cpu.py --workdir holding the exported bundle: also time its fused graphs")
     add_output_args(p, "ceiling")
     return run_and_record(p.parse_args(argv), run, markdown)

@@ -42,28 +42,43 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.common import machine_info, machine_summary, versions_summary
-
 from benchmarks.onnx.bench_cpu import (
-    add_output_args, bundle_path, flat, input_batch, interleaved, make_session, paired_speedup,
-    run_and_record)
+    add_output_args,
+    bundle_path,
+    flat,
+    input_batch,
+    interleaved,
+    make_session,
+    paired_speedup,
+    run_and_record,
+)
 
 
-def graph_session(nodes: list, inputs: dict[str, list[int]], threads: int, opset: int,
-                  weights: dict[str, np.ndarray] | None = None):
+def graph_session(
+    nodes: list, inputs: dict[str, list[int]], threads: int, opset: int, weights: dict[str, np.ndarray] | None = None
+):
     """A session over ``nodes`` (float inputs; the last node's first output is the graph's)."""
     from onnx import TensorProto, helper, numpy_helper
 
-    graph = helper.make_graph(nodes, "probe", [helper.make_tensor_value_info(n, TensorProto.FLOAT, s) for n, s in inputs.items()],
-                              [helper.make_tensor_value_info(nodes[-1].output[0], TensorProto.FLOAT, None)],
-                              [numpy_helper.from_array(w, n) for n, w in (weights or {}).items()])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset), helper.make_opsetid("com.microsoft", 1)])
+    graph = helper.make_graph(
+        nodes,
+        "probe",
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, s) for n, s in inputs.items()],
+        [helper.make_tensor_value_info(nodes[-1].output[0], TensorProto.FLOAT, None)],
+        [numpy_helper.from_array(w, n) for n, w in (weights or {}).items()],
+    )
+    model = helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", opset), helper.make_opsetid("com.microsoft", 1)]
+    )
     model.ir_version = 10
     # No spinning: these calls last milliseconds, and a worker still spinning after one would
     # steal the cores from the torch call timed next.
     return make_session(model.SerializeToString(), threads, spinning=False)
 
 
-def single_node_session(node, inputs: dict[str, list[int]], threads: int, opset: int, weights: dict[str, np.ndarray] | None = None):
+def single_node_session(
+    node, inputs: dict[str, list[int]], threads: int, opset: int, weights: dict[str, np.ndarray] | None = None
+):
     return graph_session([node], inputs, threads, opset, weights)
 
 
@@ -77,7 +92,9 @@ def gelu_calls(threads: int, rows: int, width: int) -> tuple[dict, str]:
     shapes = {"x": [rows, width], "b": [width]}
     nodes = {
         "ort_FastGelu(x, b)": helper.make_node("FastGelu", ["x", "b"], ["y"], domain="com.microsoft"),
-        "ort_Gelu(x) (int8 graphs: bias folded into the GEMM)": helper.make_node("Gelu", ["x"], ["y"], domain="com.microsoft"),
+        "ort_Gelu(x) (int8 graphs: bias folded into the GEMM)": helper.make_node(
+            "Gelu", ["x"], ["y"], domain="com.microsoft"
+        ),
         "ort_BiasGelu(x, b)": helper.make_node("BiasGelu", ["x", "b"], ["y"], domain="com.microsoft"),
         "onnx_Gelu20(x)": helper.make_node("Gelu", ["x"], ["y"]),
         "onnx_Gelu20_tanh(x)": helper.make_node("Gelu", ["x"], ["y"], approximate="tanh"),
@@ -101,12 +118,24 @@ def attention_calls(threads: int, batch: int, heads: int, tokens: int, head_dim:
     q, k, v = (rng.standard_normal((batch, tokens, dim), dtype=np.float32) for _ in range(3))
     q4, k4, v4 = (t.reshape(batch, tokens, heads, head_dim).transpose(0, 2, 1, 3).copy() for t in (q, k, v))
     flat3 = {"q": [batch, tokens, dim], "k": [batch, tokens, dim], "v": [batch, tokens, dim]}
-    mha = single_node_session(helper.make_node("MultiHeadAttention", ["q", "k", "v"], ["y"], domain="com.microsoft",
-                                               num_heads=heads), flat3, threads, opset=23)
-    a3 = single_node_session(helper.make_node("Attention", ["q", "k", "v"], ["y"], q_num_heads=heads, kv_num_heads=heads),
-                             flat3, threads, opset=23)
-    a4 = single_node_session(helper.make_node("Attention", ["q", "k", "v"], ["y"]),
-                             {n: [batch, heads, tokens, head_dim] for n in "qkv"}, threads, opset=23)
+    mha = single_node_session(
+        helper.make_node("MultiHeadAttention", ["q", "k", "v"], ["y"], domain="com.microsoft", num_heads=heads),
+        flat3,
+        threads,
+        opset=23,
+    )
+    a3 = single_node_session(
+        helper.make_node("Attention", ["q", "k", "v"], ["y"], q_num_heads=heads, kv_num_heads=heads),
+        flat3,
+        threads,
+        opset=23,
+    )
+    a4 = single_node_session(
+        helper.make_node("Attention", ["q", "k", "v"], ["y"]),
+        {n: [batch, heads, tokens, head_dim] for n in "qkv"},
+        threads,
+        opset=23,
+    )
     got = [s.run(None, {"q": q, "k": k, "v": v})[0] for s in (mha, a3)]
     if not np.allclose(got[0], got[1], atol=1e-4):
         raise AssertionError("MultiHeadAttention and opset-23 Attention disagree: the probe builds them wrongly")
@@ -134,8 +163,9 @@ def gemm_calls(threads: int, rows: int, k: int, n: int, layouts: bool = False) -
     weight = rng.standard_normal((k, n), dtype=np.float32) / k**0.5
     x = rng.standard_normal((rows, k), dtype=np.float32)
     # The weight is an initializer, so MLAS prepacks it as it does in the exported graphs.
-    sess = single_node_session(helper.make_node("MatMul", ["x", "w"], ["y"]), {"x": [rows, k]}, threads, opset=17,
-                               weights={"w": weight})
+    sess = single_node_session(
+        helper.make_node("MatMul", ["x", "w"], ["y"]), {"x": [rows, k]}, threads, opset=17, weights={"w": weight}
+    )
     linear = torch.nn.Linear(k, n, bias=False)
     linear.weight.data = torch.from_numpy(weight.T.copy())
     xt = torch.from_numpy(x)
@@ -144,24 +174,48 @@ def gemm_calls(threads: int, rows: int, k: int, n: int, layouts: bool = False) -
         raise AssertionError("ORT MatMul and torch Linear disagree: the probe builds them wrongly")
     calls = {"ort_MatMul (MLAS)": lambda: sess.run(None, {"x": x})}
     if layouts:
-        halves = graph_session([helper.make_node("Split", ["x"], ["x1", "x2"], axis=0),
-                                helper.make_node("MatMul", ["x1", "w"], ["y1"]), helper.make_node("MatMul", ["x2", "w"], ["y2"]),
-                                helper.make_node("Concat", ["y1", "y2"], ["y"], axis=0)],
-                               {"x": [rows, k]}, threads, opset=17, weights={"w": weight})
+        halves = graph_session(
+            [
+                helper.make_node("Split", ["x"], ["x1", "x2"], axis=0),
+                helper.make_node("MatMul", ["x1", "w"], ["y1"]),
+                helper.make_node("MatMul", ["x2", "w"], ["y2"]),
+                helper.make_node("Concat", ["y1", "y2"], ["y"], axis=0),
+            ],
+            {"x": [rows, k]},
+            threads,
+            opset=17,
+            weights={"w": weight},
+        )
         x_t = np.ascontiguousarray(x.T)
-        transposed = single_node_session(helper.make_node("MatMul", ["wt", "xt"], ["y"]), {"xt": [k, rows]}, threads,
-                                         opset=17, weights={"wt": np.ascontiguousarray(weight.T)})
+        transposed = single_node_session(
+            helper.make_node("MatMul", ["wt", "xt"], ["y"]),
+            {"xt": [k, rows]},
+            threads,
+            opset=17,
+            weights={"wt": np.ascontiguousarray(weight.T)},
+        )
         x_nchw = x_t.reshape(1, k, 1, rows)
-        conv = single_node_session(helper.make_node("Conv", ["x", "w"], ["y"], kernel_shape=[1, 1]), {"x": [1, k, 1, rows]},
-                                   threads, opset=17, weights={"w": np.ascontiguousarray(weight.T).reshape(n, k, 1, 1)})
-        for got in (halves.run(None, {"x": x})[0], transposed.run(None, {"xt": x_t})[0].T,
-                    conv.run(None, {"x": x_nchw})[0].reshape(n, rows).T):
+        conv = single_node_session(
+            helper.make_node("Conv", ["x", "w"], ["y"], kernel_shape=[1, 1]),
+            {"x": [1, k, 1, rows]},
+            threads,
+            opset=17,
+            weights={"w": np.ascontiguousarray(weight.T).reshape(n, k, 1, 1)},
+        )
+        for got in (
+            halves.run(None, {"x": x})[0],
+            transposed.run(None, {"xt": x_t})[0].T,
+            conv.run(None, {"x": x_nchw})[0].reshape(n, rows).T,
+        ):
             if not np.allclose(got, want, atol=1e-3):
                 raise AssertionError("a GEMM layout variant disagrees with torch: the probe builds it wrongly")
-        calls |= {"ort_MatMul, rows split in two": lambda: halves.run(None, {"x": x}),
-                  "ort_MatMul, transposed product (input given transposed: layout cost not counted)":
-                      lambda: transposed.run(None, {"xt": x_t}),
-                  "ort_Conv 1x1 (input given as NCHW: layout cost not counted)": lambda: conv.run(None, {"x": x_nchw})}
+        calls |= {
+            "ort_MatMul, rows split in two": lambda: halves.run(None, {"x": x}),
+            "ort_MatMul, transposed product (input given transposed: layout cost not counted)": lambda: transposed.run(
+                None, {"xt": x_t}
+            ),
+            "ort_Conv 1x1 (input given as NCHW: layout cost not counted)": lambda: conv.run(None, {"x": x_nchw}),
+        }
     calls["torch_Linear"] = lambda: linear(xt)
     return calls, f"({rows} x {k}) @ ({k} x {n}) fp32, {2 * rows * k * n / 1e9:.2f} GFLOP"
 
@@ -178,11 +232,18 @@ def int8_weight_calls(threads: int, rows: int, k: int, n: int) -> tuple[dict, st
     for name, amax in (("per output channel", np.abs(weight).max(axis=0)), ("per tensor", np.abs(weight).max())):
         scale = np.asarray(amax / 127, dtype=np.float32)
         q = np.clip(np.round(weight / scale), -127, 127).astype(np.int8)
-        sess = single_node_session(node, {"x": [rows, k]}, threads, opset=17,
-                                   weights={"w": q, "scale": scale, "zero": np.zeros_like(scale, dtype=np.int8)})
+        sess = single_node_session(
+            node,
+            {"x": [rows, k]},
+            threads,
+            opset=17,
+            weights={"w": q, "scale": scale, "zero": np.zeros_like(scale, dtype=np.int8)},
+        )
         got, want = sess.run(None, {"x": x})[0], x @ weight
         if np.abs(got - want).max() > 0.05 * np.abs(want).max():
-            raise AssertionError(f"DynamicQuantizeMatMul {name} is far from the fp32 product: the probe builds it wrongly")
+            raise AssertionError(
+                f"DynamicQuantizeMatMul {name} is far from the fp32 product: the probe builds it wrongly"
+            )
         calls[f"ort_DynamicQuantizeMatMul, weights {name}"] = lambda s=sess: s.run(None, {"x": x})
     return calls, f"({rows} x {k}) @ ({k} x {n}) int8 weights, dynamic uint8 activations"
 
@@ -203,8 +264,10 @@ def sharding_calls(threads: int, workdir: Path, modality: str, batch: int, preci
         futures = [pool.submit(s.run, None, {modality: h}) for s, h in zip(parts, halves)]
         return np.concatenate([f.result()[0] for f in futures])
 
-    calls = {f"one {threads}-thread session": lambda: whole.run(None, {modality: x}),
-             f"{threads} x 1-thread sessions, batch split": sharded}
+    calls = {
+        f"one {threads}-thread session": lambda: whole.run(None, {modality: x}),
+        f"{threads} x 1-thread sessions, batch split": sharded,
+    }
     return calls, f"{modality}.{precision}.fused, batch {batch} split {threads} ways"
 
 
@@ -217,8 +280,13 @@ def run(args: argparse.Namespace) -> dict:
         "gelu": gelu_calls(threads, 8 * 197, 1536),
         "attention": attention_calls(threads, 8, 8, 197, 48),
     }
-    for name, (rows, k, n) in {"qkv": (8 * 197, 384, 1152), "attention out": (8 * 197, 384, 384),
-                               "fc1": (8 * 197, 384, 1536), "fc2": (8 * 197, 1536, 384), "qkv batch 1": (197, 384, 1152)}.items():
+    for name, (rows, k, n) in {
+        "qkv": (8 * 197, 384, 1152),
+        "attention out": (8 * 197, 384, 384),
+        "fc1": (8 * 197, 384, 1536),
+        "fc2": (8 * 197, 1536, 384),
+        "qkv batch 1": (197, 384, 1152),
+    }.items():
         probes[f"gemm {name}"] = gemm_calls(threads, rows, k, n, layouts=name == "qkv")
     probes["int8 weight scales"] = int8_weight_calls(threads, 8 * 197, 384, 1536)
     if args.workdir:
@@ -230,23 +298,44 @@ def run(args: argparse.Namespace) -> dict:
             print(f"probe {name}: {shape}", flush=True)
             blocks = interleaved(calls, args.rounds, 2, time.perf_counter)
             base = next(iter(calls))
-            results[name] = {"shape": shape, "baseline": base, "candidates": {
-                c: {"median_ms": round(1000 * statistics.median(flat(b)), 3), "min_ms": round(1000 * min(flat(b)), 3),
-                    "paired_vs_baseline": round(paired_speedup(blocks, base, c), 3)}
-                for c, b in blocks.items()}}
+            results[name] = {
+                "shape": shape,
+                "baseline": base,
+                "candidates": {
+                    c: {
+                        "median_ms": round(1000 * statistics.median(flat(b)), 3),
+                        "min_ms": round(1000 * min(flat(b)), 3),
+                        "paired_vs_baseline": round(paired_speedup(blocks, base, c), 3),
+                    }
+                    for c, b in blocks.items()
+                },
+            }
     machine = machine_info()
     return {"date": machine["date"], "machine": machine, "threads": threads, "rounds": args.rounds, "probes": results}
 
 
 def markdown(report: dict) -> str:
-    lines = ["# Single-op probes on CPU (what might close the batch-8 gap)", "", f"- date: {report['date']}",
-             f"- machine: {machine_summary(report['machine'])}",
-             f"- threads: {report['threads']}; versions: {versions_summary(report['machine'])}",
-             f"- method: {report['rounds']} timed calls per candidate in interleaved cycles (bench_cpu.interleaved); "
-             "paired = median over cycles of baseline block median / candidate block median (>1: candidate faster)"]
+    lines = [
+        "# Single-op probes on CPU (what might close the batch-8 gap)",
+        "",
+        f"- date: {report['date']}",
+        f"- machine: {machine_summary(report['machine'])}",
+        f"- threads: {report['threads']}; versions: {versions_summary(report['machine'])}",
+        f"- method: {report['rounds']} timed calls per candidate in interleaved cycles (bench_cpu.interleaved); "
+        "paired = median over cycles of baseline block median / candidate block median (>1: candidate faster)",
+    ]
     for name, probe in report["probes"].items():
-        lines += ["", f"## {name}: {probe['shape']}", "", "| candidate | median ms | min ms | paired vs baseline |", "|---|---:|---:|---:|"]
-        lines += [f"| {c} | {r['median_ms']} | {r['min_ms']} | {r['paired_vs_baseline']:.2f}x |" for c, r in probe["candidates"].items()]
+        lines += [
+            "",
+            f"## {name}: {probe['shape']}",
+            "",
+            "| candidate | median ms | min ms | paired vs baseline |",
+            "|---|---:|---:|---:|",
+        ]
+        lines += [
+            f"| {c} | {r['median_ms']} | {r['min_ms']} | {r['paired_vs_baseline']:.2f}x |"
+            for c, r in probe["candidates"].items()
+        ]
     return "\n".join(lines)
 
 

@@ -37,15 +37,29 @@ def run(train_args: list[str], run_dir: Path) -> dict:
         raise BindrtError(f"bindrt {shlex.join(argv)} exited with status {status}")
     evaluation = json.loads((run_dir / "bundle" / "eval" / "report.json").read_text())
     machine = machine_info()
-    return {"benchmark": "bindrt train", "date": machine["date"], "machine": machine,
-            "command": "bindrt " + shlex.join(argv), "wall_seconds": round(wall, 1), "evaluation": evaluation}
+    return {
+        "benchmark": "bindrt train",
+        "date": machine["date"],
+        "machine": machine,
+        "command": "bindrt " + shlex.join(argv),
+        "wall_seconds": round(wall, 1),
+        "evaluation": evaluation,
+    }
 
 
 def markdown(report: dict) -> str:
     m, ev = report["machine"], report["evaluation"]
-    lines = [f"# `{report['command']}`", "", f"- date: {report['date']}", f"- machine: {machine_summary(m)}",
-             f"- versions: {versions_summary(m)}", f"- wall time: {report['wall_seconds'] / 60:.1f} min", "",
-             f"| emergent zero-shot top-1 vs text prompts (chance {ev['world']['chance_top1']:.0%}) | |", "|---|---:|"]
+    lines = [
+        f"# `{report['command']}`",
+        "",
+        f"- date: {report['date']}",
+        f"- machine: {machine_summary(m)}",
+        f"- versions: {versions_summary(m)}",
+        f"- wall time: {report['wall_seconds'] / 60:.1f} min",
+        "",
+        f"| emergent zero-shot top-1 vs text prompts (chance {ev['world']['chance_top1']:.0%}) | |",
+        "|---|---:|",
+    ]
     lines += [f"| {k} | {v:.1%} |" for k, v in ev["zero_shot_top1"].items()]
     retrieval = {k: v for k, v in ev["retrieval"].items() if "->" in k}
     lines += ["", f"| retrieval, galleries of {ev['retrieval']['gallery']} | R@1 | R@5 |", "|---|---:|---:|"]
@@ -55,8 +69,8 @@ def markdown(report: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    train_args = argv[argv.index("--") + 1:] if "--" in argv else []
-    own = argv[:argv.index("--")] if "--" in argv else argv
+    train_args = argv[argv.index("--") + 1 :] if "--" in argv else []
+    own = argv[: argv.index("--")] if "--" in argv else argv
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", help="results folder (default benchmarks/results/<date>-<cpu>/training)")
     p.add_argument("--tag", default="tiny-cpu", help="results file name: <date>-<tag>.{json,md}")

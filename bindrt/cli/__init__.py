@@ -49,13 +49,17 @@ def build_parser() -> argparse.ArgumentParser:
         description="ImageBind-style multimodal encoders: convert, train, export, validate, embed, benchmark.",
     )
     parser.add_argument("--version", action="version", version=f"bindrt {_version()}")
-    parser.add_argument("--debug", action="store_true", default=False, help="show tracebacks instead of one-line errors")
+    parser.add_argument(
+        "--debug", action="store_true", default=False, help="show tracebacks instead of one-line errors"
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     sub.required = True
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(sub)
     for command in sub.choices.values():  # `bindrt CMD ... --debug` as well as `bindrt --debug CMD`
-        command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks instead of one-line errors")
+        command.add_argument(
+            "--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks instead of one-line errors"
+        )
     return parser
 
 
@@ -65,7 +69,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     prefix = f"bindrt {args.command}"
     with warnings.catch_warnings():
         if not debug:
-            warnings.showwarning = lambda message, category, *_a, **_k: print(f"{prefix}: warning: {message}", file=sys.stderr)
+            warnings.showwarning = lambda message, category, *_a, **_k: print(
+                f"{prefix}: warning: {message}", file=sys.stderr
+            )
         try:
             return int(args.func(args) or 0)
         except KeyboardInterrupt:
@@ -91,12 +97,18 @@ def describe_failure(exc: BaseException) -> tuple[int, str]:
     if isinstance(exc, OSError):
         where = " -> ".join(repr(os.fsdecode(f)) for f in (exc.filename, exc.filename2) if f is not None)
         reason = exc.strerror or str(exc) or type(exc).__name__
-        return EXIT_ERROR, one_line(f"{reason}: {where}" if where else reason) + " (expected a path bindrt can read or write)"
+        return EXIT_ERROR, one_line(
+            f"{reason}: {where}" if where else reason
+        ) + " (expected a path bindrt can read or write)"
     if isinstance(exc, MemoryError):
-        return EXIT_ERROR, ("out of memory (smaller inputs, a smaller --batch-size, or fewer modalities need less; "
-                            "rerun with --debug for the traceback)")
-    return EXIT_BUG, (f"internal error {type(exc).__name__}: {one_line(str(exc))} -- this is a bug in bindrt; "
-                      "rerun with --debug and report the traceback")
+        return EXIT_ERROR, (
+            "out of memory (smaller inputs, a smaller --batch-size, or fewer modalities need less; "
+            "rerun with --debug for the traceback)"
+        )
+    return EXIT_BUG, (
+        f"internal error {type(exc).__name__}: {one_line(str(exc))} -- this is a bug in bindrt; "
+        "rerun with --debug and report the traceback"
+    )
 
 
 def one_line(text: str, limit: int = 600) -> str:

@@ -28,10 +28,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from bindrt.cli.output import make_console
-
     from bindrt.bench import bench_bundle, rows_to_markdown, write_results
     from bindrt.bundle import Bundle
+    from bindrt.cli.output import make_console
     from bindrt.layouts import kinds_for
 
     bundle = Bundle.open(args.bundle)
@@ -40,7 +39,13 @@ def run(args: argparse.Namespace) -> int:
     kinds = args.inputs or [k for m in bundle.modalities for k in kinds_for(m)]
     console = make_console()
     rows = bench_bundle(
-        bundle.path, args.backends, kinds, args.batch_sizes, device=args.device, repeats=args.repeats, warmup=args.warmup,
+        bundle.path,
+        args.backends,
+        kinds,
+        args.batch_sizes,
+        device=args.device,
+        repeats=args.repeats,
+        warmup=args.warmup,
         on_row=lambda r: console.print(f"  {r.backend}:{r.precision} {r.kind} b{r.batch}: {r.median_ms:.2f} ms"),
     )
     print(rows_to_markdown(rows), end="")

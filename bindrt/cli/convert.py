@@ -13,7 +13,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         "against the config, and write a bundle (manifest.json + per-modality safetensors) atomically.",
     )
     p.add_argument("checkpoint", help="reference checkpoint, e.g. imagebind_huge.pth")
-    p.add_argument("--config", required=True, help="preset name (imagebind_huge, golden, tiny, small) or a JSON file of constructor arguments")
+    p.add_argument(
+        "--config",
+        required=True,
+        help="preset name (imagebind_huge, golden, tiny, small) or a JSON file of constructor arguments",
+    )
     p.add_argument("--out", required=True, help="bundle directory to create")
     p.add_argument("--modalities", help="comma-separated subset to keep (default: all)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing bundle")

@@ -23,13 +23,24 @@ def register(sub: argparse._SubParsersAction) -> None:
         "validation (bindrt export), benchmark the available backends (bindrt bench), and embed the packaged sample "
         "media and texts (bindrt embed). Minutes on a laptop CPU.",
     )
-    p.add_argument("--out", default=None,
-                   help="working directory (default: $XDG_CACHE_HOME/bindrt/demo, i.e. ~/.cache/bindrt/demo; printed at start)")
-    p.add_argument("--train", action=argparse.BooleanOptionalAction, default=True,
-                   help="train the tiny model with bindrt train (default), or --no-train: seeded random weights")
-    p.add_argument("--steps", type=int, default=DEMO_STEPS,
-                   help=f"training steps (default {DEMO_STEPS}, a shortened schedule; `bindrt train --preset tiny` "
-                   "runs the full one)")
+    p.add_argument(
+        "--out",
+        default=None,
+        help="working directory (default: $XDG_CACHE_HOME/bindrt/demo, i.e. ~/.cache/bindrt/demo; printed at start)",
+    )
+    p.add_argument(
+        "--train",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="train the tiny model with bindrt train (default), or --no-train: seeded random weights",
+    )
+    p.add_argument(
+        "--steps",
+        type=int,
+        default=DEMO_STEPS,
+        help=f"training steps (default {DEMO_STEPS}, a shortened schedule; `bindrt train --preset tiny` "
+        "runs the full one)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--skip-train", action="store_true", help="reuse OUT/train/bundle from an earlier demo")
     p.set_defaults(func=run)
@@ -46,9 +57,8 @@ def default_workdir() -> Path:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from bindrt.cli.output import make_console
-
     from bindrt.cli import main
+    from bindrt.cli.output import make_console
     from bindrt.data import sample
     from bindrt.fileio import atomic_path
 
@@ -68,8 +78,10 @@ def run(args: argparse.Namespace) -> int:
 
     if args.train and not (args.skip_train and bundle.is_dir()):
         train = ["train", "--preset", "tiny", "--out", str(run_dir), "--seed", str(args.seed), "--overwrite"]
-        step("1. train a tiny model on the procedural world (image-text, then audio/depth/thermal/IMU bound to images)",
-             train + ["--steps", str(args.steps)])
+        step(
+            "1. train a tiny model on the procedural world (image-text, then audio/depth/thermal/IMU bound to images)",
+            train + ["--steps", str(args.steps)],
+        )
     elif not args.train:
         import torch
 
@@ -80,15 +92,61 @@ def run(args: argparse.Namespace) -> int:
         checkpoint = out / "tiny_random.pth"
         with atomic_path(checkpoint) as tmp:
             torch.save(ImageBind.from_config(PRESETS["tiny"]).reference_state_dict(), tmp)
-        step("1. a tiny model (seeded random weights, reference checkpoint layout) -> bundle",
-             ["convert", str(checkpoint), "--config", "tiny", "--out", str(bundle), "--overwrite"])
-    step("2. export to ONNX (fp32, int8, fused) and validate against PyTorch", ["export", str(bundle), "--precision", "fp32,int8", "--fused"])
-    step("3. benchmark the backends (speed-up vs torch, same run)",
-         ["bench", str(bundle), "--backends", "torch", "onnxruntime", "onnxruntime:int8", "--inputs", "vision", "audio", "text",
-          "--batch-sizes", "1", "8", "--repeats", "5", "--out", str(out / "bench"), "--name", "demo"])
-    step("4. embed the packaged samples with the int8 ONNX Runtime backend",
-         ["embed", str(bundle), "--backend", "onnxruntime", "--precision", "int8",
-          "--text", "a photo of a dog", "a pure sine tone", "a red car",
-          "--vision", str(sample("photo.jpg")), "--audio", str(sample("tone16k.wav")), "--out", str(out / "embeddings.npz")])
-    console.print(f"[bold green]done[/]: bundle {bundle}" + (f", evaluation report {bundle / 'eval' / 'report.json'}" if args.train else ""))
+        step(
+            "1. a tiny model (seeded random weights, reference checkpoint layout) -> bundle",
+            ["convert", str(checkpoint), "--config", "tiny", "--out", str(bundle), "--overwrite"],
+        )
+    step(
+        "2. export to ONNX (fp32, int8, fused) and validate against PyTorch",
+        ["export", str(bundle), "--precision", "fp32,int8", "--fused"],
+    )
+    step(
+        "3. benchmark the backends (speed-up vs torch, same run)",
+        [
+            "bench",
+            str(bundle),
+            "--backends",
+            "torch",
+            "onnxruntime",
+            "onnxruntime:int8",
+            "--inputs",
+            "vision",
+            "audio",
+            "text",
+            "--batch-sizes",
+            "1",
+            "8",
+            "--repeats",
+            "5",
+            "--out",
+            str(out / "bench"),
+            "--name",
+            "demo",
+        ],
+    )
+    step(
+        "4. embed the packaged samples with the int8 ONNX Runtime backend",
+        [
+            "embed",
+            str(bundle),
+            "--backend",
+            "onnxruntime",
+            "--precision",
+            "int8",
+            "--text",
+            "a photo of a dog",
+            "a pure sine tone",
+            "a red car",
+            "--vision",
+            str(sample("photo.jpg")),
+            "--audio",
+            str(sample("tone16k.wav")),
+            "--out",
+            str(out / "embeddings.npz"),
+        ],
+    )
+    console.print(
+        f"[bold green]done[/]: bundle {bundle}"
+        + (f", evaluation report {bundle / 'eval' / 'report.json'}" if args.train else "")
+    )
     return 0

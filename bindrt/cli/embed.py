@@ -24,27 +24,35 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--precision", default="fp32")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--out", help="output .npz (default: embeddings.npz)", default="embeddings.npz")
-    p.add_argument("--normalize", action="store_true",
-                   help="write unit-norm rows (default: the reference's per-modality scale, e.g. text ~14, audio ~20)")
+    p.add_argument(
+        "--normalize",
+        action="store_true",
+        help="write unit-norm rows (default: the reference's per-modality scale, e.g. text ~14, audio ~20)",
+    )
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     import numpy as np
-    from bindrt.cli.output import make_console
 
     import bindrt
-    from bindrt.layouts import INPUT_KINDS
+    from bindrt.cli.output import make_console
     from bindrt.errors import InputError
     from bindrt.fileio import atomic_path
+    from bindrt.layouts import INPUT_KINDS
 
     inputs = {k: getattr(args, k) for k in KINDS if getattr(args, k)}
     if not inputs:
         raise InputError("nothing to embed; give at least one of " + ", ".join(f"--{k}" for k in KINDS))
     modalities = sorted({INPUT_KINDS[k] for k in inputs})
     model = bindrt.load(
-        args.model, args.backend, device=args.device, precision=args.precision,
-        modalities=modalities, config=args.config, batch_size=args.batch_size,
+        args.model,
+        args.backend,
+        device=args.device,
+        precision=args.precision,
+        modalities=modalities,
+        config=args.config,
+        batch_size=args.batch_size,
     )
     with model:
         embeddings = model.embed(normalize=args.normalize, **inputs)
@@ -69,7 +77,9 @@ def print_similarities(console, inputs: dict, embeddings: dict) -> None:
             table = make_table(f"{a} \\ {b}", *[_short(x) for x in inputs[b]], title=f"cosine similarity {a} x {b}")
             for name, row in zip(inputs[a], sim):
                 best = row.argmax()
-                table.add_row(_short(name), *[f"[bold]{v:+.3f}[/]" if j == best else f"{v:+.3f}" for j, v in enumerate(row)])
+                table.add_row(
+                    _short(name), *[f"[bold]{v:+.3f}[/]" if j == best else f"{v:+.3f}" for j, v in enumerate(row)]
+                )
             console.print(table)
 
 

@@ -30,13 +30,26 @@ def make_table(*columns: str, title: str | None = None) -> Any:
 
 def graphs_table(records: Mapping[str, Mapping[str, Any]], title: str) -> Any:
     """One row per exported graph: precision, variant, opset and its validation against torch fp32."""
-    table = make_table("graph", "precision", "variant", "opset", "passed", "max rel diff", "min cosine", "top-1",
-                       "tolerance", title=title)
+    table = make_table(
+        "graph",
+        "precision",
+        "variant",
+        "opset",
+        "passed",
+        "max rel diff",
+        "min cosine",
+        "top-1",
+        "tolerance",
+        title=title,
+    )
     for key, rec in records.items():
         v = rec.get("validation") or {}
         worst, tol = v.get("worst", {}), v.get("tolerance", {})
         table.add_row(
-            key, str(rec.get("precision", "-")), str(rec.get("variant", "-")), str(rec.get("opset", "-")),
+            key,
+            str(rec.get("precision", "-")),
+            str(rec.get("variant", "-")),
+            str(rec.get("opset", "-")),
             "[green]yes[/]" if v.get("passed") else "[red]NO[/]" if v else "-",
             f"{worst['max_rel_diff']:.2e}" if "max_rel_diff" in worst else "-",
             f"{worst['min_cosine']:.6f}" if "min_cosine" in worst else "-",

@@ -84,22 +84,40 @@ def safe_torch_load(path: "str | PathLike[str]", what: str = "checkpoint") -> ob
         raise CheckpointError(
             f"{what} {path} holds Python objects other than tensors and plain containers, which bindrt never "
             f"unpickles (they can run code){': ' + refused if refused else ''} (expected {expected}, loaded with "
-            "weights_only=True)") from None
+            "weights_only=True)"
+        ) from None
     except OSError as exc:
         raise CheckpointError(f"{what} {path} cannot be read: {exc.strerror or exc}") from None
-    except (zipfile.BadZipFile, EOFError, RuntimeError, ValueError, TypeError, AttributeError, KeyError, IndexError,
-            OverflowError, MemoryError) as exc:
+    except (
+        zipfile.BadZipFile,
+        EOFError,
+        RuntimeError,
+        ValueError,
+        TypeError,
+        AttributeError,
+        KeyError,
+        IndexError,
+        OverflowError,
+        MemoryError,
+    ) as exc:
         reason = (str(exc).splitlines() or [type(exc).__name__])[0][:300] or type(exc).__name__
-        raise CheckpointError(f"{what} {path} could not be loaded with weights_only=True: {reason} "
-                              f"(expected {expected})") from None
+        raise CheckpointError(
+            f"{what} {path} could not be loaded with weights_only=True: {reason} (expected {expected})"
+        ) from None
 
 
 def check_plain_state_dict(obj: object, where: str = "checkpoint") -> Mapping[str, Tensor]:
     if not isinstance(obj, Mapping):
-        raise CheckpointError(f"{where} holds a {type(obj).__name__}, expected a plain state dict (mapping of name -> tensor)")
+        raise CheckpointError(
+            f"{where} holds a {type(obj).__name__}, expected a plain state dict (mapping of name -> tensor)"
+        )
     bad = [k for k, v in obj.items() if not isinstance(k, str) or not isinstance(v, Tensor)]
     if bad:
-        hint = " (is it a training checkpoint wrapping the state dict?)" if any(isinstance(obj[k], Mapping) for k in bad if k in obj) else ""
+        hint = (
+            " (is it a training checkpoint wrapping the state dict?)"
+            if any(isinstance(obj[k], Mapping) for k in bad if k in obj)
+            else ""
+        )
         raise CheckpointError(f"{where} is not a plain state dict: entries {bad[:5]} are not tensors{hint}")
     return obj
 

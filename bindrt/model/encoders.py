@@ -52,30 +52,60 @@ def imu_windows(x: Tensor, window: int) -> Tensor:
     return windows.permute(0, 2, 1, 3).reshape(batch, samples // window, channels * window)
 
 
-def _norm_cls_pos(tokens: Tensor, cls_token: Tensor, pos_embed: Tensor, norm_weight: Tensor | None,
-                  norm_bias: Tensor | None, eps: float) -> Tensor:
+def _norm_cls_pos(
+    tokens: Tensor,
+    cls_token: Tensor,
+    pos_embed: Tensor,
+    norm_weight: Tensor | None,
+    norm_bias: Tensor | None,
+    eps: float,
+) -> Tensor:
     if norm_weight is not None:  # before CLS is prepended: CLS is not normalised
         tokens = F.layer_norm(tokens, tokens.shape[-1:], norm_weight, norm_bias, eps)
     cls = cls_token.expand(tokens.shape[0], -1, -1)
     return torch.cat([cls, tokens], dim=1) + pos_embed
 
 
-def vision_patch_embed(x: Tensor, weight: Tensor, stride: tuple[int, ...], cls_token: Tensor, pos_embed: Tensor,
-                       norm_weight: Tensor | None, norm_bias: Tensor | None, eps: float) -> Tensor:
+def vision_patch_embed(
+    x: Tensor,
+    weight: Tensor,
+    stride: tuple[int, ...],
+    cls_token: Tensor,
+    pos_embed: Tensor,
+    norm_weight: Tensor | None,
+    norm_bias: Tensor | None,
+    eps: float,
+) -> Tensor:
     """The vision :data:`PatchEmbed`: frames repeated to two, ``Conv3d``, tokens."""
     tokens = F.conv3d(repeat_to_two_frames(x), weight, stride=stride).flatten(2).transpose(1, 2)
     return _norm_cls_pos(tokens, cls_token, pos_embed, norm_weight, norm_bias, eps)
 
 
-def conv_patch_embed(x: Tensor, weight: Tensor, stride: tuple[int, ...], cls_token: Tensor, pos_embed: Tensor,
-                     norm_weight: Tensor | None, norm_bias: Tensor | None, eps: float) -> Tensor:
+def conv_patch_embed(
+    x: Tensor,
+    weight: Tensor,
+    stride: tuple[int, ...],
+    cls_token: Tensor,
+    pos_embed: Tensor,
+    norm_weight: Tensor | None,
+    norm_bias: Tensor | None,
+    eps: float,
+) -> Tensor:
     """The audio, depth and thermal :data:`PatchEmbed`: ``Conv2d``, tokens."""
     tokens = F.conv2d(x, weight, stride=stride).flatten(2).transpose(1, 2)
     return _norm_cls_pos(tokens, cls_token, pos_embed, norm_weight, norm_bias, eps)
 
 
-def imu_patch_embed(x: Tensor, weight: Tensor, stride: tuple[int, ...], cls_token: Tensor, pos_embed: Tensor,
-                    norm_weight: Tensor | None, norm_bias: Tensor | None, eps: float) -> Tensor:
+def imu_patch_embed(
+    x: Tensor,
+    weight: Tensor,
+    stride: tuple[int, ...],
+    cls_token: Tensor,
+    pos_embed: Tensor,
+    norm_weight: Tensor | None,
+    norm_bias: Tensor | None,
+    eps: float,
+) -> Tensor:
     """The IMU :data:`PatchEmbed`: windows of ``stride[0]`` samples, ``Linear``."""
     tokens = F.linear(imu_windows(x, stride[0]), weight)
     return _norm_cls_pos(tokens, cls_token, pos_embed, norm_weight, norm_bias, eps)
@@ -118,8 +148,9 @@ class PatchTokenizer(nn.Module):
 
     HOOKS: ClassVar[tuple[str, ...]] = ("embed",)
 
-    def __init__(self, stem_name: str, stem: PatchStem, dim: int, num_patches: int, embed: PatchEmbed,
-                 pos_on_helper: bool = True) -> None:
+    def __init__(
+        self, stem_name: str, stem: PatchStem, dim: int, num_patches: int, embed: PatchEmbed, pos_on_helper: bool = True
+    ) -> None:
         super().__init__()
         self.stem_name = stem_name
         self.add_module(stem_name, stem)

@@ -55,9 +55,7 @@ class ImageBind(nn.Module):
     def reference_state_dict(self) -> dict[str, Tensor]:
         from bindrt.model.checkpoint import to_reference_key
 
-        return {
-            to_reference_key(m, k): v for m, enc in self.encoders.items() for k, v in enc.state_dict().items()
-        }
+        return {to_reference_key(m, k): v for m, enc in self.encoders.items() for k, v in enc.state_dict().items()}
 
     def forward(self, inputs: Mapping[str, Tensor]) -> dict[str, Tensor]:
         return {m: self.encoders[m](x) for m, x in inputs.items()}

@@ -28,8 +28,16 @@ AddNorm = Callable[[Tensor, Tensor, Tensor | None, Tensor | None, float], tuple[
 LinearGelu = Callable[[Tensor, Tensor, Tensor | None], Tensor]
 
 
-def multihead_attention(q: Tensor, k: Tensor, v: Tensor, bias_k: Tensor | None, bias_v: Tensor | None,
-                        num_heads: int, causal: bool = False, key_limit: Tensor | None = None) -> Tensor:
+def multihead_attention(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    bias_k: Tensor | None,
+    bias_v: Tensor | None,
+    num_heads: int,
+    causal: bool = False,
+    key_limit: Tensor | None = None,
+) -> Tensor:
     """MultiheadAttention math on projected (B, Nq, D) queries and (B, Nk, D) keys/values; returns (B, Nq, D).
 
     bias_k/bias_v (1, 1, D) are appended as one extra key/value at the end of the
@@ -62,8 +70,9 @@ def layer_norm(x: Tensor, weight: Tensor | None, bias: Tensor | None, eps: float
     return F.layer_norm(x, x.shape[-1:], weight, bias, eps)
 
 
-def add_layer_norm(x: Tensor, update: Tensor, weight: Tensor | None, bias: Tensor | None,
-                   eps: float) -> tuple[Tensor, Tensor]:
+def add_layer_norm(
+    x: Tensor, update: Tensor, weight: Tensor | None, bias: Tensor | None, eps: float
+) -> tuple[Tensor, Tensor]:
     """The default :data:`AddNorm`: the residual sum and its LayerNorm, in the reference's order."""
     x = x + update
     return x, F.layer_norm(x, x.shape[-1:], weight, bias, eps)
@@ -109,7 +118,9 @@ class Attention(nn.Module):
         dim = x.shape[-1]
         q = F.linear(query, self.in_proj_weight[:dim], self.in_proj_bias[:dim])
         k, v = F.linear(x, self.in_proj_weight[dim:], self.in_proj_bias[dim:]).split(dim, dim=-1)
-        return self.out_proj(multihead_attention(q, k, v, self.bias_k, self.bias_v, self.num_heads, key_limit=key_limit))
+        return self.out_proj(
+            multihead_attention(q, k, v, self.bias_k, self.bias_v, self.num_heads, key_limit=key_limit)
+        )
 
 
 class Mlp(nn.Module):
@@ -158,8 +169,9 @@ class Block(nn.Module):
         else:
             rows = torch.arange(x.shape[0], device=x.device)
             x_row, h_row = x[rows, index].unsqueeze(1), h[rows, index].unsqueeze(1)
-        y, h_row = self.add_norm(x_row, self.attn.forward_query(h, h_row, index if causal else None),
-                                 n2.weight, n2.bias, n2.eps)
+        y, h_row = self.add_norm(
+            x_row, self.attn.forward_query(h, h_row, index if causal else None), n2.weight, n2.bias, n2.eps
+        )
         return (y + self.mlp(h_row))[:, 0]
 
 

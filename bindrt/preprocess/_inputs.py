@@ -68,8 +68,9 @@ def to_source(item: Any, modality: str, index: int | None, expected: str) -> Sou
             raise InputError(f"empty bytes (expected the contents of {expected})", modality=modality, item=index)
         check_file_bytes(len(data), "the bytes item", modality=modality, index=index)
         return io.BytesIO(data)
-    raise InputError(f"unsupported item type {type(item).__name__} (expected {expected})",
-                     modality=modality, item=index)
+    raise InputError(
+        f"unsupported item type {type(item).__name__} (expected {expected})", modality=modality, item=index
+    )
 
 
 @contextmanager
@@ -80,13 +81,17 @@ def decoding(item: Any, modality: str, index: int | None, expected: str) -> Iter
     except InputError:
         raise
     except MemoryError as exc:  # the limits bound what decoders allocate; this is a process that has less
-        raise LimitError(f"ran out of memory decoding {describe(item)} (expected {expected}); lower the media "
-                         "limits (bindrt.preprocess.media_limits) or give the process more memory",
-                         modality=modality, item=index) from exc
+        raise LimitError(
+            f"ran out of memory decoding {describe(item)} (expected {expected}); lower the media "
+            "limits (bindrt.preprocess.media_limits) or give the process more memory",
+            modality=modality,
+            item=index,
+        ) from exc
     except Exception as exc:  # decoders raise OSError, ValueError, RuntimeError, their own types...
         reason = str(exc).strip() or type(exc).__name__
-        raise MediaDecodeError(f"cannot decode {describe(item)}: {reason} (expected {expected})",
-                               modality=modality, item=index) from exc
+        raise MediaDecodeError(
+            f"cannot decode {describe(item)}: {reason} (expected {expected})", modality=modality, item=index
+        ) from exc
 
 
 def as_item_list(items: Any, modality: str) -> list[Any]:
@@ -104,8 +109,9 @@ def map_items(items: Any, modality: str, fn: Callable[[Any, int], np.ndarray]) -
     return np.stack([fn(item, i) for i, item in enumerate(seq)])
 
 
-def check_array(arr: Any, modality: str, index: int | None, *, ndims: Sequence[int],
-                kinds: str, expected: str) -> np.ndarray:
+def check_array(
+    arr: Any, modality: str, index: int | None, *, ndims: Sequence[int], kinds: str, expected: str
+) -> np.ndarray:
     """Check an array's rank, dtype kind ('u','i','f','b') and finiteness.
 
     ``expected`` is the human description used in every message (e.g.
@@ -120,8 +126,9 @@ def check_array(arr: Any, modality: str, index: int | None, *, ndims: Sequence[i
         raise InputError(f"array is empty, shape {a.shape} (expected {expected})", modality=modality, item=index)
     if a.dtype.kind == "f" and not np.isfinite(a).all():
         bad = "NaN" if np.isnan(a).any() else "Inf"
-        raise InputError(f"array contains {bad} values (expected finite values: {expected})",
-                         modality=modality, item=index)
+        raise InputError(
+            f"array contains {bad} values (expected finite values: {expected})", modality=modality, item=index
+        )
     return a
 
 
@@ -147,8 +154,13 @@ def npy_header(f: Any) -> tuple[tuple[int, ...], np.dtype, int]:
     return tuple(int(d) for d in shape), dtype, f.tell()
 
 
-def load_npy(item: Any, modality: str, index: int | None, expected: str,
-             check_shape: Callable[[tuple[int, ...]], None] | None = None) -> np.ndarray:
+def load_npy(
+    item: Any,
+    modality: str,
+    index: int | None,
+    expected: str,
+    check_shape: Callable[[tuple[int, ...]], None] | None = None,
+) -> np.ndarray:
     """Load a .npy path/bytes item (no pickles: arrays only).
 
     The header's shape goes to ``check_shape`` (the modality's limits) and is
@@ -162,7 +174,9 @@ def load_npy(item: Any, modality: str, index: int | None, expected: str,
                 check_shape(shape)
             declared, held = math.prod(shape) * dtype.itemsize, f.seek(0, os.SEEK_END) - offset
             if not dtype.hasobject and declared > held:
-                raise ValueError(f"truncated: the header declares {declared} bytes of array data, the file holds {held}")
+                raise ValueError(
+                    f"truncated: the header declares {declared} bytes of array data, the file holds {held}"
+                )
             f.seek(0)
             arr = np.load(f, allow_pickle=False)
     if not isinstance(arr, np.ndarray):

@@ -47,8 +47,10 @@ FRAME_LENGTH_MS = 25.0
 FRAME_SHIFT_MS = 10.0
 MIN_CLIP_SAMPLES = int(SAMPLE_RATE * FRAME_LENGTH_MS / 1000)  # 400: one 25 ms frame at 16 kHz
 
-_EXPECTED = ("an audio file (WAV/FLAC/OGG/MP3...) as a path or bytes, or a (waveform, sample_rate) "
-             "pair with waveform (samples,) or (channels, samples)")
+_EXPECTED = (
+    "an audio file (WAV/FLAC/OGG/MP3...) as a path or bytes, or a (waveform, sample_rate) "
+    "pair with waveform (samples,) or (channels, samples)"
+)
 _EPS = np.float32(np.finfo(np.float32).eps)
 
 
@@ -79,8 +81,10 @@ def _check_riff(f: BinaryIO, size: int) -> None:
         if cid == b"fmt " and csize >= 16:
             tag, _, _, _, _, bits = struct.unpack("<HHIIHH", f.read(16))
             if tag in _WAV_BITS and bits not in _WAV_BITS[tag]:
-                raise ValueError(f"the WAV header declares {bits} bits per sample (accepted: 8, 16, 24 or 32-bit "
-                                 "PCM, 32 or 64-bit float)")
+                raise ValueError(
+                    f"the WAV header declares {bits} bits per sample (accepted: 8, 16, 24 or 32-bit "
+                    "PCM, 32 or 64-bit float)"
+                )
         if cid == b"data":
             if csize not in (0, 0xFFFFFFFF) and pos + 8 + csize > size:
                 raise ValueError("the WAV data chunk is truncated (file shorter than its header says)")
@@ -103,8 +107,9 @@ def _read_soundfile(src: str | io.BytesIO, index: int | None) -> tuple[np.ndarra
             if known:
                 data = f.read(dtype="float32", always_2d=True)
             else:  # unknown length: read in blocks, bounding the running total
-                data = _bounded_concat((b.T for b in f.blocks(1 << 18, dtype="float32", always_2d=True)),
-                                       sr, channels, index).T
+                data = _bounded_concat(
+                    (b.T for b in f.blocks(1 << 18, dtype="float32", always_2d=True)), sr, channels, index
+                ).T
     finally:
         if isinstance(src, str):
             opened.close()
@@ -139,8 +144,7 @@ def _read_pyav(src: str | io.BytesIO, index: int | None) -> tuple[np.ndarray, in
         sr, channels = ctx.sample_rate, ctx.channels
         if not sr:
             raise ValueError("the audio stream declares no sample rate")
-        declared = (int(stream.duration * stream.time_base * sr)
-                    if stream.duration and stream.time_base and sr else None)
+        declared = int(stream.duration * stream.time_base * sr) if stream.duration and stream.time_base and sr else None
         check_audio(sr, channels, declared, modality="audio", index=index)
 
         def blocks() -> Iterator[np.ndarray]:
@@ -168,22 +172,43 @@ def load_audio(item: Any, *, index: int | None = None) -> tuple[np.ndarray, int]
             raise InputError(f"got a tuple of length {len(item)} (expected {_EXPECTED})", modality=modality, item=index)
         arr, sr = item
         if isinstance(sr, bool) or not isinstance(sr, (int, np.integer)) or sr <= 0:
-            raise InputError(f"sample_rate {sr!r} is not a positive int (expected {_EXPECTED})",
-                             modality=modality, item=index)
-        a = check_array(arr, modality, index, ndims=(1, 2), kinds="fi",
-                        expected="a (samples,) or (channels, samples) float or int16 waveform")
+            raise InputError(
+                f"sample_rate {sr!r} is not a positive int (expected {_EXPECTED})", modality=modality, item=index
+            )
+        a = check_array(
+            arr,
+            modality,
+            index,
+            ndims=(1, 2),
+            kinds="fi",
+            expected="a (samples,) or (channels, samples) float or int16 waveform",
+        )
         if a.dtype.kind == "i" and a.dtype != np.int16:
-            raise InputError(f"array has dtype {a.dtype} (expected float in [-1, 1] or int16)", modality=modality, item=index)
+            raise InputError(
+                f"array has dtype {a.dtype} (expected float in [-1, 1] or int16)", modality=modality, item=index
+            )
         a = a.reshape(1, -1) if a.ndim == 1 else a
-        check_audio(int(sr), a.shape[0], a.shape[1], modality=modality, index=index,
-                    hint=f" (array shape {a.shape}; expected (channels, samples): transpose a (samples, channels) array)")
+        check_audio(
+            int(sr),
+            a.shape[0],
+            a.shape[1],
+            modality=modality,
+            index=index,
+            hint=f" (array shape {a.shape}; expected (channels, samples): transpose a (samples, channels) array)",
+        )
         wav = a.astype(np.float32) / np.float32(32768.0) if a.dtype == np.int16 else a.astype(np.float32)
         return np.ascontiguousarray(wav), int(sr)
     if isinstance(item, np.ndarray):
-        raise InputError("got a bare array; its sample rate is unknown (expected a (waveform, sample_rate) pair, "
-                         "e.g. AudioArray(wav, 16000))", modality=modality, item=index)
+        raise InputError(
+            "got a bare array; its sample rate is unknown (expected a (waveform, sample_rate) pair, "
+            "e.g. AudioArray(wav, 16000))",
+            modality=modality,
+            item=index,
+        )
     if not (is_pathlike(item) or is_bytes(item)):
-        raise InputError(f"unsupported item type {type(item).__name__} (expected {_EXPECTED})", modality=modality, item=index)
+        raise InputError(
+            f"unsupported item type {type(item).__name__} (expected {_EXPECTED})", modality=modality, item=index
+        )
     src = to_source(item, modality, index, "an audio file")
     with decoding(item, modality, index, "an audio file (WAV/FLAC/OGG/MP3 via soundfile, other containers via PyAV)"):
         try:
@@ -193,11 +218,18 @@ def load_audio(item: Any, *, index: int | None = None) -> tuple[np.ndarray, int]
                 raise
             wav, sr = _read_pyav(src, index)
     if not np.isfinite(wav).all():  # float WAVs can hold NaN/Inf
-        raise MediaDecodeError(f"cannot decode {describe(item)}: it decodes to NaN or Inf samples "
-                               f"(expected an audio file of finite samples)", modality=modality, item=index)
+        raise MediaDecodeError(
+            f"cannot decode {describe(item)}: it decodes to NaN or Inf samples "
+            f"(expected an audio file of finite samples)",
+            modality=modality,
+            item=index,
+        )
     if wav.shape[1] == 0:
-        raise InputError(f"{describe(item)} has no samples (expected at least {MIN_CLIP_SAMPLES} at {SAMPLE_RATE} Hz)",
-                         modality=modality, item=index)
+        raise InputError(
+            f"{describe(item)} has no samples (expected at least {MIN_CLIP_SAMPLES} at {SAMPLE_RATE} Hz)",
+            modality=modality,
+            item=index,
+        )
     return wav, sr
 
 
@@ -223,8 +255,9 @@ def _sinc_kernel(orig: int, new: int, lowpass_filter_width: int, rolloff: float)
 _RESAMPLE_CHUNK = 1 << 22  # window values per matmul (16 MiB): bounds the copy whatever the length
 
 
-def resample(waveform: np.ndarray, orig_sr: int, new_sr: int, *, lowpass_filter_width: int = 6,
-             rolloff: float = 0.99) -> np.ndarray:
+def resample(
+    waveform: np.ndarray, orig_sr: int, new_sr: int, *, lowpass_filter_width: int = 6, rolloff: float = 0.99
+) -> np.ndarray:
     """``torchaudio.functional.resample`` (sinc_interp_hann) on a (..., samples) float array.
 
     Polyphase: with rates reduced by their gcd to orig/new, output block j is the
@@ -261,14 +294,18 @@ def resample(waveform: np.ndarray, orig_sr: int, new_sr: int, *, lowpass_filter_
 
 
 # ---------------------------------------------------------------- clips
-def sample_clips(num_samples: int, sr: int, clip_seconds: float = CLIP_SECONDS, num_clips: int = NUM_CLIPS) -> list[tuple[int, int]]:
+def sample_clips(
+    num_samples: int, sr: int, clip_seconds: float = CLIP_SECONDS, num_clips: int = NUM_CLIPS
+) -> list[tuple[int, int]]:
     """Sample-index ranges ``[start, end)`` of the reference's clips: ``int(t * sr)`` of exact times (end may exceed num_samples)."""
     return [(int(s * sr), int(e * sr)) for s, e in clip_timepoints(num_samples / sr, clip_seconds, num_clips)]
 
 
 # ---------------------------------------------------------------- fbank
 @functools.lru_cache(maxsize=8)
-def kaldi_mel_banks(num_bins: int = 128, padded: int = 512, sr: float = 16000.0, low: float = 20.0, high: float = 0.0) -> np.ndarray:
+def kaldi_mel_banks(
+    num_bins: int = 128, padded: int = 512, sr: float = 16000.0, low: float = 20.0, high: float = 0.0
+) -> np.ndarray:
     """torchaudio.compliance.kaldi.get_mel_banks (no VTLN) + zero Nyquist column: (num_bins, padded//2+1)."""
     f32 = np.float32
     nyquist = 0.5 * sr
@@ -303,8 +340,10 @@ def kaldi_fbank(clip: np.ndarray, sr: int = SAMPLE_RATE, num_mel_bins: int = NUM
     size = int(sr * FRAME_LENGTH_MS / 1000)
     shift = int(sr * FRAME_SHIFT_MS / 1000)
     if x.shape[0] < size:
-        raise InputError(f"clip has {x.shape[0]} samples (expected at least {size}: one "
-                         f"{FRAME_LENGTH_MS:g} ms frame at {sr} Hz)", modality="audio")
+        raise InputError(
+            f"clip has {x.shape[0]} samples (expected at least {size}: one {FRAME_LENGTH_MS:g} ms frame at {sr} Hz)",
+            modality="audio",
+        )
     padded = 1 << (size - 1).bit_length()
     n_frames = 1 + (x.shape[0] - size) // shift
     frames = np.lib.stride_tricks.sliding_window_view(x, size)[::shift][:n_frames]
@@ -346,9 +385,13 @@ def preprocess_audio(item: Any, *, index: int | None = None) -> np.ndarray:
     clips = sample_clips(n, SAMPLE_RATE)
     shortest = min(min(e, n) - s for s, e in clips)
     if shortest < MIN_CLIP_SAMPLES:
-        raise InputError(f"audio too short: {n} samples at {SAMPLE_RATE} Hz ({n / SAMPLE_RATE * 1000:.1f} ms) gives a "
-                         f"clip of {max(shortest, 0)} samples (expected at least {MIN_CLIP_SAMPLES} samples = "
-                         f"{FRAME_LENGTH_MS:g} ms at {SAMPLE_RATE} Hz per clip)", modality="audio", item=index)
+        raise InputError(
+            f"audio too short: {n} samples at {SAMPLE_RATE} Hz ({n / SAMPLE_RATE * 1000:.1f} ms) gives a "
+            f"clip of {max(shortest, 0)} samples (expected at least {MIN_CLIP_SAMPLES} samples = "
+            f"{FRAME_LENGTH_MS:g} ms at {SAMPLE_RATE} Hz per clip)",
+            modality="audio",
+            item=index,
+        )
     out = []
     for s, e in clips:
         view = wav[:, s:e]
@@ -356,8 +399,12 @@ def preprocess_audio(item: Any, *, index: int | None = None) -> np.ndarray:
         out.append(fbank_to_melspec(kaldi_fbank(view[0], SAMPLE_RATE)))
     mel = np.stack(out)
     if not np.isfinite(mel).all():  # the power spectrum overflows float32 for samples far outside [-1, 1]
-        raise InputError(f"{describe(item)}: the log-mel spectrogram overflows float32 (samples reach "
-                         f"{np.abs(wav).max():.3g}; expected samples in [-1, 1])", modality="audio", item=index)
+        raise InputError(
+            f"{describe(item)}: the log-mel spectrogram overflows float32 (samples reach "
+            f"{np.abs(wav).max():.3g}; expected samples in [-1, 1])",
+            modality="audio",
+            item=index,
+        )
     return mel
 
 

@@ -37,8 +37,10 @@ from .limits import check_frame, check_max
 DEPTH_FOCAL_LENGTH = 518.857901  # px
 DEPTH_BASELINE = 0.075  # m
 DepthKind = Literal["depth", "disparity"]
-_EXPECTED = ("a 16-bit PNG of depth in millimetres, a float image/.npy/array of depth in metres "
-             "(or of disparity with kind='disparity'), shaped (H, W), (1, H, W) or (H, W, 1)")
+_EXPECTED = (
+    "a 16-bit PNG of depth in millimetres, a float image/.npy/array of depth in metres "
+    "(or of disparity with kind='disparity'), shaped (H, W), (1, H, W) or (H, W, 1)"
+)
 
 
 def single_channel(arr: Any, modality: str, index: int | None, expected: str, kinds: str = "uif") -> np.ndarray:
@@ -57,9 +59,11 @@ def single_channel(arr: Any, modality: str, index: int | None, expected: str, ki
 
 def load_map_npy(item: Any, modality: str, index: int | None, expected: str) -> np.ndarray:
     """A .npy single-channel map, its header's element count checked against max_pixels before loading."""
+
     def check(shape: tuple[int, ...]) -> None:
-        check_max("max_pixels", f"the array's element count (shape {shape})", math.prod(shape),
-                  modality=modality, index=index)
+        check_max(
+            "max_pixels", f"the array's element count (shape {shape})", math.prod(shape), modality=modality, index=index
+        )
 
     return load_npy(item, modality, index, expected, check)
 
@@ -73,8 +77,11 @@ def resize_crop_float(x: np.ndarray, resample: int, size: int = IMAGE_SIZE) -> n
 def _check_finite(a: np.ndarray, item: Any, index: int | None, what: str, cause: str) -> None:
     """float32 overflow (to Inf) while converting: say which value overflowed and why."""
     if not np.isfinite(a).all():
-        raise InputError(f"{describe(item)}: {what} overflows float32 (max {np.finfo(np.float32).max:.3g}); {cause}",
-                         modality="depth", item=index)
+        raise InputError(
+            f"{describe(item)}: {what} overflows float32 (max {np.finfo(np.float32).max:.3g}); {cause}",
+            modality="depth",
+            item=index,
+        )
 
 
 def load_depth(item: Any, *, kind: DepthKind = "depth", index: int | None = None) -> np.ndarray:
@@ -87,8 +94,13 @@ def load_depth(item: Any, *, kind: DepthKind = "depth", index: int | None = None
         a = single_channel(arr, modality, index, _EXPECTED, kinds="uif")
         with np.errstate(over="ignore"):  # reported just below
             a = a.astype(np.float32)
-        _check_finite(a, item, index, f"a {kind} value",
-                      f"expected {'metres' if kind == 'depth' else 'disparity in pixels'} within float32 range")
+        _check_finite(
+            a,
+            item,
+            index,
+            f"a {kind} value",
+            f"expected {'metres' if kind == 'depth' else 'disparity in pixels'} within float32 range",
+        )
     else:
         img = open_pil(item, modality, index, _EXPECTED)
         with decoding(item, modality, index, _EXPECTED):
@@ -101,18 +113,23 @@ def load_depth(item: Any, *, kind: DepthKind = "depth", index: int | None = None
                 raise ValueError(f"image mode {img.mode} is not a depth map")
         if img.mode != "F" and (a.min() < 0 or a.max() > 65535):
             unit = "depth in millimetres" if kind == "depth" else "disparity"
-            raise InputError(f"{describe(item)} has {kind} values in [{a.min():.0f}, {a.max():.0f}], outside 0..65535 "
-                             f"(an integer image holds 16-bit {unit}; expected {_EXPECTED})",
-                             modality=modality, item=index)
+            raise InputError(
+                f"{describe(item)} has {kind} values in [{a.min():.0f}, {a.max():.0f}], outside 0..65535 "
+                f"(an integer image holds 16-bit {unit}; expected {_EXPECTED})",
+                modality=modality,
+                item=index,
+            )
         a = single_channel(a * np.float32(scale), modality, index, _EXPECTED)
     if a.min() < 0:
-        raise InputError(f"{describe(item)} has negative values (expected {kind} >= 0, 0 = missing)",
-                         modality=modality, item=index)
+        raise InputError(
+            f"{describe(item)} has negative values (expected {kind} >= 0, 0 = missing)", modality=modality, item=index
+        )
     return a
 
 
-def depth_to_disparity(depth_m: np.ndarray, focal_length: float = DEPTH_FOCAL_LENGTH,
-                       baseline: float = DEPTH_BASELINE) -> np.ndarray:
+def depth_to_disparity(
+    depth_m: np.ndarray, focal_length: float = DEPTH_FOCAL_LENGTH, baseline: float = DEPTH_BASELINE
+) -> np.ndarray:
     """``focal_length * baseline / depth``; missing (<= 0) depth gives 0."""
     d = np.asarray(depth_m, dtype=np.float32)
     out = np.zeros_like(d)
@@ -122,8 +139,14 @@ def depth_to_disparity(depth_m: np.ndarray, focal_length: float = DEPTH_FOCAL_LE
     return out
 
 
-def preprocess_depth(item: Any, *, kind: DepthKind = "depth", focal_length: float = DEPTH_FOCAL_LENGTH,
-                     baseline: float = DEPTH_BASELINE, index: int | None = None) -> np.ndarray:
+def preprocess_depth(
+    item: Any,
+    *,
+    kind: DepthKind = "depth",
+    focal_length: float = DEPTH_FOCAL_LENGTH,
+    baseline: float = DEPTH_BASELINE,
+    index: int | None = None,
+) -> np.ndarray:
     """One depth/disparity map -> ``(1, 224, 224)`` float32 disparity."""
     for name, value in (("focal_length", focal_length), ("baseline", baseline)):
         if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 < value < math.inf:
@@ -131,16 +154,25 @@ def preprocess_depth(item: Any, *, kind: DepthKind = "depth", focal_length: floa
     a = load_depth(item, kind=kind, index=index)
     if kind == "depth":
         disp = depth_to_disparity(a, focal_length, baseline)
-        _check_finite(disp, item, index, "the disparity (focal_length * baseline / depth)",
-                      f"the smallest depth is {a[a > 0].min() if (a > 0).any() else 0:.3g} m; "
-                      "expected depth in metres (0 = missing)")
+        _check_finite(
+            disp,
+            item,
+            index,
+            "the disparity (focal_length * baseline / depth)",
+            f"the smallest depth is {a[a > 0].min() if (a > 0).any() else 0:.3g} m; "
+            "expected depth in metres (0 = missing)",
+        )
     else:
         disp = a
     return resize_crop_float(disp, Image.Resampling.BILINEAR)[None]
 
 
-def preprocess_depths(items: Any, *, kind: DepthKind = "depth", focal_length: float = DEPTH_FOCAL_LENGTH,
-                      baseline: float = DEPTH_BASELINE) -> np.ndarray:
+def preprocess_depths(
+    items: Any, *, kind: DepthKind = "depth", focal_length: float = DEPTH_FOCAL_LENGTH, baseline: float = DEPTH_BASELINE
+) -> np.ndarray:
     """A list of depth maps -> ``(B, 1, 224, 224)`` float32."""
-    return map_items(items, "depth", lambda it, i: preprocess_depth(
-        it, kind=kind, focal_length=focal_length, baseline=baseline, index=i))
+    return map_items(
+        items,
+        "depth",
+        lambda it, i: preprocess_depth(it, kind=kind, focal_length=focal_length, baseline=baseline, index=i),
+    )

@@ -51,8 +51,12 @@ def open_pil(item: Any, modality: str, index: int | None, expected: str = _EXPEC
             pixels = _bomb_pixels(exc)
             if pixels > current_media_limits().max_pixels:
                 raise exceeded("max_pixels", "the image's pixel count", pixels, modality=modality, index=index) from exc
-            raise LimitError(f"{exc} (Pillow's own limit, twice PIL.Image.MAX_IMAGE_PIXELS; raise "
-                             "PIL.Image.MAX_IMAGE_PIXELS too to accept it)", modality=modality, item=index) from exc
+            raise LimitError(
+                f"{exc} (Pillow's own limit, twice PIL.Image.MAX_IMAGE_PIXELS; raise "
+                "PIL.Image.MAX_IMAGE_PIXELS too to accept it)",
+                modality=modality,
+                item=index,
+            ) from exc
         check_frame(*img.size, modality=modality, index=index)
         img.load()  # Pillow decodes lazily; force it so truncated files fail now
     return img
@@ -83,12 +87,15 @@ def center_crop(img: Image.Image, size: int) -> Image.Image:
 
 
 def image_from_array(arr: Any, modality: str, index: int | None) -> Image.Image:
-    a = check_array(arr, modality, index, ndims=(2, 3), kinds="u",
-                    expected="an (H, W, 3) uint8 RGB or (H, W) uint8 grey array")
+    a = check_array(
+        arr, modality, index, ndims=(2, 3), kinds="u", expected="an (H, W, 3) uint8 RGB or (H, W) uint8 grey array"
+    )
     if a.dtype != np.uint8 or (a.ndim == 3 and a.shape[2] != 3):
-        raise InputError(f"array has shape {a.shape} dtype {a.dtype} "
-                         "(expected an (H, W, 3) uint8 RGB or (H, W) uint8 grey array)",
-                         modality=modality, item=index)
+        raise InputError(
+            f"array has shape {a.shape} dtype {a.dtype} (expected an (H, W, 3) uint8 RGB or (H, W) uint8 grey array)",
+            modality=modality,
+            item=index,
+        )
     check_frame(a.shape[1], a.shape[0], modality=modality, index=index)
     return Image.fromarray(np.ascontiguousarray(a))
 

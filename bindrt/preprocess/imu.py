@@ -54,8 +54,9 @@ def _load_text(item: Any, index: int | None) -> np.ndarray:
 
 
 def _check_samples(n: int, what: str, index: int | None) -> None:
-    check_max("max_imu_samples", " ".join(("the number of samples per channel", what)).strip(), n,
-              modality="imu", index=index)
+    check_max(
+        "max_imu_samples", " ".join(("the number of samples per channel", what)).strip(), n, modality="imu", index=index
+    )
 
 
 def load_imu(item: Any, *, index: int | None = None) -> np.ndarray:
@@ -63,8 +64,13 @@ def load_imu(item: Any, *, index: int | None = None) -> np.ndarray:
     if isinstance(item, np.ndarray):
         arr = item
     elif is_npy_item(item):
-        arr = load_npy(item, "imu", index, _EXPECTED,
-                       lambda shape: _check_samples(-(-math.prod(shape) // IMU_CHANNELS), f"(shape {shape})", index))
+        arr = load_npy(
+            item,
+            "imu",
+            index,
+            _EXPECTED,
+            lambda shape: _check_samples(-(-math.prod(shape) // IMU_CHANNELS), f"(shape {shape})", index),
+        )
     else:
         arr = _load_text(item, index)
     a = check_array(arr, "imu", index, ndims=(2,), kinds="uif", expected=_EXPECTED)
@@ -78,8 +84,12 @@ def load_imu(item: Any, *, index: int | None = None) -> np.ndarray:
     with np.errstate(over="ignore"):  # reported just below
         a32 = np.ascontiguousarray(a, dtype=np.float32)
     if not np.isfinite(a32).all():
-        raise InputError(f"{describe(item)} has values that overflow float32 (max {np.finfo(np.float32).max:.3g}; "
-                         f"expected {_EXPECTED} in m/s^2 and rad/s)", modality="imu", item=index)
+        raise InputError(
+            f"{describe(item)} has values that overflow float32 (max {np.finfo(np.float32).max:.3g}; "
+            f"expected {_EXPECTED} in m/s^2 and rad/s)",
+            modality="imu",
+            item=index,
+        )
     return a32
 
 
@@ -87,8 +97,11 @@ def resample_linear(x: np.ndarray, orig_rate: float, new_rate: float, *, index: 
     """Linear interpolation of (C, N) onto the new rate's grid, starting at t=0 and ending inside the signal."""
     n = x.shape[1]
     samples = (n - 1) * new_rate / orig_rate
-    _check_samples(math.floor(samples) + 1 if math.isfinite(samples) else math.inf,
-                   f"after resampling {n} samples from {orig_rate:g} to {new_rate:g} Hz", index)
+    _check_samples(
+        math.floor(samples) + 1 if math.isfinite(samples) else math.inf,
+        f"after resampling {n} samples from {orig_rate:g} to {new_rate:g} Hz",
+        index,
+    )
     m = int(np.floor(samples + 1e-9)) + 1
     t = np.arange(m, dtype=np.float64) * (orig_rate / new_rate)
     src = np.arange(n, dtype=np.float64)
@@ -104,8 +117,9 @@ def fit_length(x: np.ndarray, length: int = IMU_SAMPLES) -> np.ndarray:
     return np.pad(x, ((0, 0), (0, length - n)))
 
 
-def preprocess_imu(item: Any, *, sample_rate: float | None = None, target_rate: float = IMU_SAMPLE_RATE,
-                   index: int | None = None) -> np.ndarray:
+def preprocess_imu(
+    item: Any, *, sample_rate: float | None = None, target_rate: float = IMU_SAMPLE_RATE, index: int | None = None
+) -> np.ndarray:
     """One IMU recording -> ``(6, 2000)`` float32."""
     x = load_imu(item, index=index)
     if sample_rate is not None:
@@ -117,6 +131,10 @@ def preprocess_imu(item: Any, *, sample_rate: float | None = None, target_rate: 
     return np.ascontiguousarray(fit_length(x), dtype=np.float32)
 
 
-def preprocess_imus(items: Any, *, sample_rate: float | None = None, target_rate: float = IMU_SAMPLE_RATE) -> np.ndarray:
+def preprocess_imus(
+    items: Any, *, sample_rate: float | None = None, target_rate: float = IMU_SAMPLE_RATE
+) -> np.ndarray:
     """A list of IMU recordings -> ``(B, 6, 2000)`` float32."""
-    return map_items(items, "imu", lambda it, i: preprocess_imu(it, sample_rate=sample_rate, target_rate=target_rate, index=i))
+    return map_items(
+        items, "imu", lambda it, i: preprocess_imu(it, sample_rate=sample_rate, target_rate=target_rate, index=i)
+    )

@@ -147,14 +147,17 @@ def _fmt(value: float) -> str:
     return f"{value:,}" if isinstance(value, int) else f"{value:,.6g}"
 
 
-def exceeded(name: str, what: str, value: float, *, modality: str, index: int | None,
-             hint: str = "") -> LimitError:
+def exceeded(name: str, what: str, value: float, *, modality: str, index: int | None, hint: str = "") -> LimitError:
     """The LimitError for ``what`` = ``value`` past limit ``name``: names the limit and how to change it."""
     limit = getattr(current_media_limits(), name)
     side = "under" if name.startswith("min_") else "over"
-    return LimitError(f"{what} is {_fmt(value)}, {side} the limit {name}={_fmt(limit)}{hint}; to accept it, set "
-                      f"the environment variable {env_var(name)} or use "
-                      f"bindrt.preprocess.media_limits({name}=...)", modality=modality, item=index)
+    return LimitError(
+        f"{what} is {_fmt(value)}, {side} the limit {name}={_fmt(limit)}{hint}; to accept it, set "
+        f"the environment variable {env_var(name)} or use "
+        f"bindrt.preprocess.media_limits({name}=...)",
+        modality=modality,
+        item=index,
+    )
 
 
 def check_max(name: str, what: str, value: float, *, modality: str, index: int | None, hint: str = "") -> None:
@@ -167,8 +170,9 @@ def check_file_bytes(nbytes: int, what: str, *, modality: str, index: int | None
     check_max("max_file_bytes", f"the size of {what} in bytes", nbytes, modality=modality, index=index)
 
 
-def check_frame(width: int, height: int, *, modality: str, index: int | None, what: str = "image",
-                pixels_limit: str = "max_pixels") -> None:
+def check_frame(
+    width: int, height: int, *, modality: str, index: int | None, what: str = "image", pixels_limit: str = "max_pixels"
+) -> None:
     """An image/depth/thermal map/video frame of ``width`` x ``height``: non-empty, pixels and aspect bounded."""
     if width < 1 or height < 1:
         raise InputError(f"{what} is {width}x{height} pixels (expected at least 1x1)", modality=modality, item=index)
@@ -178,8 +182,9 @@ def check_frame(width: int, height: int, *, modality: str, index: int | None, wh
     check_max("max_aspect_ratio", f"the {what}'s aspect ratio{size}", ratio, modality=modality, index=index)
 
 
-def check_audio(sample_rate: float, channels: int, frames: int | None, *, modality: str, index: int | None,
-                hint: str = "") -> None:
+def check_audio(
+    sample_rate: float, channels: int, frames: int | None, *, modality: str, index: int | None, hint: str = ""
+) -> None:
     """Declared sample rate, channel count and length (``frames`` per channel; None when unknown)."""
     limits = current_media_limits()
     if sample_rate < limits.min_sample_rate:
@@ -188,9 +193,25 @@ def check_audio(sample_rate: float, channels: int, frames: int | None, *, modali
     check_max("max_audio_channels", "the number of channels", channels, modality=modality, index=index, hint=hint)
     if frames is not None:
         check_max("max_audio_seconds", "the duration in seconds", frames / sample_rate, modality=modality, index=index)
-        check_max("max_audio_samples", f"the sample count ({channels} channels x {frames:,} frames)",
-                  channels * frames, modality=modality, index=index)
+        check_max(
+            "max_audio_samples",
+            f"the sample count ({channels} channels x {frames:,} frames)",
+            channels * frames,
+            modality=modality,
+            index=index,
+        )
 
 
-__all__ = ["ENV_PREFIX", "MediaLimits", "check_audio", "check_file_bytes", "check_frame", "check_max",
-           "current_media_limits", "env_var", "exceeded", "media_limits", "set_media_limits"]
+__all__ = [
+    "ENV_PREFIX",
+    "MediaLimits",
+    "check_audio",
+    "check_file_bytes",
+    "check_frame",
+    "check_max",
+    "current_media_limits",
+    "env_var",
+    "exceeded",
+    "media_limits",
+    "set_media_limits",
+]

@@ -157,8 +157,9 @@ def get_tokenizer() -> Tokenizer:
     return Tokenizer()
 
 
-def tokenize(texts: Any, *, context_length: int = CONTEXT_LENGTH, tokenizer: Tokenizer | None = None,
-             special_tokens: bool = True) -> np.ndarray:
+def tokenize(
+    texts: Any, *, context_length: int = CONTEXT_LENGTH, tokenizer: Tokenizer | None = None, special_tokens: bool = True
+) -> np.ndarray:
     """A string or list of strings -> ``(B, context_length)`` int64 token ids.
 
     ``special_tokens=False``: ``<|startoftext|>`` / ``<|endoftext|>`` in a text are plain text.

@@ -28,7 +28,7 @@ from ._inputs import decoding, describe, is_npy_item, map_items
 from .depth import load_map_npy, resize_crop_float, single_channel
 from .image import open_pil
 
-_EXPECTED = ("a greyscale thermal image (8- or 16-bit), or an (H, W) uint8/uint16 array or float array in [0, 1]")
+_EXPECTED = "a greyscale thermal image (8- or 16-bit), or an (H, W) uint8/uint16 array or float array in [0, 1]"
 
 
 def _scale_array(a: np.ndarray, item: Any, index: int | None) -> np.ndarray:
@@ -38,8 +38,11 @@ def _scale_array(a: np.ndarray, item: Any, index: int | None) -> np.ndarray:
         return a.astype(np.float32) / np.float32(65535.0)
     if a.dtype.kind == "f":
         if a.min() < 0 or a.max() > 1:
-            raise InputError(f"{describe(item)} has float values in [{a.min():g}, {a.max():g}] (expected {_EXPECTED})",
-                             modality="thermal", item=index)
+            raise InputError(
+                f"{describe(item)} has float values in [{a.min():g}, {a.max():g}] (expected {_EXPECTED})",
+                modality="thermal",
+                item=index,
+            )
         return a.astype(np.float32)
     raise InputError(f"{describe(item)} has dtype {a.dtype} (expected {_EXPECTED})", modality="thermal", item=index)
 

@@ -47,8 +47,13 @@ def temporal_indices(num_frames: int, num_samples: int = FRAMES_PER_CLIP) -> np.
     return np.clip(idx, 0, num_frames - 1).astype(np.int64)
 
 
-def clip_frame_indices(num_frames: int, fps: float, num_clips: int = NUM_CLIPS,
-                       clip_seconds: float = CLIP_SECONDS, frames_per_clip: int = FRAMES_PER_CLIP) -> list[list[int]]:
+def clip_frame_indices(
+    num_frames: int,
+    fps: float,
+    num_clips: int = NUM_CLIPS,
+    clip_seconds: float = CLIP_SECONDS,
+    frames_per_clip: int = FRAMES_PER_CLIP,
+) -> list[list[int]]:
     """Frame indices each clip keeps, exactly as decord's ``get_clip`` + the subsampler pick them."""
     out = []
     for start, end in clip_timepoints(num_frames / fps, clip_seconds, num_clips):
@@ -124,22 +129,35 @@ def probe_video(src: str | io.BytesIO, *, modality: str = "video", index: int | 
         for packet in container.demux(stream):
             n += bool(packet.size)
             if n > max_frames:
-                raise exceeded("max_video_frames", "the number of frames (demuxed packets)", n,
-                               modality=modality, index=index, hint=" (counting stopped there)")
+                raise exceeded(
+                    "max_video_frames",
+                    "the number of frames (demuxed packets)",
+                    n,
+                    modality=modality,
+                    index=index,
+                    hint=" (counting stopped there)",
+                )
     if not rate or rate <= 0 or n == 0:
         raise ValueError("the video stream has no frames or no frame rate")
-    check_max("max_video_seconds", f"the duration in seconds ({n} frames at {float(rate):g} fps)", n / float(rate),
-              modality=modality, index=index)
+    check_max(
+        "max_video_seconds",
+        f"the duration in seconds ({n} frames at {float(rate):g} fps)",
+        n / float(rate),
+        modality=modality,
+        index=index,
+    )
     return n, float(rate)
 
 
 def _check_frame_size(width: int, height: int, modality: str, index: int | None) -> None:
-    check_frame(width, height, modality=modality, index=index, what="video frame",
-                pixels_limit="max_video_frame_pixels")
+    check_frame(
+        width, height, modality=modality, index=index, what="video frame", pixels_limit="max_video_frame_pixels"
+    )
 
 
-def decode_frames(src: str | io.BytesIO, wanted: set[int], *, modality: str = "video",
-                  index: int | None = None) -> dict[int, np.ndarray]:
+def decode_frames(
+    src: str | io.BytesIO, wanted: set[int], *, modality: str = "video", index: int | None = None
+) -> dict[int, np.ndarray]:
     """Decode in presentation order; frames whose index is in ``wanted`` -> /255, shorter side 224 (C, H, W).
 
     Each frame's size is checked before it is converted, and it is resized at once,
@@ -172,8 +190,12 @@ def preprocess_video(item: Any, *, index: int | None = None) -> np.ndarray:
         processed = decode_frames(src, {i for clip in picks for i in clip}, modality=modality, index=index)
     missing = sorted({i for clip in picks for i in clip} - processed.keys())
     if missing:
-        raise MediaDecodeError(f"{describe(item)} decoded fewer frames than its {n} packets (frame {missing[0]} "
-                               f"missing; expected {_EXPECTED} that is not truncated)", modality=modality, item=index)
+        raise MediaDecodeError(
+            f"{describe(item)} decoded fewer frames than its {n} packets (frame {missing[0]} "
+            f"missing; expected {_EXPECTED} that is not truncated)",
+            modality=modality,
+            item=index,
+        )
     mean = np.asarray(IMAGE_MEAN, np.float32)[:, None, None, None]
     std = np.asarray(IMAGE_STD, np.float32)[:, None, None, None]
     out = []

@@ -35,13 +35,17 @@ def backend_class(name: str) -> type[Backend]:
 def open_source(path: "str | os.PathLike[str]", config: "str | ImageBindConfig | None" = None) -> ModelSource:
     """A bundle directory, or a reference checkpoint file plus ``config`` (preset name or JSON)."""
     if not isinstance(path, (str, os.PathLike)):
-        raise ConfigError(f"model path must be a str or os.PathLike, got {type(path).__name__}; "
-                          "expected a bundle directory or a reference checkpoint file")
+        raise ConfigError(
+            f"model path must be a str or os.PathLike, got {type(path).__name__}; "
+            "expected a bundle directory or a reference checkpoint file"
+        )
     path = Path(path)
     if path.is_dir():
         if not os.path.lexists(path / MANIFEST):  # a bundle that is damaged gets Bundle.open's precise error
-            raise ConfigError(f"{path} is a directory but not a bundle (no manifest.json); expected a bundle directory "
-                              "or a reference checkpoint file")
+            raise ConfigError(
+                f"{path} is a directory but not a bundle (no manifest.json); expected a bundle directory "
+                "or a reference checkpoint file"
+            )
         bundle = Bundle.open(path)
         if config is not None and resolve_config(config) != bundle.config:
             raise ConfigError(f"config {config!r} differs from the config stored in bundle {path}; omit config=")
@@ -49,7 +53,9 @@ def open_source(path: "str | os.PathLike[str]", config: "str | ImageBindConfig |
     if not path.exists():
         raise ConfigError(f"{path} does not exist; expected a bundle directory or a reference checkpoint file")
     if config is None:
-        raise ConfigError(f"{path} is a checkpoint file: pass config= (a preset name such as 'imagebind_huge' or a JSON file)")
+        raise ConfigError(
+            f"{path} is a checkpoint file: pass config= (a preset name such as 'imagebind_huge' or a JSON file)"
+        )
     return ModelSource(config=resolve_config(config), checkpoint=path)
 
 
@@ -75,7 +81,9 @@ def load(
     cls = backend_class(backend)
     if precision not in PRECISIONS or precision not in cls.precisions:
         raise BackendError(f"the {backend!r} backend runs precisions {', '.join(cls.precisions)}, not {precision!r}")
-    return Embedder(cls.open(source, modalities=mods, device=device, precision=precision, **options), batch_size=batch_size)
+    return Embedder(
+        cls.open(source, modalities=mods, device=device, precision=precision, **options), batch_size=batch_size
+    )
 
 
 def _check_types(**named: "tuple[Any, type]") -> None:

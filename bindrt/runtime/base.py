@@ -81,7 +81,12 @@ class Backend(ABC):
         return None
 
     def describe(self) -> dict[str, Any]:
-        return {"backend": self.name, "device": self.device, "precision": self.precision, "modalities": list(self.modalities)}
+        return {
+            "backend": self.name,
+            "device": self.device,
+            "precision": self.precision,
+            "modalities": list(self.modalities),
+        }
 
     def close(self) -> None:
         """Release device memory / sessions."""

@@ -10,6 +10,7 @@ from bindrt.errors import BackendError, ConfigError, InputError, UnknownModality
 from bindrt.layouts import ALL_LAYOUTS, VOCAB_SIZE
 from bindrt.runtime.base import Backend
 
+
 class Embedder:
     """Validates, preprocesses and batches inputs, then calls one backend.
 
@@ -72,7 +73,8 @@ class Embedder:
             raise BackendError(
                 f"the {d['backend']} backend ({d['precision']}) produced NaN/Inf embeddings for {kind} item(s) "
                 f"{bad[:8].tolist()} from finite inputs in range; the weights hold non-finite values or the precision "
-                "overflowed (check the bundle with `bindrt info --verify`, or run fp32)")
+                "overflowed (check the bundle with `bindrt info --verify`, or run fp32)"
+            )
         return out
 
     def check_batch(self, kind: str, batch: Any) -> np.ndarray:
@@ -91,7 +93,11 @@ class Embedder:
                 raise InputError(f"expected integer token ids (int64), got dtype {batch.dtype}", modality=kind)
             bad = np.argwhere((batch < 0) | (batch >= VOCAB_SIZE))
             if len(bad):
-                raise InputError(f"token id {batch[tuple(bad[0])]} out of range [0, {VOCAB_SIZE})", modality=kind, item=int(bad[0][0]))
+                raise InputError(
+                    f"token id {batch[tuple(bad[0])]} out of range [0, {VOCAB_SIZE})",
+                    modality=kind,
+                    item=int(bad[0][0]),
+                )
             return np.ascontiguousarray(batch, dtype=np.int64)
         if layout.dtype == "uint8":
             if batch.dtype != np.uint8:
@@ -105,8 +111,12 @@ class Embedder:
         peak = np.abs(batch).reshape(len(batch), -1).max(axis=1)
         if (peak > layout.max_abs).any():
             item = int(np.argmax(peak > layout.max_abs))
-            raise InputError(f"holds a value of magnitude {peak[item]:.3g}, outside the {kind} encoder's input range "
-                             f"|x| <= {layout.max_abs:g} ({layout.value_range})", modality=kind, item=item)
+            raise InputError(
+                f"holds a value of magnitude {peak[item]:.3g}, outside the {kind} encoder's input range "
+                f"|x| <= {layout.max_abs:g} ({layout.value_range})",
+                modality=kind,
+                item=item,
+            )
         return np.ascontiguousarray(batch, dtype=np.float32)
 
     # -- raw inputs ---------------------------------------------------------------------
@@ -141,7 +151,7 @@ class Embedder:
     def _check_shape(self, kind: str, shape: tuple[int, ...]) -> None:
         layout = ALL_LAYOUTS[kind]
         expected = tuple(layout.symbolic_shape())
-        tail = tuple(shape[len(expected) - len(layout.shape):])
+        tail = tuple(shape[len(expected) - len(layout.shape) :])
         if len(shape) != len(expected) or any(isinstance(d, int) and d != t for d, t in zip(layout.shape, tail)):
             raise InputError(f"expected a batch of shape {expected}, got {tuple(shape)}", modality=kind)
         if shape[0] == 0 or (layout.multi_clip and shape[1] == 0):
@@ -155,8 +165,10 @@ class Embedder:
         if kind not in self.input_kinds:
             layout = ALL_LAYOUTS[kind]
             if layout.raw and layout.encoder in self.modalities:
-                raise BackendError(f"the {kind!r} graph is not loaded; load with backend='onnxruntime', "
-                                   "preprocessing=True (after `bindrt export --with-preprocessing`)")
+                raise BackendError(
+                    f"the {kind!r} graph is not loaded; load with backend='onnxruntime', "
+                    "preprocessing=True (after `bindrt export --with-preprocessing`)"
+                )
             raise UnknownModalityError(
                 f"this model was loaded without the {layout.encoder!r} encoder; it has {', '.join(self.modalities)}"
             )
@@ -194,4 +206,3 @@ def unit_rows(x: np.ndarray) -> np.ndarray:
 def similarity(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Cosine similarity matrix between two sets of embeddings (scales removed)."""
     return unit_rows(a) @ unit_rows(b).T
-

@@ -40,7 +40,16 @@ import numpy as np
 from bindrt.errors import BackendError, BundleError, InputError, UnknownModalityError
 from bindrt.loaders import OrtSessionOptions, SessionFromOnnx, import_onnxruntime
 from bindrt.runtime.base import Backend, ModelSource
-from bindrt.schema import GRAPH_KINDS, OUTPUT_NAME, RAW_KINDS, OnnxGraph, base_kinds, export_hint, graph_key, onnx_graphs
+from bindrt.schema import (
+    GRAPH_KINDS,
+    OUTPUT_NAME,
+    RAW_KINDS,
+    OnnxGraph,
+    base_kinds,
+    export_hint,
+    graph_key,
+    onnx_graphs,
+)
 
 VARIANT_CHOICES = ("auto", "plain", "fused")
 
@@ -48,7 +57,9 @@ VARIANT_CHOICES = ("auto", "plain", "fused")
 def parse_device(device: str) -> tuple[str, int]:
     name, _, index = str(device).partition(":")
     if name not in ("cpu", "cuda", "tensorrt") or (index and not index.isdigit()):
-        raise BackendError(f"unsupported device {device!r} for the onnxruntime backend; expected 'cpu', 'cuda[:N]' or 'tensorrt[:N]'")
+        raise BackendError(
+            f"unsupported device {device!r} for the onnxruntime backend; expected 'cpu', 'cuda[:N]' or 'tensorrt[:N]'"
+        )
     return name, int(index or 0)
 
 
@@ -56,8 +67,19 @@ class OnnxRuntimeBackend(Backend):
     name = "onnxruntime"
     precisions = ("fp32", "fp16", "int8")
 
-    def __init__(self, config, modalities, device, precision, sessions: dict[str, Any], graphs: dict[str, OnnxGraph],
-                 providers: list[Any], *, io_binding: bool, device_id: int) -> None:
+    def __init__(
+        self,
+        config,
+        modalities,
+        device,
+        precision,
+        sessions: dict[str, Any],
+        graphs: dict[str, OnnxGraph],
+        providers: list[Any],
+        *,
+        io_binding: bool,
+        device_id: int,
+    ) -> None:
         super().__init__(config, modalities, device, precision)
         self.sessions = sessions
         self.graphs = graphs
@@ -105,10 +127,16 @@ class OnnxRuntimeBackend(Backend):
             )
         ort = import_onnxruntime()
         dev, device_id = parse_device(device)
-        providers = cls._providers(ort, dev, device_id, precision, bundle.path, cuda_options, trt_cache_dir, trt_fp16, trt_options)
+        providers = cls._providers(
+            ort, dev, device_id, precision, bundle.path, cuda_options, trt_cache_dir, trt_fp16, trt_options
+        )
 
-        options = OrtSessionOptions(intra_op_num_threads=intra_op_num_threads, inter_op_num_threads=inter_op_num_threads,
-                                    optimization_level=graph_optimization_level, config=session_config or {})
+        options = OrtSessionOptions(
+            intra_op_num_threads=intra_op_num_threads,
+            inter_op_num_threads=inter_op_num_threads,
+            optimization_level=graph_optimization_level,
+            config=session_config or {},
+        )
         sessions: dict[str, Any] = {}
         graphs: dict[str, OnnxGraph] = {}
         for m in modalities:
@@ -122,17 +150,33 @@ class OnnxRuntimeBackend(Backend):
                 try:
                     sessions[kind] = SessionFromOnnx(path, options, tuple(providers))()
                 except Exception as exc:
-                    raise BackendError(f"ONNX Runtime cannot load {record.file} ({kind}, {precision}) on {device}: "
-                                       f"{_first_line(exc)}") from exc
-                check_graph_io(sessions[kind], kind, source.config.out_embed_dim,
-                               where=f"bundle {bundle.path}: {record.file}",
-                               hint=_export_hint(bundle.path, m, kind, precision, record.variant))
+                    raise BackendError(
+                        f"ONNX Runtime cannot load {record.file} ({kind}, {precision}) on {device}: {_first_line(exc)}"
+                    ) from exc
+                check_graph_io(
+                    sessions[kind],
+                    kind,
+                    source.config.out_embed_dim,
+                    where=f"bundle {bundle.path}: {record.file}",
+                    hint=_export_hint(bundle.path, m, kind, precision, record.variant),
+                )
                 graphs[kind] = record
-        return cls(source.config, modalities, device, precision, sessions, graphs, providers,
-                   io_binding=(dev != "cpu") if io_binding is None else bool(io_binding), device_id=device_id)
+        return cls(
+            source.config,
+            modalities,
+            device,
+            precision,
+            sessions,
+            graphs,
+            providers,
+            io_binding=(dev != "cpu") if io_binding is None else bool(io_binding),
+            device_id=device_id,
+        )
 
     @staticmethod
-    def _pick(records: dict[str, OnnxGraph], kind: str, precision: str, variant: str, bundle_path: Path, modality: str) -> OnnxGraph:
+    def _pick(
+        records: dict[str, OnnxGraph], kind: str, precision: str, variant: str, bundle_path: Path, modality: str
+    ) -> OnnxGraph:
         order = ["fused", "plain"] if variant == "auto" else [variant]
         for v in order:
             record = records.get(graph_key(kind, precision, v))
@@ -141,22 +185,37 @@ class OnnxRuntimeBackend(Backend):
         have = ", ".join(sorted(records)) or "none"
         wanted = graph_key(kind, precision, "plain" if variant == "auto" else variant)
         hint = _export_hint(bundle_path, modality, kind, precision, "fused" if variant == "fused" else "plain")
-        raise BackendError(f"bundle {bundle_path} has no exported ONNX graph {modality}/{wanted} (it has: {have}); {hint}")
+        raise BackendError(
+            f"bundle {bundle_path} has no exported ONNX graph {modality}/{wanted} (it has: {have}); {hint}"
+        )
 
     @staticmethod
-    def _providers(ort, dev: str, device_id: int, precision: str, bundle_path: Path, cuda_options, trt_cache_dir,
-                   trt_fp16, trt_options) -> list[Any]:
+    def _providers(
+        ort,
+        dev: str,
+        device_id: int,
+        precision: str,
+        bundle_path: Path,
+        cuda_options,
+        trt_cache_dir,
+        trt_fp16,
+        trt_options,
+    ) -> list[Any]:
         available = ort.get_available_providers()
         if dev == "cpu":
             return ["CPUExecutionProvider"]
         cuda = ("CUDAExecutionProvider", {"device_id": device_id, **(cuda_options or {})})
         if "CUDAExecutionProvider" not in available:
-            raise BackendError(f"device {dev!r} needs onnxruntime's CUDA execution provider (pip install onnxruntime-gpu); "
-                               f"this onnxruntime has {', '.join(available)}")
+            raise BackendError(
+                f"device {dev!r} needs onnxruntime's CUDA execution provider (pip install onnxruntime-gpu); "
+                f"this onnxruntime has {', '.join(available)}"
+            )
         if dev == "cuda":
             return [cuda, "CPUExecutionProvider"]
         if "TensorrtExecutionProvider" not in available:
-            raise BackendError(f"device 'tensorrt' needs onnxruntime's TensorRT execution provider; this onnxruntime has {', '.join(available)}")
+            raise BackendError(
+                f"device 'tensorrt' needs onnxruntime's TensorRT execution provider; this onnxruntime has {', '.join(available)}"
+            )
         cache = Path(trt_cache_dir) if trt_cache_dir is not None else Path(bundle_path) / "engines" / "onnxruntime-trt"
         cache.mkdir(parents=True, exist_ok=True)
         trt = {
@@ -196,9 +255,13 @@ class OnnxRuntimeBackend(Backend):
         session = self.sessions.get(kind)
         if session is None:
             if kind in GRAPH_KINDS and GRAPH_KINDS[kind].raw:
-                raise BackendError(f"the {kind!r} graph is not loaded; pass preprocessing=True to bindrt.load "
-                                   "(and export with --with-preprocessing)")
-            raise UnknownModalityError(f"input kind {kind!r} is not loaded; this backend has {', '.join(self.sessions)}")
+                raise BackendError(
+                    f"the {kind!r} graph is not loaded; pass preprocessing=True to bindrt.load "
+                    "(and export with --with-preprocessing)"
+                )
+            raise UnknownModalityError(
+                f"input kind {kind!r} is not loaded; this backend has {', '.join(self.sessions)}"
+            )
         name = self._input_names[kind]
         if not self.io_binding and not isinstance(batch, np.ndarray):
             batch = _to_host(batch)
@@ -207,8 +270,10 @@ class OnnxRuntimeBackend(Backend):
                 return self._run_bound(session, name, batch, on_device)
             return session.run([OUTPUT_NAME], {name: batch})[0]
         except _ort_failures() as exc:
-            raise BackendError(f"ONNX Runtime failed running {self.graphs[kind].file} ({kind}, {self.precision}) "
-                               f"on {self.device}: {_first_line(exc)}") from exc
+            raise BackendError(
+                f"ONNX Runtime failed running {self.graphs[kind].file} ({kind}, {self.precision}) "
+                f"on {self.device}: {_first_line(exc)}"
+            ) from exc
 
     def _run_bound(self, session: Any, name: str, batch: Any, on_device: bool) -> Any:
         binding = session.io_binding()
@@ -244,8 +309,14 @@ class OnnxRuntimeBackend(Backend):
 
 # ----------------------------------------------------------------------------- graph contract
 #: ONNX Runtime's type strings of the dtypes graphs take or return
-_ORT_DTYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(double)": "float64",
-               "tensor(int64)": "int64", "tensor(int32)": "int32", "tensor(uint8)": "uint8"}
+_ORT_DTYPES = {
+    "tensor(float)": "float32",
+    "tensor(float16)": "float16",
+    "tensor(double)": "float64",
+    "tensor(int64)": "int64",
+    "tensor(int32)": "int32",
+    "tensor(uint8)": "uint8",
+}
 
 
 def check_graph_io(session: Any, kind: str, out_dim: int, *, where: str, hint: str) -> None:
@@ -262,11 +333,15 @@ def check_graph_io(session: Any, kind: str, out_dim: int, *, where: str, hint: s
     inputs = [_declared(a) for a in session.get_inputs()]
     outputs = [_declared(a) for a in session.get_outputs()]
     if len(inputs) != 1 or not _matches(inputs[0], expected_in):
-        raise BundleError(f"{where} ({kind} graph) declares input(s) {', '.join(map(_signature, inputs)) or 'none'}, "
-                          f"expected {_signature(expected_in)}; to re-export it, {hint}")
+        raise BundleError(
+            f"{where} ({kind} graph) declares input(s) {', '.join(map(_signature, inputs)) or 'none'}, "
+            f"expected {_signature(expected_in)}; to re-export it, {hint}"
+        )
     if not any(_matches(o, expected_out) for o in outputs):
-        raise BundleError(f"{where} ({kind} graph) declares output(s) {', '.join(map(_signature, outputs)) or 'none'}, "
-                          f"expected {_signature(expected_out)}; to re-export it, {hint}")
+        raise BundleError(
+            f"{where} ({kind} graph) declares output(s) {', '.join(map(_signature, outputs)) or 'none'}, "
+            f"expected {_signature(expected_out)}; to re-export it, {hint}"
+        )
 
 
 def _declared(arg: Any) -> tuple[str, str, tuple[Any, ...]]:
@@ -328,8 +403,12 @@ class _DLDataType(ctypes.Structure):
 
 class _DLTensor(ctypes.Structure):
     _fields_ = [
-        ("data", ctypes.c_void_p), ("device", _DLDevice), ("ndim", ctypes.c_int32), ("dtype", _DLDataType),
-        ("shape", ctypes.POINTER(ctypes.c_int64)), ("strides", ctypes.POINTER(ctypes.c_int64)),
+        ("data", ctypes.c_void_p),
+        ("device", _DLDevice),
+        ("ndim", ctypes.c_int32),
+        ("dtype", _DLDataType),
+        ("shape", ctypes.POINTER(ctypes.c_int64)),
+        ("strides", ctypes.POINTER(ctypes.c_int64)),
         ("byte_offset", ctypes.c_uint64),
     ]
 

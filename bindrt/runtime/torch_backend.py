@@ -37,8 +37,13 @@ class TorchBackend(Backend):
     name = "torch"
     precisions = ("fp32", "fp16", "bf16")
 
-    def __init__(self, encoders: dict[str, ModalityEncoder], config: ImageBindConfig, device: str = "cpu",
-                 precision: str = "fp32") -> None:
+    def __init__(
+        self,
+        encoders: dict[str, ModalityEncoder],
+        config: ImageBindConfig,
+        device: str = "cpu",
+        precision: str = "fp32",
+    ) -> None:
         """``precision`` is one of ``precisions``: ``bindrt.load`` checks it, once, for every backend."""
         super().__init__(config, tuple(encoders), device, precision)
         self.torch_device = resolve_device(device)
@@ -46,8 +51,16 @@ class TorchBackend(Backend):
         self.encoders = {m: e.to(self.torch_device, self.dtype).eval() for m, e in encoders.items()}
 
     @classmethod
-    def open(cls, source: ModelSource, *, modalities: tuple[str, ...], device: str = "cpu", precision: str = "fp32",
-             verify: bool = True, **options: Any) -> "TorchBackend":
+    def open(
+        cls,
+        source: ModelSource,
+        *,
+        modalities: tuple[str, ...],
+        device: str = "cpu",
+        precision: str = "fp32",
+        verify: bool = True,
+        **options: Any,
+    ) -> "TorchBackend":
         if options:
             raise BackendError(f"unknown option(s) for the {cls.name} backend: {sorted(options)}")
         resolve_device(device)

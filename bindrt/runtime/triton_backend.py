@@ -95,8 +95,11 @@ def kernel_hooks(fusion: str) -> dict[Callable, Callable]:
     return {
         "attention": {sdpa_attention: kernels.fused_attention},
         "patch_embed": {vision_patch_embed: _vision_embed, conv_patch_embed: _conv_embed, imu_patch_embed: _imu_embed},
-        "norms": {layer_norm: kernels.layer_norm, add_layer_norm: kernels.add_layer_norm,
-                  linear_gelu: kernels.linear_gelu},
+        "norms": {
+            layer_norm: kernels.layer_norm,
+            add_layer_norm: kernels.add_layer_norm,
+            linear_gelu: kernels.linear_gelu,
+        },
     }[fusion]
 
 
@@ -132,8 +135,18 @@ class TritonBackend(TorchBackend):
     name = "triton"
     precisions = ("fp32", "fp16", "bf16")
 
-    def __init__(self, encoders, config, device="cuda", precision="fp32", *, kernels_off_reason: str | None = None,
-                 fusions: tuple[str, ...] = FUSIONS, cuda_graphs: bool = False, buckets: tuple[int, ...] = DEFAULT_BUCKETS):
+    def __init__(
+        self,
+        encoders,
+        config,
+        device="cuda",
+        precision="fp32",
+        *,
+        kernels_off_reason: str | None = None,
+        fusions: tuple[str, ...] = FUSIONS,
+        cuda_graphs: bool = False,
+        buckets: tuple[int, ...] = DEFAULT_BUCKETS,
+    ):
         super().__init__(encoders, config, device, precision)
         self.kernels_off_reason = kernels_off_reason
         self.fusion_counts: dict[str, dict[str, int]] = {}
@@ -147,9 +160,21 @@ class TritonBackend(TorchBackend):
         self._graphs: dict[tuple, tuple[torch.cuda.CUDAGraph, torch.Tensor, torch.Tensor]] = {}
 
     @classmethod
-    def open(cls, source: ModelSource, *, modalities, device: str = "cuda", precision: str = "fp32",
-             interpret: bool = False, fallback: bool = True, fusions: tuple[str, ...] | list[str] = FUSIONS,
-             cuda_graphs: bool = False, buckets: tuple[int, ...] = DEFAULT_BUCKETS, verify: bool = True, **options: Any):
+    def open(
+        cls,
+        source: ModelSource,
+        *,
+        modalities,
+        device: str = "cuda",
+        precision: str = "fp32",
+        interpret: bool = False,
+        fallback: bool = True,
+        fusions: tuple[str, ...] | list[str] = FUSIONS,
+        cuda_graphs: bool = False,
+        buckets: tuple[int, ...] = DEFAULT_BUCKETS,
+        verify: bool = True,
+        **options: Any,
+    ):
         if options:
             raise BackendError(f"unknown option(s) for the triton backend: {sorted(options)}")
         unknown = sorted(set(fusions) - set(FUSIONS))
@@ -158,13 +183,23 @@ class TritonBackend(TorchBackend):
         reason = _prepare_kernels(device, interpret, fallback)
         if reason is not None:
             warnings.warn(
-                f"triton backend: kernels are off ({reason}); running the plain torch encoders", TritonKernelFallbackWarning, stacklevel=3
+                f"triton backend: kernels are off ({reason}); running the plain torch encoders",
+                TritonKernelFallbackWarning,
+                stacklevel=3,
             )
             if device.startswith("cuda") and not torch.cuda.is_available():
                 device = "cpu"
         encoders = load_encoders(source, modalities, verify)
-        return cls(encoders, source.config, device, precision, kernels_off_reason=reason, fusions=tuple(fusions),
-                   cuda_graphs=cuda_graphs, buckets=tuple(buckets))
+        return cls(
+            encoders,
+            source.config,
+            device,
+            precision,
+            kernels_off_reason=reason,
+            fusions=tuple(fusions),
+            cuda_graphs=cuda_graphs,
+            buckets=tuple(buckets),
+        )
 
     def max_batch_size(self, kind: str) -> int | None:
         return self.buckets[-1] if self.use_graphs else None

@@ -27,8 +27,9 @@ def onnx_bundle(golden_bundle, tmp_path_factory) -> Path:
 @pytest.fixture()
 def small_bundle(tmp_path) -> Path:
     """A fresh golden bundle holding only depth and imu (cheap to export in error tests)."""
-    from bindrt.convert import convert_checkpoint
     from export_test_helpers import GOLDEN_DIR
+
+    from bindrt.convert import convert_checkpoint
 
     out = tmp_path / "small"
     convert_checkpoint(GOLDEN_DIR / "weights.pth", GOLDEN_DIR / "config.json", out, modalities=["depth", "imu"])

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-
 from helpers import GOLDEN_DIR, GOLDEN_INPUTS, MEDIA_DIR, row_relative_error  # noqa: F401  (one definition)
 
 KINDS = tuple(GOLDEN_INPUTS)

@@ -7,13 +7,13 @@ import os
 
 import numpy as np
 import pytest
+from export_test_helpers import min_cosine
 
 import bindrt
 from bindrt.bundle import Bundle
 from bindrt.errors import BackendError, BundleError, ConfigError, ExportError, OutputError, UnknownModalityError
 from bindrt.export import export_bundle, validate_bundle
 from bindrt.export.spec import graph_records
-from export_test_helpers import min_cosine
 
 
 def test_exporting_a_modality_the_bundle_lacks(small_bundle):
@@ -38,7 +38,9 @@ def test_unwritable_output_directory(small_bundle, monkeypatch):
         export_bundle(small_bundle, modalities=["imu"])
     (small_bundle / "onnx").unlink()
     real_access = os.access
-    monkeypatch.setattr(os, "access", lambda p, mode, **kw: False if str(p) == str(small_bundle) else real_access(p, mode, **kw))
+    monkeypatch.setattr(
+        os, "access", lambda p, mode, **kw: False if str(p) == str(small_bundle) else real_access(p, mode, **kw)
+    )
     with pytest.raises(OutputError, match="not writable"):
         export_bundle(small_bundle, modalities=["imu"])
 
@@ -137,7 +139,6 @@ def test_cli_export_and_error_exit_codes(small_bundle, capsys):
     assert "unsupported opset 16" in capsys.readouterr().err
 
 
-
 def _relist(bundle_path, rel: str) -> None:
     """Re-record a file's checksum, as if the swap came with a consistent manifest."""
     from bindrt.fileio import sha256_file
@@ -154,8 +155,11 @@ def test_graph_swapped_for_another_modality_is_rejected_at_load(small_bundle):
     export_bundle(small_bundle, modalities=["depth", "imu"], precisions="fp32")
     shutil.copy(small_bundle / "onnx/imu/imu.fp32.onnx", small_bundle / "onnx/depth/depth.fp32.onnx")
     _relist(small_bundle, "onnx/depth/depth.fp32.onnx")
-    with pytest.raises(BundleError, match=r"onnx/depth/depth\.fp32\.onnx \(depth graph\) declares input\(s\) 'imu' \(batch, 6, 2000\) "
-                                          r"float32, expected 'depth' \(batch, 1, 224, 224\) float32; to re-export it, run `bindrt export"):
+    with pytest.raises(
+        BundleError,
+        match=r"onnx/depth/depth\.fp32\.onnx \(depth graph\) declares input\(s\) 'imu' \(batch, 6, 2000\) "
+        r"float32, expected 'depth' \(batch, 1, 224, 224\) float32; to re-export it, run `bindrt export",
+    ):
         bindrt.load(small_bundle, backend="onnxruntime", modalities=["depth"])
     bindrt.load(small_bundle, backend="onnxruntime", modalities=["imu"])  # the intact graph still loads
 
@@ -184,13 +188,17 @@ def _session(inputs: list, outputs: list):
         nodes.append(helper.make_node("Constant", [], [name if not first else f"{name}_one"], value=value))
         if first:
             rest = helper.make_tensor(f"{name}_rest_value", _ONNX_TYPES["int64"], [len(dims) - 1], dims[1:])
-            nodes += [helper.make_node("Constant", [], [f"{name}_rest"], value=rest),
-                      helper.make_node("Concat", ["batch_dim", f"{name}_rest"], [f"{name}_shape"], axis=0),
-                      helper.make_node("Expand", [f"{name}_one", f"{name}_shape"], [name])]
+            nodes += [
+                helper.make_node("Constant", [], [f"{name}_rest"], value=rest),
+                helper.make_node("Concat", ["batch_dim", f"{name}_rest"], [f"{name}_shape"], axis=0),
+                helper.make_node("Expand", [f"{name}_one", f"{name}_shape"], [name]),
+            ]
     graph = helper.make_graph(
-        nodes, "contract",
+        nodes,
+        "contract",
         [helper.make_tensor_value_info(n, _ONNX_TYPES[t], s) for n, t, s in inputs],
-        [helper.make_tensor_value_info(n, _ONNX_TYPES[t], s) for n, t, s in outputs])
+        [helper.make_tensor_value_info(n, _ONNX_TYPES[t], s) for n, t, s in outputs],
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
     model.ir_version = 9
     return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
@@ -203,15 +211,43 @@ EMB_OUT = _arg("embedding", "float", ["batch", 32])
 @pytest.mark.parametrize(
     "inputs, outputs, message",
     [
-        ([_arg("depth", "int64", ["batch", 1, 224, 224])], [EMB_OUT], r"input\(s\) 'depth' \(batch, 1, 224, 224\) int64, expected"),
-        ([_arg("depth", "float", ["batch", 1, 224, 225])], [EMB_OUT], r"input\(s\) 'depth' \(batch, 1, 224, 225\) float32, expected 'depth' \(batch, 1, 224, 224\)"),
-        ([_arg("depth", "float", [1, 1, 224, 224])], [EMB_OUT], r"input\(s\) 'depth' \(1, 1, 224, 224\) float32, expected 'depth' \(batch,"),
-        ([_arg("depth", "float", ["batch", 224, 224])], [EMB_OUT], r"input\(s\) 'depth' \(batch, 224, 224\) float32, expected"),
+        (
+            [_arg("depth", "int64", ["batch", 1, 224, 224])],
+            [EMB_OUT],
+            r"input\(s\) 'depth' \(batch, 1, 224, 224\) int64, expected",
+        ),
+        (
+            [_arg("depth", "float", ["batch", 1, 224, 225])],
+            [EMB_OUT],
+            r"input\(s\) 'depth' \(batch, 1, 224, 225\) float32, expected 'depth' \(batch, 1, 224, 224\)",
+        ),
+        (
+            [_arg("depth", "float", [1, 1, 224, 224])],
+            [EMB_OUT],
+            r"input\(s\) 'depth' \(1, 1, 224, 224\) float32, expected 'depth' \(batch,",
+        ),
+        (
+            [_arg("depth", "float", ["batch", 224, 224])],
+            [EMB_OUT],
+            r"input\(s\) 'depth' \(batch, 224, 224\) float32, expected",
+        ),
         ([DEPTH_IN, _arg("extra", "float", [1])], [EMB_OUT], r"input\(s\) 'depth' .*, 'extra' \(1\) float32, expected"),
         ([], [EMB_OUT], r"input\(s\) none, expected"),
-        ([DEPTH_IN], [_arg("embedding", "float", ["batch", 64])], r"output\(s\) 'embedding' \(batch, 64\) float32, expected 'embedding' \(batch, 32\) float32"),
-        ([DEPTH_IN], [_arg("embedding", "float16", ["batch", 32])], r"output\(s\) 'embedding' \(batch, 32\) float16, expected"),
-        ([DEPTH_IN], [_arg("logits", "float", ["batch", 32])], r"output\(s\) 'logits' \(batch, 32\) float32, expected 'embedding'"),
+        (
+            [DEPTH_IN],
+            [_arg("embedding", "float", ["batch", 64])],
+            r"output\(s\) 'embedding' \(batch, 64\) float32, expected 'embedding' \(batch, 32\) float32",
+        ),
+        (
+            [DEPTH_IN],
+            [_arg("embedding", "float16", ["batch", 32])],
+            r"output\(s\) 'embedding' \(batch, 32\) float16, expected",
+        ),
+        (
+            [DEPTH_IN],
+            [_arg("logits", "float", ["batch", 32])],
+            r"output\(s\) 'logits' \(batch, 32\) float32, expected 'embedding'",
+        ),
     ],
 )
 def test_graph_io_contract(inputs, outputs, message):
@@ -219,9 +255,16 @@ def test_graph_io_contract(inputs, outputs, message):
 
     with pytest.raises(BundleError, match=r"^B: onnx/depth/x\.onnx \(depth graph\) declares " + message):
         check_graph_io(_session(inputs, outputs), "depth", 32, where="B: onnx/depth/x.onnx", hint="run this")
-    check_graph_io(_session([DEPTH_IN], [EMB_OUT]), "depth", 32, where="B", hint="run this")  # the contract itself passes
-    check_graph_io(_session([_arg("depth", "float", [None, 1, 224, 224])], [_arg("embedding", "float", ["b", 32])]),
-                   "depth", 32, where="B", hint="run this")  # unnamed symbolic axes are fine
+    check_graph_io(
+        _session([DEPTH_IN], [EMB_OUT]), "depth", 32, where="B", hint="run this"
+    )  # the contract itself passes
+    check_graph_io(
+        _session([_arg("depth", "float", [None, 1, 224, 224])], [_arg("embedding", "float", ["b", 32])]),
+        "depth",
+        32,
+        where="B",
+        hint="run this",
+    )  # unnamed symbolic axes are fine
 
 
 def test_validate_a_read_only_bundle(small_bundle, monkeypatch, capsys):
@@ -235,8 +278,13 @@ def test_validate_a_read_only_bundle(small_bundle, monkeypatch, capsys):
         p.chmod(p.stat().st_mode & ~0o222)
     if os.geteuid() == 0:  # root ignores permission bits: make the bundle look read-only (as a read-only mount would)
         real_access = os.access
-        monkeypatch.setattr(os, "access", lambda p, mode, **kw: False if str(p) == str(small_bundle) and mode & os.W_OK
-                            else real_access(p, mode, **kw))
+        monkeypatch.setattr(
+            os,
+            "access",
+            lambda p, mode, **kw: (
+                False if str(p) == str(small_bundle) and mode & os.W_OK else real_access(p, mode, **kw)
+            ),
+        )
     try:
         assert main(["validate", str(small_bundle)]) == 0
         out = capsys.readouterr().out

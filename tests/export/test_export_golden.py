@@ -7,11 +7,6 @@ import json
 import numpy as np
 import onnx
 import pytest
-
-import bindrt
-from bindrt.bundle import Bundle
-from bindrt.export import export_bundle
-from bindrt.export.spec import graph_records
 from export_test_helpers import (
     GOLDEN_INPUTS,
     KINDS,
@@ -22,6 +17,11 @@ from export_test_helpers import (
     row_relative_error,
     session,
 )
+
+import bindrt
+from bindrt.bundle import Bundle
+from bindrt.export import export_bundle
+from bindrt.export.spec import graph_records
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +60,12 @@ def test_manifest_lists_checksums_and_files_verify(onnx_bundle, records):
             assert rec["file"] in bundle.manifest["files"]
             bundle.file(rec["file"], verify=True)
     text = records["text"]["text.fp32"]["preprocessing"]
-    assert text["sot_token"] == 49406 and text["eot_token"] == 49407 and text["context_length"] == 77 and text["pad_token"] == 0
+    assert (
+        text["sot_token"] == 49406
+        and text["eot_token"] == 49407
+        and text["context_length"] == 77
+        and text["pad_token"] == 0
+    )
     bundle.file(text["vocab_file"], verify=True)
     assert bundle.manifest["history"][-1]["stage"] == "export"
 
@@ -187,7 +192,9 @@ def test_in_graph_fbank_features_match_numpy(seconds):
     sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     rng = np.random.default_rng(3)
     t = np.arange(int(16000 * seconds)) / 16000
-    clips = np.stack([0.3 * np.sin(2 * np.pi * 440 * t) + 0.05 * rng.standard_normal(t.size), 0.2 * rng.standard_normal(t.size)])
+    clips = np.stack(
+        [0.3 * np.sin(2 * np.pi * 440 * t) + 0.05 * rng.standard_normal(t.size), 0.2 * rng.standard_normal(t.size)]
+    )
     clips = clips.astype(np.float32)[None]
     got = sess.run(None, {"audio_waveform": clips})[0]
     want = np.stack([waveform_to_melspec(c[None]) for c in clips[0]])[None]
@@ -200,8 +207,12 @@ def test_uint8_vision_graph_matches_python_preprocessing(onnx_bundle, golden):
 
     from bindrt.preprocess.image import center_crop, preprocess_images, resize_short_side
 
-    imgs = [np.asarray(center_crop(resize_short_side(Image.open(MEDIA_DIR / n).convert("RGB"), 224, Image.Resampling.BICUBIC), 224))
-            for n in ("logo.png", "photo.jpg")]
+    imgs = [
+        np.asarray(
+            center_crop(resize_short_side(Image.open(MEDIA_DIR / n).convert("RGB"), 224, Image.Resampling.BICUBIC), 224)
+        )
+        for n in ("logo.png", "photo.jpg")
+    ]
     x = np.stack(imgs)
     pre = preprocess_images(list(x))
     np.testing.assert_allclose(pre, golden["pre_vision"], atol=1e-6)  # the crop of a 224 crop is itself
@@ -236,14 +247,16 @@ def test_full_last_block_export_is_the_reference_trace_and_agrees(small_bundle, 
 
     pooled = export_bundle(small_bundle, modalities=["depth"], precisions="fp32", fused=True)
     pooled_out = bindrt.load(small_bundle, backend="onnxruntime", modalities=["depth"], variant="fused").encode(
-        "depth", golden["in_depth"])
+        "depth", golden["in_depth"]
+    )
     assert main(["export", str(small_bundle), "--modalities", "depth", "--fused", "--full-last-block"]) == 0
     rec = graph_records(Bundle.open(small_bundle).modality("depth"))
     assert rec["depth.fp32.fused"]["pooled_last_block"] is False
     assert rec["depth.fp32.fused"]["fusions"]["fused_operator_statistics"]["Attention"] == 2
     assert pooled["depth/depth.fp32.fused"]["fusions"]["fused_operator_statistics"]["Attention"] == 1
     full_out = bindrt.load(small_bundle, backend="onnxruntime", modalities=["depth"], variant="fused").encode(
-        "depth", golden["in_depth"])
+        "depth", golden["in_depth"]
+    )
     bound = 1e-5 * np.linalg.norm(golden["emb_depth"], axis=-1).min()
     assert np.abs(full_out - golden["emb_depth"]).max() <= bound
     assert np.abs(pooled_out - golden["emb_depth"]).max() <= bound
@@ -275,7 +288,11 @@ def test_int8_keeps_raw_signal_stem_fp32(onnx_bundle, records):
         nodes = list(onnx.load(str(graph_path(onnx_bundle, "imu", key))).graph.node)
         first_norm = next(i for i, n in enumerate(nodes) if n.op_type == "LayerNormalization")
         before = {n.op_type for n in nodes[:first_norm]}
-        assert "MatMul" in before and not before & {"DynamicQuantizeMatMul", "MatMulInteger", "DynamicQuantizeLinear"}, key
+        assert "MatMul" in before and not before & {
+            "DynamicQuantizeMatMul",
+            "MatMulInteger",
+            "DynamicQuantizeLinear",
+        }, key
         assert records["imu"][key]["quantization"]["kept_fp32"], key
         after = {n.op_type for n in nodes[first_norm:]}
         assert "DynamicQuantizeMatMul" in after or "MatMulInteger" in after, key
@@ -299,4 +316,6 @@ def test_int8_fused_gelu_bias_is_folded_into_the_quantized_matmul(onnx_bundle, r
     producers = {out: n for n in optimized.graph.node for out in n.output}
     for gelu in (n for n in optimized.graph.node if n.op_type == "Gelu"):
         producer = producers[gelu.input[0]]
-        assert producer.op_type == "DynamicQuantizeMatMul" and len(producer.input) >= 5 and producer.input[4], producer.op_type
+        assert producer.op_type == "DynamicQuantizeMatMul" and len(producer.input) >= 5 and producer.input[4], (
+            producer.op_type
+        )

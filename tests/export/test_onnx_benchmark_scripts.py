@@ -21,8 +21,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def run_script(name: str, *args: str) -> None:
     """``python -m benchmarks.onnx.NAME`` from the repository root, as benchmarks/README.md says to run them."""
-    proc = subprocess.run([sys.executable, "-m", f"benchmarks.onnx.{name}", *args], cwd=ROOT, capture_output=True,
-                          text=True, timeout=900)
+    proc = subprocess.run(
+        [sys.executable, "-m", f"benchmarks.onnx.{name}", *args], cwd=ROOT, capture_output=True, text=True, timeout=900
+    )
     assert proc.returncode == 0, f"{name} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
 
 
@@ -43,9 +44,27 @@ def report(out: Path, tag: str) -> dict:
 @pytest.fixture(scope="module")
 def bench_run(tmp_path_factory) -> tuple[Path, dict]:
     tmp = tmp_path_factory.mktemp("bench_cpu")
-    run_script("bench_cpu", "--preset", "golden", "--modality", "audio", "--batches", "1,2", "--rounds", "2",
-               "--warmup", "1", "--no-cpu-time", "--no-openvino", "--workdir", str(tmp / "work"),
-               "--out", str(tmp / "out"), "--tag", "smoke")
+    run_script(
+        "bench_cpu",
+        "--preset",
+        "golden",
+        "--modality",
+        "audio",
+        "--batches",
+        "1,2",
+        "--rounds",
+        "2",
+        "--warmup",
+        "1",
+        "--no-cpu-time",
+        "--no-openvino",
+        "--workdir",
+        str(tmp / "work"),
+        "--out",
+        str(tmp / "out"),
+        "--tag",
+        "smoke",
+    )
     return tmp, report(tmp / "out", "smoke")
 
 
@@ -54,7 +73,9 @@ def test_bench_cpu_times_every_engine_on_the_same_inputs_as_torch(bench_run):
     assert rep["model"]["preset"] == "golden" and rep["model"]["modality"] == "audio"
     assert set(rep["results"]) == {"batch_1", "batch_2"}
     for rows in rep["results"].values():
-        assert {"torch_eager", "torch_eager_pooled", "ort_fp32", "ort_fused_fp32", "ort_int8", "ort_fused_int8"} <= set(rows)
+        assert {"torch_eager", "torch_eager_pooled", "ort_fp32", "ort_fused_fp32", "ort_int8", "ort_fused_int8"} <= set(
+            rows
+        )
         for name, row in rows.items():
             floor = 0.98 if "int8" in name else 0.9999  # the export's tolerances (fp32 rows: exact up to rounding)
             assert row["min_cosine_vs_torch"] >= floor, (name, row["min_cosine_vs_torch"])
@@ -65,8 +86,23 @@ def test_bench_cpu_times_every_engine_on_the_same_inputs_as_torch(bench_run):
 
 def test_ceiling_cpu_reports_floors_and_times_the_exported_graphs(bench_run):
     tmp, _ = bench_run
-    run_script("ceiling_cpu", "--preset", "golden", "--modality", "audio", "--batches", "1,2", "--rounds", "2",
-               "--workdir", str(tmp / "work"), "--out", str(tmp / "out"), "--tag", "smoke-ceiling")
+    run_script(
+        "ceiling_cpu",
+        "--preset",
+        "golden",
+        "--modality",
+        "audio",
+        "--batches",
+        "1,2",
+        "--rounds",
+        "2",
+        "--workdir",
+        str(tmp / "work"),
+        "--out",
+        str(tmp / "out"),
+        "--tag",
+        "smoke-ceiling",
+    )
     rep = report(tmp / "out", "smoke-ceiling")
     assert rep["model"]["clips_per_item"] == 3  # audio: the reference's 3 clips per item
     assert rep["gflops_per_item"]["pooled_last_block"] < rep["gflops_per_item"]["reference_forward"]

@@ -9,10 +9,10 @@ import textwrap
 
 import numpy as np
 import pytest
+from export_test_helpers import GOLDEN_INPUTS, KINDS, MEDIA_DIR, min_cosine, row_relative_error
 
 import bindrt
 from bindrt.errors import BackendError, InputError
-from export_test_helpers import GOLDEN_INPUTS, KINDS, MEDIA_DIR, min_cosine, row_relative_error
 
 BOUNDS = {"fp16": 0.999, "int8": 0.98}
 
@@ -22,8 +22,9 @@ BOUNDS = {"fp16": 0.999, "int8": 0.98}
 def test_encode_golden_inputs(onnx_bundle, golden, precision, variant):
     if precision == "fp16" and variant == "fused":
         pytest.skip("fused variants are exported for fp32 and int8 (fp16 is the GPU/TensorRT graph)")
-    model = bindrt.load(onnx_bundle, backend="onnxruntime", precision=precision, variant=variant,
-                        intra_op_num_threads=2, batch_size=5)
+    model = bindrt.load(
+        onnx_bundle, backend="onnxruntime", precision=precision, variant=variant, intra_op_num_threads=2, batch_size=5
+    )
     for kind in KINDS:
         out = model.encode(kind, golden[GOLDEN_INPUTS[kind]])
         ref = golden[f"emb_{kind}"]
@@ -66,7 +67,13 @@ def test_device_buffer_reads_cuda_array_interface_and_dlpack():
     from bindrt.runtime.onnxruntime_backend import device_buffer
 
     class FakeCuda:
-        __cuda_array_interface__ = {"shape": (2, 3), "typestr": "<f4", "data": (1234, False), "version": 3, "strides": None}
+        __cuda_array_interface__ = {
+            "shape": (2, 3),
+            "typestr": "<f4",
+            "data": (1234, False),
+            "version": 3,
+            "strides": None,
+        }
 
     ptr, shape, dtype, _ = device_buffer(FakeCuda())
     assert (ptr, shape, dtype) == (1234, (2, 3), np.float32)
@@ -84,7 +91,9 @@ def test_io_binding_path_on_cpu(onnx_bundle, golden):
     assert row_relative_error(value.numpy(), golden["emb_imu"]) <= 1e-5
     assert isinstance(backend.run("imu", golden["in_imu"]), np.ndarray)  # run itself always returns numpy
     with pytest.raises(BackendError, match="run_on_device needs IO binding"):
-        bindrt.load(onnx_bundle, backend="onnxruntime", modalities=["imu"]).backend.run_on_device("imu", golden["in_imu"])
+        bindrt.load(onnx_bundle, backend="onnxruntime", modalities=["imu"]).backend.run_on_device(
+            "imu", golden["in_imu"]
+        )
 
 
 @pytest.mark.parametrize("io_binding", [False, True])
@@ -92,8 +101,11 @@ def test_runtime_failure_is_a_backend_error_naming_the_graph(onnx_bundle, io_bin
     """``Backend.run`` takes validated batches; should ONNX Runtime still fail, the error names the graph."""
     model = bindrt.load(onnx_bundle, backend="onnxruntime", modalities=["imu"], io_binding=io_binding)
     wrong = np.zeros((1, 6, 1999), np.float32)  # bypasses the Embedder's shape check
-    with pytest.raises(BackendError, match=r"ONNX Runtime failed running onnx/imu/imu\.fp32(\.fused)?\.onnx \(imu, fp32\) on cpu: "
-                                           r".*invalid dimensions for input: imu") as info:
+    with pytest.raises(
+        BackendError,
+        match=r"ONNX Runtime failed running onnx/imu/imu\.fp32(\.fused)?\.onnx \(imu, fp32\) on cpu: "
+        r".*invalid dimensions for input: imu",
+    ) as info:
         model.backend.run("imu", wrong)
     assert info.value.__cause__ is not None  # ONNX Runtime's own exception, chained for debugging
 
@@ -150,7 +162,9 @@ def test_runs_without_torch(onnx_bundle, tmp_path):
     out = tmp_path / "raw.npz"
     proc = subprocess.run(
         [sys.executable, str(script), str(onnx_bundle), str(GOLDEN_DIR / "golden.npz"), str(MEDIA_DIR), str(out)],
-        capture_output=True, text=True, timeout=600,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -159,8 +173,11 @@ def test_runs_without_torch(onnx_bundle, tmp_path):
         assert err <= 1e-5, kind
     # raw media through Embedder.embed: the same embeddings as the torch backend
     torch_model = bindrt.load(onnx_bundle, backend="torch")
-    want = torch_model.embed(vision=[str(MEDIA_DIR / "logo.png"), str(MEDIA_DIR / "photo.jpg")],
-                             audio=[str(MEDIA_DIR / "tone16k.wav")], text=["a dog barking", "A photo of a car."])
+    want = torch_model.embed(
+        vision=[str(MEDIA_DIR / "logo.png"), str(MEDIA_DIR / "photo.jpg")],
+        audio=[str(MEDIA_DIR / "tone16k.wav")],
+        text=["a dog barking", "A photo of a car."],
+    )
     got = dict(np.load(out))
     for kind in ("vision", "audio", "text"):
         assert row_relative_error(got[kind], want[kind]) <= 1e-5, kind

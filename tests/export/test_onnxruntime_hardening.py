@@ -20,12 +20,15 @@ def test_huge_imu_values_are_rejected_not_embedded_as_nan(onnx_bundle, precision
             model.encode("imu", batch)
 
 
-@pytest.mark.parametrize("options, message", [
-    ({"intra_op_num_threads": "x"}, "intra_op_num_threads='x' is invalid; expected int"),
-    ({"intra_op_num_threads": -1}, "intra_op_num_threads=-1 is invalid; expected int >= 0"),
-    ({"inter_op_num_threads": 2.5}, "inter_op_num_threads=2.5 is invalid"),
-    ({"session_config": ["a"]}, "session_config=\\['a'\\] is invalid; expected dict"),
-])
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"intra_op_num_threads": "x"}, "intra_op_num_threads='x' is invalid; expected int"),
+        ({"intra_op_num_threads": -1}, "intra_op_num_threads=-1 is invalid; expected int >= 0"),
+        ({"inter_op_num_threads": 2.5}, "inter_op_num_threads=2.5 is invalid"),
+        ({"session_config": ["a"]}, "session_config=\\['a'\\] is invalid; expected dict"),
+    ],
+)
 def test_wrong_option_types_are_config_errors(onnx_bundle, options, message):
     from bindrt.errors import ConfigError
 

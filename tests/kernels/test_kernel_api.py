@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import kernel_refs  # noqa: F401  # first: sets TRITON_INTERPRET before bindrt.kernels is imported
-
 import json
 import os
 import subprocess
@@ -11,11 +9,12 @@ import sys
 import textwrap
 from pathlib import Path
 
+import kernel_refs  # noqa: F401  # first: sets TRITON_INTERPRET before bindrt.kernels is imported
 import pytest
 import torch
+from kernel_refs import DEVICE, INTERPRET, assert_close, randn, ref_attention
 
 import bindrt.kernels as K
-from kernel_refs import DEVICE, INTERPRET, assert_close, randn, ref_attention
 
 REPO = Path(__file__).resolve().parents[2]
 K.register_ops()
@@ -194,8 +193,19 @@ def test_benchmark_scripts_smoke(tmp_path, script, extra):
     """The GPU benchmarks stay runnable: --smoke (tiny shapes, interpreter on CPU) writes JSON + Markdown, with the
     machine record (CPU flags or GPU, versions, date) every benchmark carries."""
     out = tmp_path / "bench"
-    cmd = [sys.executable, "-m", f"benchmarks.kernels.{script}", str(out), "--smoke", "--batches", "1",
-           "--dtypes", "fp32", "--no-compile", *extra]
+    cmd = [
+        sys.executable,
+        "-m",
+        f"benchmarks.kernels.{script}",
+        str(out),
+        "--smoke",
+        "--batches",
+        "1",
+        "--dtypes",
+        "fp32",
+        "--no-compile",
+        *extra,
+    ]
     r = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, (r.stdout[-2000:], r.stderr[-3000:])
     payload = json.loads(out.with_suffix(".json").read_text())

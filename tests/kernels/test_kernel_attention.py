@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import kernel_refs  # noqa: F401  # first: sets TRITON_INTERPRET before bindrt.kernels is imported
-
 import itertools
 import zlib
 
+import kernel_refs  # noqa: F401  # first: sets TRITON_INTERPRET before bindrt.kernels is imported
 import pytest
 import torch
+from kernel_refs import DEVICE, INTERPRET, assert_close, case_param, randn, ref_attention
 
 from bindrt.errors import BackendError, InputError
 from bindrt.kernels import fused_attention, head_dim_parts
-from kernel_refs import DEVICE, INTERPRET, assert_close, case_param, randn, ref_attention
 
 FP32, FP16, BF16 = torch.float32, torch.float16, torch.bfloat16
 
@@ -98,7 +97,9 @@ def test_causal_matches_nn_multihead_attention_mask():
         ref, _ = mha(x, x, x, attn_mask=mask, need_weights=False)
         w = {k: v.float().to(DEVICE) for k, v in mha.state_dict().items()}
         qkv = torch.nn.functional.linear(x.float().to(DEVICE), w["in_proj_weight"], w["in_proj_bias"])
-        out = torch.nn.functional.linear(fused_attention(qkv, None, None, H, True), w["out_proj.weight"], w["out_proj.bias"])
+        out = torch.nn.functional.linear(
+            fused_attention(qkv, None, None, H, True), w["out_proj.weight"], w["out_proj.bias"]
+        )
     assert_close(out, ref, torch.float32, "causal MHA")
 
 

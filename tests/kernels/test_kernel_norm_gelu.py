@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import kernel_refs  # noqa: F401  # first: sets TRITON_INTERPRET before bindrt.kernels is imported
-
 import pytest
 import torch
 import torch.nn.functional as F
+from kernel_refs import INTERPRET, assert_close, case_param, randn
 
 from bindrt.errors import BackendError, InputError
 from bindrt.kernels import add_layer_norm, bias_gelu, layer_norm, linear_gelu
-from kernel_refs import INTERPRET, assert_close, case_param, randn
 
 FP32, FP16, BF16 = torch.float32, torch.float16, torch.bfloat16
 
@@ -25,8 +24,7 @@ _SHAPES = [
 ]
 if not INTERPRET:
     _SHAPES += [
-        case_param((64, 257, 1280), dtype=dt, id=f"vision-huge-{dt}".replace("torch.", ""))
-        for dt in (FP32, FP16, BF16)
+        case_param((64, 257, 1280), dtype=dt, id=f"vision-huge-{dt}".replace("torch.", "")) for dt in (FP32, FP16, BF16)
     ]
 
 
@@ -87,8 +85,7 @@ _GELU = [
 ]
 if not INTERPRET:
     _GELU += [
-        case_param((64, 257, 5120), dtype=dt, id=f"vision-huge-{dt}".replace("torch.", ""))
-        for dt in (FP32, FP16, BF16)
+        case_param((64, 257, 5120), dtype=dt, id=f"vision-huge-{dt}".replace("torch.", "")) for dt in (FP32, FP16, BF16)
     ]
 
 

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import kernel_refs  # noqa: F401  # first: sets TRITON_INTERPRET before bindrt.kernels is imported
-
 import math
 
+import kernel_refs  # noqa: F401  # first: sets TRITON_INTERPRET before bindrt.kernels is imported
 import pytest
 import torch
+from kernel_refs import INTERPRET, assert_close, case_param, randn, ref_stem
 
 import bindrt.kernels.patch_embed as pe_mod
 from bindrt.errors import InputError
@@ -19,7 +19,6 @@ from bindrt.kernels import (
     patch_embed_thermal,
     patch_embed_vision,
 )
-from kernel_refs import INTERPRET, assert_close, case_param, randn, ref_stem
 
 FP32, FP16, BF16 = torch.float32, torch.float16, torch.bfloat16
 
@@ -45,8 +44,7 @@ _VISION = [
 ]
 if not INTERPRET:
     _VISION += [
-        case_param(3, (224, 224), 1280, 0, dtype=dt, id=f"huge-{dt}".replace("torch.", ""))
-        for dt in (FP32, FP16, BF16)
+        case_param(3, (224, 224), 1280, 0, dtype=dt, id=f"huge-{dt}".replace("torch.", "")) for dt in (FP32, FP16, BF16)
     ] + [case_param(2, (224, 224), 160, 2, dtype=FP16, id="clip224-fp16")]
 
 

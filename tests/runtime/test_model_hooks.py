@@ -25,6 +25,7 @@ def _input(modality: str) -> torch.Tensor:
 
 def _scaled(fn):
     """``fn`` with its output (every output, for add_norm) scaled: a visible but harmless change."""
+
     def hook(*args):
         out = fn(*args)
         return tuple(o * 1.5 for o in out) if isinstance(out, tuple) else out * 1.5

@@ -8,10 +8,10 @@ import warnings
 import numpy as np
 import pytest
 import torch
+from helpers import GOLDEN_INPUTS
 
 import bindrt
 from bindrt.errors import BackendError
-from helpers import GOLDEN_INPUTS
 
 ON_GPU = torch.cuda.is_available()
 if not ON_GPU:

@@ -21,8 +21,17 @@ def test_eta_counts_later_stages_at_their_own_cost():
 def test_stage_costs_follow_the_towers_each_stage_runs(tmp_path):
     from bindrt.training.loop import Run, TrainConfig, build_model, stage_costs, start_run
 
-    cfg = TrainConfig(out=str(tmp_path / "run"), preset="tiny", steps=4, batch_size=4, modalities=("audio", "imu"),
-                      device="cpu", workers=0, pool=0, quiet=True)
+    cfg = TrainConfig(
+        out=str(tmp_path / "run"),
+        preset="tiny",
+        steps=4,
+        batch_size=4,
+        modalities=("audio", "imu"),
+        device="cpu",
+        workers=0,
+        pool=0,
+        quiet=True,
+    )
     run: Run = start_run(cfg)
     build_model(run)
     live, frozen = stage_costs(run, frozen_images=False), stage_costs(run, frozen_images=True)

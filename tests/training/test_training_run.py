@@ -31,8 +31,19 @@ def losses(out: Path) -> dict[int, float]:
 
 def small(out: Path, **kw) -> TrainConfig:
     """A seconds-long run: both stages, a tiny pool, a small held-out set."""
-    base = dict(out=str(out), steps=8, batch_size=8, modalities=("audio", "imu"), pool=24, eval_samples=20,
-                gallery=10, workers=0, threads=1, quiet=True, ckpt_every=1000)
+    base = dict(
+        out=str(out),
+        steps=8,
+        batch_size=8,
+        modalities=("audio", "imu"),
+        pool=24,
+        eval_samples=20,
+        gallery=10,
+        workers=0,
+        threads=1,
+        quiet=True,
+        ckpt_every=1000,
+    )
     return TrainConfig(**{**base, **kw})
 
 
@@ -61,8 +72,25 @@ def test_resume_refuses_changed_settings(tmp_path):
 
 def test_cli_writes_a_bundle_with_the_report_and_refuses_to_clobber(tmp_path, capsys):
     out = tmp_path / "run"
-    args = ["train", "--out", str(out), "--steps", "4", "--batch-size", "4", "--modalities", "depth,thermal",
-            "--pool", "12", "--eval-samples", "10", "--workers", "0", "--threads", "1"]
+    args = [
+        "train",
+        "--out",
+        str(out),
+        "--steps",
+        "4",
+        "--batch-size",
+        "4",
+        "--modalities",
+        "depth,thermal",
+        "--pool",
+        "12",
+        "--eval-samples",
+        "10",
+        "--workers",
+        "0",
+        "--threads",
+        "1",
+    ]
     assert main(args) == 0
     printed = capsys.readouterr().out
     assert "zero-shot top-1" in printed and "samples/s" in printed
@@ -112,9 +140,20 @@ def messy_folder(tmp_path) -> Path:
 
 
 def _data_run(tmp_path: Path, folder: Path, on_bad: str) -> TrainConfig:
-    return TrainConfig(out=str(tmp_path / f"run_{on_bad}"), init=str(GOLDEN), init_config="golden", data=str(folder),
-                       modalities=("audio",), on_bad_data=on_bad, steps=3, batch_size=4, workers=0, threads=1,
-                       quiet=False, log_every=1)
+    return TrainConfig(
+        out=str(tmp_path / f"run_{on_bad}"),
+        init=str(GOLDEN),
+        init_config="golden",
+        data=str(folder),
+        modalities=("audio",),
+        on_bad_data=on_bad,
+        steps=3,
+        batch_size=4,
+        workers=0,
+        threads=1,
+        quiet=False,
+        log_every=1,
+    )
 
 
 def test_bad_data_stops_with_a_report_naming_each_file(tmp_path, messy_folder, capsys):
@@ -136,7 +175,12 @@ def test_bad_data_skip_trains_on_the_rest_and_lists_what_it_skipped(tmp_path, me
     assert "3 item(s) skipped" in printed and "corrupt.jpg" in printed
     bad = events(tmp_path / "run_skip", "bad_data")[0]
     assert bad["action"] == "skip" and sorted(Path(f).name for item in bad["items"] for f in item["files"]) == [
-        "alone.jpg", "broken.jpg", "broken.wav", "corrupt.jpg", "corrupt.wav"]
+        "alone.jpg",
+        "broken.jpg",
+        "broken.wav",
+        "corrupt.jpg",
+        "corrupt.wav",
+    ]
     report = summary["report"]
     assert report["data"]["pairs"] == 6 and len(report["data"]["skipped"]) == 3
     # the image tower came from the reference checkpoint and stayed frozen; audio was trained from it
@@ -160,9 +204,25 @@ def test_bad_data_skip_trains_on_the_rest_and_lists_what_it_skipped(tmp_path, me
 
 
 def _ddp_worker(rank: int, port: int, out: str) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE="2", RANK=str(rank), LOCAL_RANK=str(rank))
-    train(TrainConfig(out=out, init=str(GOLDEN), init_config="golden", modalities=("imu",), steps=3, batch_size=4,
-                      pool=8, eval_samples=10, gallery=10, workers=0, threads=1, quiet=True))
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE="2", RANK=str(rank), LOCAL_RANK=str(rank)
+    )
+    train(
+        TrainConfig(
+            out=out,
+            init=str(GOLDEN),
+            init_config="golden",
+            modalities=("imu",),
+            steps=3,
+            batch_size=4,
+            pool=8,
+            eval_samples=10,
+            gallery=10,
+            workers=0,
+            threads=1,
+            quiet=True,
+        )
+    )
 
 
 @pytest.mark.slow
@@ -184,8 +244,20 @@ def test_ddp_two_cpu_processes(tmp_path):
 @pytest.mark.slow
 def test_a_short_run_learns_emergent_alignment(tmp_path):
     """A shortened default run: audio and IMU never see text, yet match text prompts well above chance."""
-    summary = train(TrainConfig(out=str(tmp_path / "learn"), steps=500, clip_fraction=0.7, batch_size=48, pool=2400,
-                                modalities=("audio", "imu"), eval_samples=200, workers=1, threads=1, quiet=True))
+    summary = train(
+        TrainConfig(
+            out=str(tmp_path / "learn"),
+            steps=500,
+            clip_fraction=0.7,
+            batch_size=48,
+            pool=2400,
+            modalities=("audio", "imu"),
+            eval_samples=200,
+            workers=1,
+            threads=1,
+            quiet=True,
+        )
+    )
     report = summary["report"]
     chance = report["world"]["chance_top1"]
     zero_shot = report["zero_shot_top1"]

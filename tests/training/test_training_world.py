@@ -84,10 +84,25 @@ def test_cached_pool_equals_rendering_on_the_fly():
 
 
 def test_scan_pairs_reports_every_mismatch(tmp_path):
-    for name in ("a.jpg", "a.wav", "b.png", "b.flac", "lonely.jpg", "orphan.wav", "c.jpg", "c.depth.png", "two.jpg", "two.png", "two.wav"):
+    for name in (
+        "a.jpg",
+        "a.wav",
+        "b.png",
+        "b.flac",
+        "lonely.jpg",
+        "orphan.wav",
+        "c.jpg",
+        "c.depth.png",
+        "two.jpg",
+        "two.png",
+        "two.wav",
+    ):
         (tmp_path / name).write_bytes(b"x")
     scan = scan_pairs(tmp_path, "audio")
-    assert sorted((p[0].split("/")[-1], p[1].split("/")[-1]) for p in scan.pairs) == [("a.jpg", "a.wav"), ("b.png", "b.flac")]
+    assert sorted((p[0].split("/")[-1], p[1].split("/")[-1]) for p in scan.pairs) == [
+        ("a.jpg", "a.wav"),
+        ("b.png", "b.flac"),
+    ]
     reasons = {tuple(sorted(f.split("/")[-1] for f in b.files)): b.reason for b in scan.bad}
     assert "no audio file" in reasons[("lonely.jpg",)]
     assert "no image" in reasons[("orphan.wav",)]
@@ -100,7 +115,9 @@ def test_scan_pairs_reports_every_mismatch(tmp_path):
 def test_manifest_rows_with_missing_files_are_reported(tmp_path):
     (tmp_path / "x.jpg").write_bytes(b"x")
     (tmp_path / "x.npy").write_bytes(b"x")
-    (tmp_path / "pairs.jsonl").write_text('{"image": "x.jpg", "imu": "x.npy"}\n{"image": "gone.jpg", "imu": "x.npy"}\n{"image": "x.jpg"}\n')
+    (tmp_path / "pairs.jsonl").write_text(
+        '{"image": "x.jpg", "imu": "x.npy"}\n{"image": "gone.jpg", "imu": "x.npy"}\n{"image": "x.jpg"}\n'
+    )
     scan = scan_pairs(tmp_path / "pairs.jsonl", "imu")
     assert len(scan.pairs) == 1 and len(scan.bad) == 2
     assert "file not found" in scan.bad[0].reason and "gone.jpg" in scan.bad[0].files[1]
