@@ -24,6 +24,12 @@ SOT_TOKEN = 49406
 EOT_TOKEN = 49407
 PAD_TOKEN = 0
 
+#: Image-like inputs (vision, depth, thermal, video frames) are square crops of this side.
+IMAGE_SIZE = 224
+#: IMU input: accelerometer xyz + gyroscope xyz, 2000 samples (10 s at 200 Hz).
+IMU_CHANNELS = 6
+IMU_SAMPLES = 2000
+
 
 @dataclass(frozen=True)
 class InputLayout:
@@ -52,11 +58,17 @@ class InputLayout:
 
 _PIXELS = "CLIP-normalised pixels lie within about +-3"
 INPUT_LAYOUTS: dict[str, InputLayout] = {
-    "vision": InputLayout("vision", "vision", (3, 224, 224), "float32", value_range=_PIXELS),
+    "vision": InputLayout("vision", "vision", (3, IMAGE_SIZE, IMAGE_SIZE), "float32", value_range=_PIXELS),
     "video": InputLayout(
-        "video", "vision", (3, 2, 224, 224), "float32", multi_clip=True, default_clips=15, value_range=_PIXELS
+        "video",
+        "vision",
+        (3, 2, IMAGE_SIZE, IMAGE_SIZE),
+        "float32",
+        multi_clip=True,
+        default_clips=15,
+        value_range=_PIXELS,
     ),
-    "text": InputLayout("text", "text", (77,), "int64", value_range="token ids"),
+    "text": InputLayout("text", "text", (CONTEXT_LENGTH,), "int64", value_range="token ids"),
     "audio": InputLayout(
         "audio",
         "audio",
@@ -69,16 +81,18 @@ INPUT_LAYOUTS: dict[str, InputLayout] = {
     "depth": InputLayout(
         "depth",
         "depth",
-        (1, 224, 224),
+        (1, IMAGE_SIZE, IMAGE_SIZE),
         "float32",
         max_abs=1e6,
         value_range="disparity in pixels: 38.9 / depth in metres, 3.9e5 at 0.1 mm",
     ),
-    "thermal": InputLayout("thermal", "thermal", (1, 224, 224), "float32", value_range="intensities in [0, 1]"),
+    "thermal": InputLayout(
+        "thermal", "thermal", (1, IMAGE_SIZE, IMAGE_SIZE), "float32", value_range="intensities in [0, 1]"
+    ),
     "imu": InputLayout(
         "imu",
         "imu",
-        (6, 2000),
+        (IMU_CHANNELS, IMU_SAMPLES),
         "float32",
         max_abs=1e5,
         value_range="accelerometer m/s^2 and gyroscope rad/s; 1e5 is 10,000 g",
@@ -102,7 +116,7 @@ RAW_LAYOUTS: dict[str, InputLayout] = {
     "vision_uint8": InputLayout(
         "vision_uint8",
         "vision",
-        (224, 224, 3),
+        (IMAGE_SIZE, IMAGE_SIZE, 3),
         "uint8",
         max_abs=255,
         value_range="RGB bytes, already resized and centre-cropped",

@@ -58,9 +58,28 @@ print(json.dumps(seen))
 """
 
 
+#: The torch side of bindrt/: it may load torch, but still nothing from the exporter, training or kernels.
+TORCH_SIDE = [
+    "bindrt.model",
+    "bindrt.model.checkpoint",
+    "bindrt.runtime.torch_backend",
+    "bindrt.runtime.triton_backend",
+]
+
+
+def loaded_by(module: str, forbidden: tuple[str, ...]) -> list[list[str]]:
+    out = subprocess.run([sys.executable, "-c", PROBE, module, json.dumps(forbidden)], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 @pytest.mark.parametrize("module", CORE)
 def test_core_module_loads_nothing_from_export_training_kernels_or_torch(module):
-    out = subprocess.run([sys.executable, "-c", PROBE, module, json.dumps(FORBIDDEN)], capture_output=True, text=True)
-    assert out.returncode == 0, out.stderr
-    loaded = json.loads(out.stdout.strip().splitlines()[-1])
+    loaded = loaded_by(module, FORBIDDEN)
+    assert loaded == [], f"importing {module} loads {loaded} ([module, imported from])"
+
+
+@pytest.mark.parametrize("module", TORCH_SIDE)
+def test_torch_side_loads_nothing_from_export_training_or_kernels(module):
+    loaded = loaded_by(module, FORBIDDEN[1:])
     assert loaded == [], f"importing {module} loads {loaded} ([module, imported from])"

@@ -41,7 +41,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-SIZE = 224
+from bindrt.layouts import IMAGE_SIZE
+
+SIZE = IMAGE_SIZE
 CLASSES = ("ball", "box", "tent", "cross", "ring", "star", "log", "tower", "moon", "dumbbell")
 COLOURS = {
     "red": (0.86, 0.12, 0.10),

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import argparse
 
-KINDS = ("text", "vision", "video", "audio", "depth", "thermal", "imu")
+from bindrt.layouts import INPUT_KINDS
+
+#: The input flags, in the order they are offered (text first: the usual query side).
+KINDS = ("text", *(k for k in INPUT_KINDS if k != "text"))
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -39,7 +42,6 @@ def run(args: argparse.Namespace) -> int:
     from bindrt.cli.output import make_console
     from bindrt.errors import InputError
     from bindrt.fileio import atomic_path
-    from bindrt.layouts import INPUT_KINDS
 
     inputs = {k: getattr(args, k) for k in KINDS if getattr(args, k)}
     if not inputs:

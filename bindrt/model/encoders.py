@@ -17,13 +17,11 @@ from torch import Tensor, nn
 
 from bindrt.config import MODALITIES, ImageBindConfig
 from bindrt.errors import UnknownModalityError
+from bindrt.layouts import IMU_CHANNELS, IMU_SAMPLES, VOCAB_SIZE
 from bindrt.model.layers import Trunk
 
 TEXT_CONTEXT = 77
-TEXT_VOCAB = 49408
 IMU_WINDOW = 8
-IMU_CHANNELS = 6
-IMU_SAMPLES = 2000
 
 #: Fixed (non-learnable) output scales of the reference; loaded from checkpoints, used as init otherwise.
 INIT_LOGIT_SCALE = {"text": 1 / 0.07, "audio": 20.0, "depth": 5.0, "thermal": 10.0, "imu": 5.0}
@@ -180,7 +178,7 @@ class PatchTokenizer(nn.Module):
 class TextTokenizer(nn.Module):
     def __init__(self, dim: int) -> None:
         super().__init__()
-        self.token_embedding = nn.Embedding(TEXT_VOCAB, dim)
+        self.token_embedding = nn.Embedding(VOCAB_SIZE, dim)
         self.pos_embed = nn.Parameter(torch.empty(1, TEXT_CONTEXT, dim))
         # Kept for checkpoint parity; attention uses the equivalent causal flag.
         self.register_buffer("mask", torch.full((TEXT_CONTEXT, TEXT_CONTEXT), float("-inf")).triu_(1))

@@ -20,11 +20,11 @@ import numpy as np
 from PIL import Image
 
 from bindrt.errors import InputError, LimitError
+from bindrt.layouts import IMAGE_SIZE
 
 from ._inputs import check_array, decoding, map_items, to_source
 from .limits import check_frame, current_media_limits, exceeded
 
-IMAGE_SIZE = 224
 IMAGE_MEAN: tuple[float, float, float] = (0.48145466, 0.4578275, 0.40821073)
 IMAGE_STD: tuple[float, float, float] = (0.26862954, 0.26130258, 0.27577711)
 

@@ -27,12 +27,11 @@ from typing import Any
 import numpy as np
 
 from bindrt.errors import InputError
+from bindrt.layouts import IMU_CHANNELS, IMU_SAMPLES
 
 from ._inputs import check_array, decoding, describe, is_npy_item, load_npy, map_items, to_source
 from .limits import check_max
 
-IMU_CHANNELS = 6
-IMU_SAMPLES = 2000
 IMU_SAMPLE_RATE = 200.0
 _EXPECTED = "a (6, N) or (N, 6) array of accelerometer xyz + gyroscope xyz"
 

@@ -9,6 +9,7 @@ import torch
 
 from bindrt.config import ImageBindConfig
 from bindrt.errors import BackendError
+from bindrt.layouts import INPUT_KINDS
 from bindrt.loaders import EncodersFromSource
 from bindrt.model.encoders import ModalityEncoder
 from bindrt.runtime.base import Backend, ModelSource
@@ -71,7 +72,7 @@ class TorchBackend(Backend):
         return tensor if kind == "text" else tensor.to(self.dtype)
 
     def encoder_for(self, kind: str) -> ModalityEncoder:
-        return self.encoders["vision" if kind == "video" else kind]
+        return self.encoders[INPUT_KINDS[kind]]
 
     @torch.inference_mode()
     def run(self, kind: str, batch: np.ndarray) -> np.ndarray:

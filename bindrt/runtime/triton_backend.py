@@ -26,8 +26,8 @@ import numpy as np
 import torch
 
 # lazy: the kernel modules (and triton) load on first use, after _prepare_kernels
-from bindrt import kernels
 from bindrt.errors import BackendError
+from bindrt.layouts import EOT_TOKEN
 from bindrt.model.encoders import (
     ModalityEncoder,
     conv_patch_embed,
@@ -43,6 +43,13 @@ DEFAULT_BUCKETS = (1, 2, 4, 8, 16, 32, 64)
 FUSIONS = ("attention", "patch_embed", "norms")
 
 
+def _kernels():
+    """``bindrt.kernels``, imported when a kernel is first needed: the runtime never imports it at module level."""
+    from bindrt import kernels
+
+    return kernels
+
+
 class TritonKernelFallbackWarning(UserWarning):
     """The triton backend is running plain torch encoders (no CUDA, no interpreter)."""
 
@@ -53,9 +60,9 @@ def _prepare_kernels(device: str, interpret: bool, fallback: bool) -> str | None
         if device != "cpu":
             raise BackendError("interpret=True runs Triton's CPU interpreter; use device='cpu' with it")
         os.environ.setdefault("TRITON_INTERPRET", "1")
-    if interpret and not kernels.interpreting():
+    if interpret and not _kernels().interpreting():
         raise BackendError("interpret=True but TRITON_INTERPRET is set to a false value in the environment")
-    ok, reason = kernels.available()
+    ok, reason = _kernels().available()
     if interpret and ok:
         return None
     if device.startswith("cuda") and torch.cuda.is_available() and ok:
@@ -78,27 +85,27 @@ def _vision_embed(x, weight, stride, cls_token, pos_embed, norm_weight, norm_bia
     """Images through the fused kernel; real two-frame clips stay on the torch reference."""
     if x.ndim != 4 or tuple(stride) != tuple(weight.shape[2:]):
         return vision_patch_embed(x, weight, stride, cls_token, pos_embed, norm_weight, norm_bias, eps)
-    return kernels.patch_embed_vision(x, weight, cls_token, pos_embed, norm_weight, norm_bias, eps)
+    return _kernels().patch_embed_vision(x, weight, cls_token, pos_embed, norm_weight, norm_bias, eps)
 
 
 def _conv_embed(x, weight, stride, cls_token, pos_embed, norm_weight, norm_bias, eps):
-    return kernels.patch_embed_conv(x, weight, cls_token, pos_embed, norm_weight, norm_bias, eps, stride)
+    return _kernels().patch_embed_conv(x, weight, cls_token, pos_embed, norm_weight, norm_bias, eps, stride)
 
 
 def _imu_embed(x, weight, stride, cls_token, pos_embed, norm_weight, norm_bias, eps):
     (window,) = stride
-    return kernels.patch_embed_imu(x, weight, cls_token, pos_embed, norm_weight, norm_bias, eps, window)
+    return _kernels().patch_embed_imu(x, weight, cls_token, pos_embed, norm_weight, norm_bias, eps, window)
 
 
 def kernel_hooks(fusion: str) -> dict[Callable, Callable]:
     """The model's reference hook implementations that ``fusion`` replaces, mapped to kernel-backed ones."""
     return {
-        "attention": {sdpa_attention: kernels.fused_attention},
+        "attention": {sdpa_attention: _kernels().fused_attention},
         "patch_embed": {vision_patch_embed: _vision_embed, conv_patch_embed: _conv_embed, imu_patch_embed: _imu_embed},
         "norms": {
-            layer_norm: kernels.layer_norm,
-            add_layer_norm: kernels.add_layer_norm,
-            linear_gelu: kernels.linear_gelu,
+            layer_norm: _kernels().layer_norm,
+            add_layer_norm: _kernels().add_layer_norm,
+            linear_gelu: _kernels().linear_gelu,
         },
     }[fusion]
 
@@ -153,7 +160,7 @@ class TritonBackend(TorchBackend):
         if kernels_off_reason is None:
             if "attention" in fusions:  # unsupported head dims fail here, not at the first call
                 for m in self.encoders:
-                    kernels.head_dim_parts(config.head_dim(m))
+                    _kernels().head_dim_parts(config.head_dim(m))
             self.fusion_counts = {m: patch_with_kernels(e, fusions) for m, e in self.encoders.items()}
         self.buckets = tuple(sorted(set(buckets)))
         self.use_graphs = cuda_graphs and kernels_off_reason is None and self.torch_device.type == "cuda"
@@ -224,7 +231,7 @@ class TritonBackend(TorchBackend):
             dtype = torch.int64 if kind == "text" else self.dtype
             static_in = torch.zeros((bucket, *item_shape), dtype=dtype, device=self.torch_device)
             if kind == "text":
-                static_in[:, 0] = 49407  # a valid end-of-text position for the warm-up runs
+                static_in[:, 0] = EOT_TOKEN  # a valid end-of-text position for the warm-up runs
             graph, static_out = capture_cuda_graph(encoder, static_in)
             self._graphs[key] = (graph, static_in, static_out)
         return self._graphs[key]
