@@ -115,198 +115,39 @@ def main(argv=None) -> int:
     settings = bc.sweep_settings(args, MODALITIES, SMOKE_MODALITIES)
     if settings is None:
         return 2
-    import torch
-    from torch.nn.attention import SDPBackend, sdpa_kernel
-
-    from bindrt.kernels import attention as A
-
-    dev, dtypes, batches, mods = settings.device, settings.dtypes, settings.batches, settings.modalities
-    table, compile_backend, timing = settings.table, settings.compile_backend, settings.timing
-
-    backends = {
-        "flash": SDPBackend.FLASH_ATTENTION,
-        "efficient": SDPBackend.EFFICIENT_ATTENTION,
-        "math": SDPBackend.MATH,
-    }
-    if hasattr(SDPBackend, "CUDNN_ATTENTION"):
-        backends["cudnn"] = SDPBackend.CUDNN_ATTENTION
-
     env = bc.environment()
-    peaks = {str(dt): bc.measure_peak(dt, smoke=args.smoke) for dt in dtypes}
+    peaks = {str(dt): bc.measure_peak(dt, smoke=args.smoke) for dt in settings.dtypes}
     print(f"environment: {env}")
     for k, v in peaks.items():
         print(f"peak {k}: {v['tflops']:.1f} TFLOP/s (matmul {v['n']}^3)")
-
-    compiled_math = None
-    if not args.no_compile:
-        # one static-shape graph per (shape, dtype): lift dynamo's recompile limit so
-        # later cases are not silently run eagerly
-        import torch._dynamo
-
-        for knob in ("recompile_limit", "cache_size_limit"):
-            if hasattr(torch._dynamo.config, knob):
-                setattr(torch._dynamo.config, knob, 1024)
-        compiled_math = torch.compile(math_core, backend=compile_backend, dynamic=False)
+    compiled_math = None if args.no_compile else bc.compile_for_static_shapes(math_core, settings.compile_backend)
 
     results, rows = [], []
-    for mod in mods:
-        shp = table[mod]
-        N, H, hd, bias_kv, causal = shp["N"], shp["H"], shp["hd"], shp["bias_kv"], shp["causal"]
-        D = H * hd
-        for dt in dtypes:
-            peak = peaks[str(dt)]["tflops"]
-            for B in batches:
-                g = torch.Generator(device="cpu").manual_seed(0)
-                qkv = torch.randn(B, N, 3 * D, generator=g).to(dev, dt)
-                bk = torch.randn(1, 1, D, generator=g).to(dev, dt) if bias_kv else None
-                bv = torch.randn(1, 1, D, generator=g).to(dev, dt) if bias_kv else None
-                with torch.no_grad():
-                    ref = math_core(
-                        qkv.float(), None if bk is None else bk.float(), None if bv is None else bv.float(), H, causal
-                    )
-                fl = flops(B, N, H, hd, bias_kv, causal)
-
-                impls = {"bindrt-triton": lambda: A.fused_attention(qkv, bk, bv, H, causal)}
-                # pre-laid-out tensors for the kernel-only SDPA timings
-                q, k, v = qkv.split(D, -1)
-                if bias_kv:
-                    k = torch.cat([k, bk.expand(B, 1, D)], 1)
-                    v = torch.cat([v, bv.expand(B, 1, D)], 1)
-                ql = q.reshape(B, N, H, hd).transpose(1, 2).contiguous()
-                kl = k.reshape(B, -1, H, hd).transpose(1, 2).contiguous()
-                vl = v.reshape(B, -1, H, hd).transpose(1, 2).contiguous()
-                for bname, bend in backends.items():
-
-                    def core(bend=bend):
-                        with sdpa_kernel(bend):
-                            return sdpa_core(qkv, bk, bv, H, causal)
-
-                    def kern(bend=bend):
-                        with sdpa_kernel(bend):
-                            o = torch.nn.functional.scaled_dot_product_attention(ql, kl, vl, is_causal=causal)
-                        return o.transpose(1, 2).reshape(B, N, D)  # view-only for the error check
-
-                    impls[f"sdpa-{bname}"] = core
-                    impls[f"sdpa-{bname}-kernel"] = kern
-                if compiled_math is not None:
-                    impls["compile-math"] = lambda: compiled_math(qkv, bk, bv, H, causal)
-
-                for name, fn in impls.items():
-                    rec = dict(
-                        modality=mod,
-                        batch=B,
-                        dtype=str(dt).replace("torch.", ""),
-                        impl=name,
-                        N=N,
-                        heads=H,
-                        head_dim=hd,
-                        bias_kv=bias_kv,
-                        causal=causal,
-                        flops=fl,
-                    )
-                    try:
-                        with torch.no_grad():
-                            out = fn()
-                            err = float((out.float() - ref).abs().max() / ref.abs().max())
-                            ms = bc.bench(fn, **timing)
-                    except Exception as exc:  # backend rejects the case, OOM, compile failure...
-                        rec.update(
-                            status="unsupported", error=f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
-                        )
-                        results.append(rec)
-                        continue
-                    tflops = fl / (ms * 1e-3) / 1e12
-                    rec.update(status="ok", ms=ms, tflops=tflops, pct_peak=100 * tflops / peak, max_rel_err=err)
-                    results.append(rec)
-                case = results[-len(impls) :]
+    for mod in settings.modalities:
+        shape = settings.table[mod]
+        for dt in settings.dtypes:
+            for B in settings.batches:
+                case = Case(mod, B, dt, shape, settings.device)
+                measured = time_impls(
+                    case, implementations(case, compiled_math), settings.timing, peaks[str(dt)]["tflops"]
+                )
+                results.extend(measured)
                 print(
                     f"{mod} B={B} {dt}: "
-                    + ", ".join(f"{r['impl']} {r['ms']:.3f} ms" for r in case if r.get("status") == "ok"),
+                    + ", ".join(f"{r['impl']} {r['ms']:.3f} ms" for r in measured if r.get("status") == "ok"),
                     flush=True,
                 )
-                # best SDPA core time for the speedup column
-                core_times = [
-                    r["ms"]
-                    for r in case
-                    if r.get("status") == "ok" and r["impl"].startswith("sdpa-") and not r["impl"].endswith("-kernel")
-                ]
-                best_core = min(core_times) if core_times else None
-                for r in case:
-                    if r.get("status") != "ok":
-                        rows.append([mod, B, r["dtype"], r["impl"], "unsupported", "-", "-", "-", "-"])
-                        continue
-                    r["speedup_vs_best_sdpa_core"] = best_core / r["ms"] if best_core else None
-                    rows.append(
-                        [
-                            mod,
-                            B,
-                            r["dtype"],
-                            r["impl"],
-                            bc.fmt(r["ms"]),
-                            bc.fmt(r["tflops"], 1),
-                            bc.fmt(r["pct_peak"], 1),
-                            f"{r['max_rel_err']:.1e}",
-                            bc.fmt(r["speedup_vs_best_sdpa_core"], 2),
-                        ]
-                    )
-
+                rows.extend(table_rows(case, measured))
                 if args.sweep:
-                    default = A.attention_config(N, hd, dt)
-                    best = None
-                    sweep = SWEEP if not args.smoke else SWEEP[:2]
-                    for bm, bn, w, s in sweep:
-                        cfg = A.AttentionConfig(bm, bn, w, s)
-                        try:
-                            fn = lambda cfg=cfg: A._launch_attention(qkv, bk, bv, H, causal, cfg)  # noqa: E731
-                            with torch.no_grad():
-                                err = float((fn().float() - ref).abs().max() / ref.abs().max())
-                                ms = bc.bench(fn, **timing)
-                        except Exception as exc:
-                            results.append(
-                                dict(
-                                    modality=mod,
-                                    batch=B,
-                                    dtype=str(dt),
-                                    impl="sweep",
-                                    config=cfg.__dict__,
-                                    status="failed",
-                                    error=str(exc).splitlines()[0][:200],
-                                )
-                            )
-                            continue
-                        results.append(
-                            dict(
-                                modality=mod,
-                                batch=B,
-                                dtype=str(dt).replace("torch.", ""),
-                                impl="sweep",
-                                config=cfg.__dict__,
-                                ms=ms,
-                                max_rel_err=err,
-                                status="ok",
-                                is_default=cfg == default,
-                            )
-                        )
-                        if best is None or ms < best[1]:
-                            best = (cfg, ms)
-                    if best:
-                        rows.append(
-                            [
-                                mod,
-                                B,
-                                str(dt).replace("torch.", ""),
-                                f"sweep best {best[0].block_m}x{best[0].block_n} w{best[0].num_warps} "
-                                f"s{best[0].num_stages} (default {default.block_m}x{default.block_n} "
-                                f"w{default.num_warps} s{default.num_stages})",
-                                bc.fmt(best[1]),
-                                bc.fmt(fl / (best[1] * 1e-3) / 1e12, 1),
-                                "-",
-                                "-",
-                                "-",
-                            ]
-                        )
+                    sweep_results, best_row = sweep_configs(
+                        case, SWEEP if not args.smoke else SWEEP[:2], settings.timing
+                    )
+                    results.extend(sweep_results)
+                    rows.extend(best_row)
 
-    payload = dict(environment=env, peaks=peaks, smoke=args.smoke, compile_backend=compile_backend, results=results)
+    payload = dict(
+        environment=env, peaks=peaks, smoke=args.smoke, compile_backend=settings.compile_backend, results=results
+    )
     notes = [
         "times: median ms (triton.testing.do_bench); TFLOP/s from useful FLOPs (causal: lower triangle)",
         "% peak: against an 8192^3 torch.matmul in the same dtype measured in this run",
@@ -326,6 +167,190 @@ def main(argv=None) -> int:
         print(f"bindrt-triton failed or inaccurate in {len(bad)} case(s)", file=sys.stderr)
         return 1
     return 0
+
+
+class Case:
+    """One (modality, batch, dtype) case: its fresh inputs, the fp32 math reference and its FLOPs."""
+
+    def __init__(self, modality: str, batch: int, dtype, shape: dict, device) -> None:
+        import torch
+
+        self.modality, self.batch, self.dtype = modality, batch, dtype
+        self.N, self.H, self.hd = shape["N"], shape["H"], shape["hd"]
+        self.bias_kv, self.causal = shape["bias_kv"], shape["causal"]
+        self.D = self.H * self.hd
+        g = torch.Generator(device="cpu").manual_seed(0)
+        self.qkv = torch.randn(batch, self.N, 3 * self.D, generator=g).to(device, dtype)
+        self.bk = torch.randn(1, 1, self.D, generator=g).to(device, dtype) if self.bias_kv else None
+        self.bv = torch.randn(1, 1, self.D, generator=g).to(device, dtype) if self.bias_kv else None
+        with torch.no_grad():
+            self.ref = math_core(
+                self.qkv.float(),
+                None if self.bk is None else self.bk.float(),
+                None if self.bv is None else self.bv.float(),
+                self.H,
+                self.causal,
+            )
+        self.flops = flops(batch, self.N, self.H, self.hd, self.bias_kv, self.causal)
+
+    @property
+    def dtype_name(self) -> str:
+        return str(self.dtype).replace("torch.", "")
+
+    def record(self, **fields) -> dict:
+        return dict(modality=self.modality, batch=self.batch, dtype=self.dtype_name, **fields)
+
+
+def sdpa_backends() -> dict:
+    from torch.nn.attention import SDPBackend
+
+    backends = {
+        "flash": SDPBackend.FLASH_ATTENTION,
+        "efficient": SDPBackend.EFFICIENT_ATTENTION,
+        "math": SDPBackend.MATH,
+    }
+    if hasattr(SDPBackend, "CUDNN_ATTENTION"):
+        backends["cudnn"] = SDPBackend.CUDNN_ATTENTION
+    return backends
+
+
+def implementations(case: Case, compiled_math) -> dict:
+    """bindrt's kernel, the model's SDPA core and the bare SDPA call per backend, and compiled math."""
+    import torch
+    from torch.nn.attention import sdpa_kernel
+
+    from bindrt.kernels import attention as A
+
+    qkv, bk, bv, H, causal, B, N, D, hd = (
+        case.qkv,
+        case.bk,
+        case.bv,
+        case.H,
+        case.causal,
+        case.batch,
+        case.N,
+        case.D,
+        case.hd,
+    )
+    impls = {"bindrt-triton": lambda: A.fused_attention(qkv, bk, bv, H, causal)}
+    # pre-laid-out tensors for the kernel-only SDPA timings
+    q, k, v = qkv.split(D, -1)
+    if case.bias_kv:
+        k = torch.cat([k, bk.expand(B, 1, D)], 1)
+        v = torch.cat([v, bv.expand(B, 1, D)], 1)
+    ql = q.reshape(B, N, H, hd).transpose(1, 2).contiguous()
+    kl = k.reshape(B, -1, H, hd).transpose(1, 2).contiguous()
+    vl = v.reshape(B, -1, H, hd).transpose(1, 2).contiguous()
+    for bname, bend in sdpa_backends().items():
+
+        def core(bend=bend):
+            with sdpa_kernel(bend):
+                return sdpa_core(qkv, bk, bv, H, causal)
+
+        def kern(bend=bend):
+            with sdpa_kernel(bend):
+                o = torch.nn.functional.scaled_dot_product_attention(ql, kl, vl, is_causal=causal)
+            return o.transpose(1, 2).reshape(B, N, D)  # view-only for the error check
+
+        impls[f"sdpa-{bname}"] = core
+        impls[f"sdpa-{bname}-kernel"] = kern
+    if compiled_math is not None:
+        impls["compile-math"] = lambda: compiled_math(qkv, bk, bv, H, causal)
+    return impls
+
+
+def time_impls(case: Case, impls: dict, timing: dict, peak: float) -> list[dict]:
+    """Each implementation's median time, TFLOP/s, share of peak and error vs the reference (or why it failed)."""
+    fields = dict(N=case.N, heads=case.H, head_dim=case.hd, bias_kv=case.bias_kv, causal=case.causal, flops=case.flops)
+    measured = bc.measure_impls(impls, case.ref, timing, lambda name: case.record(impl=name, **fields))
+    for r in measured:
+        if r["status"] == "ok":
+            r["tflops"] = case.flops / (r["ms"] * 1e-3) / 1e12
+            r["pct_peak"] = 100 * r["tflops"] / peak
+    return measured
+
+
+def table_rows(case: Case, measured: list[dict]) -> list[list]:
+    """Markdown rows of one case, each with its speed-up over the best SDPA core time."""
+    core_times = [
+        r["ms"]
+        for r in measured
+        if r.get("status") == "ok" and r["impl"].startswith("sdpa-") and not r["impl"].endswith("-kernel")
+    ]
+    best_core = min(core_times) if core_times else None
+    rows = []
+    for r in measured:
+        if r.get("status") != "ok":
+            rows.append([case.modality, case.batch, r["dtype"], r["impl"], "unsupported", "-", "-", "-", "-"])
+            continue
+        r["speedup_vs_best_sdpa_core"] = best_core / r["ms"] if best_core else None
+        rows.append(
+            [
+                case.modality,
+                case.batch,
+                r["dtype"],
+                r["impl"],
+                bc.fmt(r["ms"]),
+                bc.fmt(r["tflops"], 1),
+                bc.fmt(r["pct_peak"], 1),
+                f"{r['max_rel_err']:.1e}",
+                bc.fmt(r["speedup_vs_best_sdpa_core"], 2),
+            ]
+        )
+    return rows
+
+
+def sweep_configs(case: Case, sweep, timing: dict) -> tuple[list[dict], list[list]]:
+    """The kernel at every tile config of ``sweep``; the records and a row naming the best against the default."""
+    import torch
+
+    from bindrt.kernels import attention as A
+
+    default = A.attention_config(case.N, case.hd, case.dtype)
+    best, records = None, []
+    for bm, bn, w, s in sweep:
+        cfg = A.AttentionConfig(bm, bn, w, s)
+        try:
+            fn = lambda cfg=cfg: A._launch_attention(case.qkv, case.bk, case.bv, case.H, case.causal, cfg)  # noqa: E731
+            with torch.no_grad():
+                err = float((fn().float() - case.ref).abs().max() / case.ref.abs().max())
+                ms = bc.bench(fn, **timing)
+        except Exception as exc:
+            records.append(
+                dict(
+                    modality=case.modality,
+                    batch=case.batch,
+                    dtype=str(case.dtype),
+                    impl="sweep",
+                    config=cfg.__dict__,
+                    status="failed",
+                    error=str(exc).splitlines()[0][:200],
+                )
+            )
+            continue
+        records.append(
+            case.record(
+                impl="sweep", config=cfg.__dict__, ms=ms, max_rel_err=err, status="ok", is_default=cfg == default
+            )
+        )
+        if best is None or ms < best[1]:
+            best = (cfg, ms)
+    if not best:
+        return records, []
+    row = [
+        case.modality,
+        case.batch,
+        case.dtype_name,
+        f"sweep best {best[0].block_m}x{best[0].block_n} w{best[0].num_warps} "
+        f"s{best[0].num_stages} (default {default.block_m}x{default.block_n} "
+        f"w{default.num_warps} s{default.num_stages})",
+        bc.fmt(best[1]),
+        bc.fmt(case.flops / (best[1] * 1e-3) / 1e12, 1),
+        "-",
+        "-",
+        "-",
+    ]
+    return records, [row]
 
 
 if __name__ == "__main__":

@@ -206,6 +206,41 @@ def write_outputs(out: str, payload: dict, table_rows: list[list], headers: list
     return json_path, md_path
 
 
+def compile_for_static_shapes(fn, backend: str):
+    """``fn`` under torch.compile, one static-shape graph per case: dynamo's recompile limit lifted so later
+    cases are not silently run eagerly."""
+    import torch
+    import torch._dynamo
+
+    for knob in ("recompile_limit", "cache_size_limit"):
+        if hasattr(torch._dynamo.config, knob):
+            setattr(torch._dynamo.config, knob, 1024)
+    return torch.compile(fn, backend=backend, dynamic=False)
+
+
+def measure_impls(impls: dict, ref, timing: dict, record) -> list[dict]:
+    """Each implementation's max error vs ``ref`` (relative to its max) and median ms, or why it could not run.
+
+    ``record(name)`` gives the case fields each result starts from; scripts add their derived rates.
+    """
+    import torch
+
+    results = []
+    for name, fn in impls.items():
+        rec = record(name)
+        try:
+            with torch.no_grad():
+                out = fn()
+                err = float((out.float() - ref).abs().max() / ref.abs().max())
+                ms = bench(fn, **timing)
+        except Exception as exc:  # backend rejects the case, OOM, compile failure...
+            rec.update(status="unsupported", error=f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}")
+        else:
+            rec.update(status="ok", ms=ms, max_rel_err=err)
+        results.append(rec)
+    return results
+
+
 def fmt(x, nd=3):
     if x is None:
         return "-"

@@ -76,148 +76,34 @@ def main(argv=None) -> int:
     settings = bc.sweep_settings(args, STEMS, SMOKE_STEMS)
     if settings is None:
         return 2
-    import torch
-
-    import bindrt.kernels as K
-
-    dev, dtypes, batches, mods = settings.device, settings.dtypes, settings.batches, settings.modalities
-    table, compile_backend, timing = settings.table, settings.compile_backend, settings.timing
-
     env = bc.environment()
-    peaks = {str(dt): bc.measure_peak(dt, smoke=args.smoke) for dt in dtypes}
+    peaks = {str(dt): bc.measure_peak(dt, smoke=args.smoke) for dt in settings.dtypes}
     bandwidth = bc.measure_bandwidth(smoke=args.smoke)
     print(f"environment: {env}\nbandwidth: {bandwidth['gbps']:.0f} GB/s")
-
-    compiled = None
-    if not args.no_compile:
-        import torch._dynamo
-
-        for knob in ("recompile_limit", "cache_size_limit"):
-            if hasattr(torch._dynamo.config, knob):
-                setattr(torch._dynamo.config, knob, 1024)
-        compiled = torch.compile(torch_stem, backend=compile_backend, dynamic=False)
-
-    fused = {
-        "vision": lambda x, w, c, p, nw, nb, eps, s: K.patch_embed_vision(x, w, c, p, nw, nb, eps),
-        "audio": lambda x, w, c, p, nw, nb, eps, s: K.patch_embed_audio(x, w, c, p, nw, nb, eps, stride=s),
-        "depth": lambda x, w, c, p, nw, nb, eps, s: K.patch_embed_depth(x, w, c, p, nw, nb, eps),
-        "thermal": lambda x, w, c, p, nw, nb, eps, s: K.patch_embed_thermal(x, w, c, p, nw, nb, eps),
-        "imu": lambda x, w, c, p, nw, nb, eps, s: K.patch_embed_imu(x, w, c, p, nw, nb, eps, window=s),
-    }
+    compiled = None if args.no_compile else bc.compile_for_static_shapes(torch_stem, settings.compile_backend)
 
     results, rows = [], []
-    for mod in mods:
-        st = table[mod]
-        D, stride = st["w"][0], st["stride"]
-        for dt in dtypes:
-            peak = peaks[str(dt)]["tflops"]
-            for B in batches:
-                g = torch.Generator(device="cpu").manual_seed(0)
-                x = torch.randn(B, *st["x"], generator=g).to(dev, dt)
-                k_full = 1
-                for s_ in st["w"][1:]:
-                    k_full *= s_
-                w = (torch.randn(*st["w"], generator=g) / k_full**0.5).to(dev, dt)
-                if mod == "vision":
-                    L = (st["x"][1] // stride) * (st["x"][2] // stride)
-                    K_eff = 3 * 14 * 14
-                elif mod == "imu":
-                    L = st["x"][1] // stride
-                    K_eff = st["w"][1]
-                else:
-                    kk = st["w"][2]
-                    L = ((st["x"][1] - kk) // stride + 1) * ((st["x"][2] - kk) // stride + 1)
-                    K_eff = kk * kk * st["x"][0]
-                cls = torch.randn(1, 1, D, generator=g).to(dev, dt)
-                pos = torch.randn(1, 1 + L, D, generator=g).to(dev, dt)
-                nw = (1 + 0.1 * torch.randn(D, generator=g)).to(dev, dt) if st["ln"] else None
-                nb = (0.1 * torch.randn(D, generator=g)).to(dev, dt) if st["ln"] else None
-                eps = 1e-5
-                f32 = lambda t: None if t is None else t.float()  # noqa: E731
-                with torch.no_grad():
-                    ref = torch_stem(mod, f32(x), f32(w), f32(cls), f32(pos), f32(nw), f32(nb), eps, stride)
-                fl = 2.0 * B * L * K_eff * D
-                nbytes = (x.numel() + w.numel() + pos.numel() + B * (1 + L) * D) * x.element_size()
-
-                impls = {
-                    "bindrt-triton": lambda: fused[mod](x, w, cls, pos, nw, nb, eps, stride),
-                    "torch-ref": lambda: torch_stem(mod, x, w, cls, pos, nw, nb, eps, stride),
-                }
-                if mod == "vision":
-                    impls["torch-ref-sum"] = lambda: torch_stem(mod, x, w, cls, pos, nw, nb, eps, stride, summed=True)
-                if compiled is not None:
-                    impls["compile-ref"] = lambda: compiled(mod, x, w, cls, pos, nw, nb, eps, stride)
-
-                case = []
-                for name, fn in impls.items():
-                    rec = dict(
-                        modality=mod,
-                        batch=B,
-                        dtype=str(dt).replace("torch.", ""),
-                        impl=name,
-                        tokens=1 + L,
-                        dim=D,
-                        K=K_eff,
-                        flops=fl,
-                        bytes=nbytes,
-                    )
-                    try:
-                        with torch.no_grad():
-                            out = fn()
-                            err = float((out.float() - ref).abs().max() / ref.abs().max())
-                            ms = bc.bench(fn, **timing)
-                    except Exception as exc:
-                        rec.update(
-                            status="unsupported", error=f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
-                        )
-                        case.append(rec)
-                        continue
-                    tflops = fl / (ms * 1e-3) / 1e12
-                    gbps = nbytes / (ms * 1e-3) / 1e9
-                    rec.update(
-                        status="ok",
-                        ms=ms,
-                        tflops=tflops,
-                        pct_peak=100 * tflops / peak,
-                        gbps=gbps,
-                        pct_bw=100 * gbps / bandwidth["gbps"],
-                        max_rel_err=err,
-                    )
-                    case.append(rec)
-                results += case
-                eager = next((r["ms"] for r in case if r["impl"] == "torch-ref" and r["status"] == "ok"), None)
+    for mod in settings.modalities:
+        for dt in settings.dtypes:
+            for B in settings.batches:
+                case = StemCase(mod, B, dt, settings.table[mod], settings.device)
+                measured = time_impls(
+                    case, implementations(case, compiled), settings.timing, peaks[str(dt)]["tflops"], bandwidth["gbps"]
+                )
+                results += measured
                 print(
                     f"{mod} B={B} {dt}: "
-                    + ", ".join(f"{r['impl']} {r['ms']:.3f} ms" for r in case if r["status"] == "ok"),
+                    + ", ".join(f"{r['impl']} {r['ms']:.3f} ms" for r in measured if r["status"] == "ok"),
                     flush=True,
                 )
-                for r in case:
-                    if r["status"] != "ok":
-                        rows.append([mod, B, r["dtype"], r["impl"], "unsupported", "-", "-", "-", "-", "-", "-"])
-                        continue
-                    r["speedup_vs_torch_ref"] = eager / r["ms"] if eager else None
-                    rows.append(
-                        [
-                            mod,
-                            B,
-                            r["dtype"],
-                            r["impl"],
-                            bc.fmt(r["ms"]),
-                            bc.fmt(r["tflops"], 1),
-                            bc.fmt(r["pct_peak"], 1),
-                            bc.fmt(r["gbps"], 0),
-                            bc.fmt(r["pct_bw"], 1),
-                            f"{r['max_rel_err']:.1e}",
-                            bc.fmt(r["speedup_vs_torch_ref"], 2),
-                        ]
-                    )
+                rows.extend(table_rows(case, measured))
 
     payload = dict(
         environment=env,
         peaks=peaks,
         bandwidth=bandwidth,
         smoke=args.smoke,
-        compile_backend=compile_backend,
+        compile_backend=settings.compile_backend,
         results=results,
     )
     notes = [
@@ -236,6 +122,142 @@ def main(argv=None) -> int:
         print(f"bindrt-triton failed or inaccurate in {len(bad)} case(s)", file=sys.stderr)
         return 1
     return 0
+
+
+class StemCase:
+    """One (stem, batch, dtype) case: fresh inputs and parameters, the fp32 reference, useful FLOPs and bytes."""
+
+    def __init__(self, modality: str, batch: int, dtype, st: dict, device) -> None:
+        import torch
+
+        self.modality, self.batch, self.dtype = modality, batch, dtype
+        D, stride = st["w"][0], st["stride"]
+        self.D, self.stride = D, stride
+        g = torch.Generator(device="cpu").manual_seed(0)
+        self.x = torch.randn(batch, *st["x"], generator=g).to(device, dtype)
+        k_full = 1
+        for s_ in st["w"][1:]:
+            k_full *= s_
+        self.w = (torch.randn(*st["w"], generator=g) / k_full**0.5).to(device, dtype)
+        if modality == "vision":
+            L = (st["x"][1] // stride) * (st["x"][2] // stride)
+            K_eff = 3 * 14 * 14
+        elif modality == "imu":
+            L = st["x"][1] // stride
+            K_eff = st["w"][1]
+        else:
+            kk = st["w"][2]
+            L = ((st["x"][1] - kk) // stride + 1) * ((st["x"][2] - kk) // stride + 1)
+            K_eff = kk * kk * st["x"][0]
+        self.L, self.K = L, K_eff
+        self.cls = torch.randn(1, 1, D, generator=g).to(device, dtype)
+        self.pos = torch.randn(1, 1 + L, D, generator=g).to(device, dtype)
+        self.nw = (1 + 0.1 * torch.randn(D, generator=g)).to(device, dtype) if st["ln"] else None
+        self.nb = (0.1 * torch.randn(D, generator=g)).to(device, dtype) if st["ln"] else None
+        self.eps = 1e-5
+        f32 = lambda t: None if t is None else t.float()  # noqa: E731
+        with torch.no_grad():
+            self.ref = torch_stem(
+                modality,
+                f32(self.x),
+                f32(self.w),
+                f32(self.cls),
+                f32(self.pos),
+                f32(self.nw),
+                f32(self.nb),
+                self.eps,
+                stride,
+            )
+        self.flops = 2.0 * batch * L * K_eff * D
+        self.nbytes = (self.x.numel() + self.w.numel() + self.pos.numel() + batch * (1 + L) * D) * self.x.element_size()
+
+    @property
+    def args(self) -> tuple:
+        return (self.x, self.w, self.cls, self.pos, self.nw, self.nb, self.eps, self.stride)
+
+
+#: bindrt's fused stem kernel per modality, called with the reference stem's arguments.
+FUSED = {
+    "vision": lambda x, w, c, p, nw, nb, eps, s: _kernels().patch_embed_vision(x, w, c, p, nw, nb, eps),
+    "audio": lambda x, w, c, p, nw, nb, eps, s: _kernels().patch_embed_audio(x, w, c, p, nw, nb, eps, stride=s),
+    "depth": lambda x, w, c, p, nw, nb, eps, s: _kernels().patch_embed_depth(x, w, c, p, nw, nb, eps),
+    "thermal": lambda x, w, c, p, nw, nb, eps, s: _kernels().patch_embed_thermal(x, w, c, p, nw, nb, eps),
+    "imu": lambda x, w, c, p, nw, nb, eps, s: _kernels().patch_embed_imu(x, w, c, p, nw, nb, eps, window=s),
+}
+
+
+def _kernels():
+    import bindrt.kernels as K
+
+    return K
+
+
+def implementations(case: StemCase, compiled) -> dict:
+    """bindrt's fused stem, the torch reference stem (vision also with its time-summed kernel), compiled torch."""
+    mod, args = case.modality, case.args
+    impls = {
+        "bindrt-triton": lambda: FUSED[mod](*args),
+        "torch-ref": lambda: torch_stem(mod, *args),
+    }
+    if mod == "vision":
+        impls["torch-ref-sum"] = lambda: torch_stem(mod, *args, summed=True)
+    if compiled is not None:
+        impls["compile-ref"] = lambda: compiled(mod, *args)
+    return impls
+
+
+def time_impls(case: StemCase, impls: dict, timing: dict, peak: float, bandwidth: float) -> list[dict]:
+    """Median times, TFLOP/s and GB/s against the measured peak and bandwidth, and the error of each implementation."""
+
+    def record(name: str) -> dict:
+        return dict(
+            modality=case.modality,
+            batch=case.batch,
+            dtype=str(case.dtype).replace("torch.", ""),
+            impl=name,
+            tokens=1 + case.L,
+            dim=case.D,
+            K=case.K,
+            flops=case.flops,
+            bytes=case.nbytes,
+        )
+
+    measured = bc.measure_impls(impls, case.ref, timing, record)
+    for r in measured:
+        if r["status"] == "ok":
+            seconds = r["ms"] * 1e-3
+            r["tflops"] = case.flops / seconds / 1e12
+            r["pct_peak"] = 100 * r["tflops"] / peak
+            r["gbps"] = case.nbytes / seconds / 1e9
+            r["pct_bw"] = 100 * r["gbps"] / bandwidth
+    return measured
+
+
+def table_rows(case: StemCase, measured: list[dict]) -> list[list]:
+    """Markdown rows of one case, each with its speed-up over the eager torch reference."""
+    eager = next((r["ms"] for r in measured if r["impl"] == "torch-ref" and r["status"] == "ok"), None)
+    rows = []
+    for r in measured:
+        if r["status"] != "ok":
+            rows.append([case.modality, case.batch, r["dtype"], r["impl"], "unsupported", "-", "-", "-", "-", "-", "-"])
+            continue
+        r["speedup_vs_torch_ref"] = eager / r["ms"] if eager else None
+        rows.append(
+            [
+                case.modality,
+                case.batch,
+                r["dtype"],
+                r["impl"],
+                bc.fmt(r["ms"]),
+                bc.fmt(r["tflops"], 1),
+                bc.fmt(r["pct_peak"], 1),
+                bc.fmt(r["gbps"], 0),
+                bc.fmt(r["pct_bw"], 1),
+                f"{r['max_rel_err']:.1e}",
+                bc.fmt(r["speedup_vs_torch_ref"], 2),
+            ]
+        )
+    return rows
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 # lazy: the kernel modules (and triton) load on first use, after _prepare_kernels
+from bindrt.config import ImageBindConfig
 from bindrt.errors import BackendError
 from bindrt.layouts import EOT_TOKEN
 from bindrt.model.encoders import (
@@ -144,16 +145,16 @@ class TritonBackend(TorchBackend):
 
     def __init__(
         self,
-        encoders,
-        config,
-        device="cuda",
-        precision="fp32",
+        encoders: dict[str, ModalityEncoder],
+        config: ImageBindConfig,
+        device: str = "cuda",
+        precision: str = "fp32",
         *,
         kernels_off_reason: str | None = None,
         fusions: tuple[str, ...] = FUSIONS,
         cuda_graphs: bool = False,
         buckets: tuple[int, ...] = DEFAULT_BUCKETS,
-    ):
+    ) -> None:
         super().__init__(encoders, config, device, precision)
         self.kernels_off_reason = kernels_off_reason
         self.fusion_counts: dict[str, dict[str, int]] = {}
@@ -171,7 +172,7 @@ class TritonBackend(TorchBackend):
         cls,
         source: ModelSource,
         *,
-        modalities,
+        modalities: tuple[str, ...],
         device: str = "cuda",
         precision: str = "fp32",
         interpret: bool = False,
@@ -181,7 +182,7 @@ class TritonBackend(TorchBackend):
         buckets: tuple[int, ...] = DEFAULT_BUCKETS,
         verify: bool = True,
         **options: Any,
-    ):
+    ) -> "TritonBackend":
         if options:
             raise BackendError(f"unknown option(s) for the triton backend: {sorted(options)}")
         unknown = sorted(set(fusions) - set(FUSIONS))

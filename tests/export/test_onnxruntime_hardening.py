@@ -34,3 +34,19 @@ def test_wrong_option_types_are_config_errors(onnx_bundle, options, message):
 
     with pytest.raises(ConfigError, match=message):
         bindrt.load(onnx_bundle, "onnxruntime", modalities=["imu"], **options)
+
+
+def test_the_full_export_validates_against_the_shipped_json_schema(onnx_bundle):
+    """Every graph kind, precision and variant the exporter writes is described by bindrt/manifest.schema.json."""
+    import json
+
+    jsonschema = pytest.importorskip(
+        "jsonschema", reason="the JSON Schema check needs jsonschema (pip install 'bindrt[dev]')"
+    )
+    from bindrt.bundle import Bundle
+    from bindrt.schema import SCHEMA_FILE
+
+    manifest = json.loads((onnx_bundle / "manifest.json").read_text())
+    jsonschema.Draft202012Validator(json.loads(SCHEMA_FILE.read_text())).validate(manifest)
+    record = Bundle.open(onnx_bundle).record
+    assert record.to_dict() == manifest  # the typed records hold every field the exporter wrote
