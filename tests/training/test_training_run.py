@@ -98,9 +98,12 @@ def test_cli_writes_a_bundle_with_the_report_and_refuses_to_clobber(tmp_path, ca
     assert bundle.modalities == ("vision", "text", "depth", "thermal")
     report = json.loads(bundle.file("eval/report.json").read_text())
     import jsonschema  # a dev dependency
+
     from bindrt.schema import SCHEMA_FILE
 
-    jsonschema.Draft202012Validator(json.loads(SCHEMA_FILE.read_text())).validate(bundle.manifest)  # trained bundles too
+    jsonschema.Draft202012Validator(json.loads(SCHEMA_FILE.read_text())).validate(
+        bundle.manifest
+    )  # trained bundles too
     assert set(report["zero_shot_top1"]) == {"vision", "depth", "thermal"}
     assert {"depth->image", "thermal->image"} <= set(report["retrieval"])
     assert (out / "checkpoints" / "last.pt").is_file()
