@@ -4,7 +4,7 @@ A loader holds *how* to build a session or a model (paths, providers, threads...
 and builds it only when called, so the backends, export validation, benchmarks and
 tests configure ONNX Runtime and load encoders the same way, in one place, and a
 caller can pass a loader where a session is wanted without building it early.
-Torch-free at import: ``onnxruntime`` and ``torch`` are imported when a loader runs.
+Torch-free at import: ``onnxruntime``, ``openvino`` and ``torch`` are imported when a loader runs.
 """
 
 from __future__ import annotations
@@ -101,6 +101,83 @@ class SessionFromOnnx:
         return ort.InferenceSession(model, self.options.build(), providers=list(self.providers))
 
 
+def import_openvino() -> Any:
+    """``openvino``, or a BackendError naming the extra that installs it."""
+    try:
+        import openvino
+    except ImportError as exc:
+        raise BackendError("this needs the openvino package (pip install 'bindrt[openvino]')") from exc
+    return openvino
+
+
+#: OpenVINO ``PERFORMANCE_HINT`` values bindrt passes through.
+OV_PERFORMANCE_HINTS = ("LATENCY", "THROUGHPUT")
+#: OpenVINO ``INFERENCE_PRECISION_HINT`` element types bindrt sets.
+OV_INFERENCE_PRECISIONS = ("f32", "bf16", "f16")
+
+
+@dataclass(frozen=True)
+class OvCompileOptions:
+    """What bindrt puts in OpenVINO's compile config; ``None`` keeps OpenVINO's default.
+
+    ``inference_precision`` has no default on purpose: OpenVINO picks bf16 on CPUs
+    with bf16 support unless told f32, so every caller states it.
+    """
+
+    inference_precision: str
+    inference_num_threads: int | None = None
+    num_streams: int | None = None
+    performance_hint: str | None = None
+    cache_dir: "str | os.PathLike[str] | None" = None
+
+    def __post_init__(self) -> None:
+        if self.inference_precision not in OV_INFERENCE_PRECISIONS:
+            raise ConfigError(
+                f"inference_precision={self.inference_precision!r} is invalid; "
+                f"expected one of {', '.join(OV_INFERENCE_PRECISIONS)}"
+            )
+        for name, low in (("inference_num_threads", 0), ("num_streams", 1)):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < low):
+                raise ConfigError(f"{name}={value!r} is invalid; expected int >= {low}")
+        if self.performance_hint is not None and self.performance_hint not in OV_PERFORMANCE_HINTS:
+            raise ConfigError(
+                f"performance_hint={self.performance_hint!r} is invalid; expected one of {', '.join(OV_PERFORMANCE_HINTS)}"
+            )
+        if self.cache_dir is not None and not isinstance(self.cache_dir, (str, os.PathLike)):
+            raise ConfigError(f"cache_dir={self.cache_dir!r} is invalid; expected a path")
+
+    def build(self) -> dict[str, Any]:
+        """The ``compile_model`` config dict (property name -> value)."""
+        config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": self.inference_precision}
+        if self.inference_num_threads is not None:
+            config["INFERENCE_NUM_THREADS"] = self.inference_num_threads
+        if self.num_streams is not None:
+            config["NUM_STREAMS"] = self.num_streams
+        if self.performance_hint is not None:
+            config["PERFORMANCE_HINT"] = self.performance_hint
+        if self.cache_dir is not None:
+            config["CACHE_DIR"] = os.fspath(self.cache_dir)
+        return config
+
+
+@dataclass(frozen=True)
+class CompiledModelFromOnnx:
+    """Loader of an ``openvino.CompiledModel`` from an ONNX graph file on one OpenVINO device.
+
+    ``core`` shares one ``openvino.Core`` across graphs (a fresh one when None).
+    """
+
+    model: "str | os.PathLike[str]"
+    device: str = "CPU"
+    options: OvCompileOptions = OvCompileOptions("f32")
+    core: Any = field(default=None, compare=False, repr=False)
+
+    def __call__(self) -> Any:
+        core = self.core if self.core is not None else import_openvino().Core()
+        return core.compile_model(os.fspath(self.model), self.device, self.options.build())
+
+
 @dataclass(frozen=True)
 class EncodersFromSource:
     """Loader of eval-mode fp32 CPU torch encoders for ``modalities`` only (other towers are never read)."""
@@ -123,4 +200,15 @@ class EncodersFromSource:
         return {m: load_encoder(m, source.config, per_modality[m]) for m in self.modalities}
 
 
-__all__ = ["OPT_LEVELS", "EncodersFromSource", "OrtSessionOptions", "SessionFromOnnx", "import_onnxruntime"]
+__all__ = [
+    "OPT_LEVELS",
+    "OV_INFERENCE_PRECISIONS",
+    "OV_PERFORMANCE_HINTS",
+    "CompiledModelFromOnnx",
+    "EncodersFromSource",
+    "OrtSessionOptions",
+    "OvCompileOptions",
+    "SessionFromOnnx",
+    "import_onnxruntime",
+    "import_openvino",
+]

@@ -22,7 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     for kind in KINDS:
         what = "texts" if kind == "text" else f"{kind} files"
         p.add_argument(f"--{kind}", nargs="+", metavar="X", help=what)
-    p.add_argument("--backend", default="torch", help="torch | onnxruntime | triton (default torch)")
+    p.add_argument("--backend", default="torch", help="torch | onnxruntime | openvino | triton (default torch)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--precision", default="fp32")
     p.add_argument("--batch-size", type=int, default=32)

@@ -17,6 +17,7 @@ from bindrt.runtime.embedder import Embedder, similarity
 BACKENDS: dict[str, str] = {
     "torch": "bindrt.runtime.torch_backend:TorchBackend",
     "onnxruntime": "bindrt.runtime.onnxruntime_backend:OnnxRuntimeBackend",
+    "openvino": "bindrt.runtime.openvino_backend:OpenVinoBackend",
     "triton": "bindrt.runtime.triton_backend:TritonBackend",
 }
 

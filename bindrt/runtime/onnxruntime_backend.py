@@ -37,19 +37,13 @@ from typing import Any
 
 import numpy as np
 
-from bindrt.errors import BackendError, BundleError, InputError, UnknownModalityError
+from bindrt.errors import BackendError, InputError
 from bindrt.loaders import OrtSessionOptions, SessionFromOnnx, import_onnxruntime
 from bindrt.runtime.base import Backend, ModelSource
-from bindrt.schema import (
-    GRAPH_KINDS,
-    OUTPUT_NAME,
-    RAW_KINDS,
-    OnnxGraph,
-    base_kinds,
-    export_hint,
-    graph_key,
-    onnx_graphs,
-)
+from bindrt.runtime.graphs import bundle_graphs, check_graph_io, missing_kind_error
+from bindrt.runtime.graphs import first_line as _first_line
+from bindrt.runtime.graphs import graph_export_hint as _export_hint
+from bindrt.schema import OUTPUT_NAME, OnnxGraph
 
 VARIANT_CHOICES = ("auto", "plain", "fused")
 
@@ -139,28 +133,25 @@ class OnnxRuntimeBackend(Backend):
         )
         sessions: dict[str, Any] = {}
         graphs: dict[str, OnnxGraph] = {}
-        for m in modalities:
-            records = onnx_graphs(bundle.modality(m), str(bundle.path / "manifest.json"), m)
-            kinds = list(base_kinds(m)) + (list(RAW_KINDS.get(m, ())) if preprocessing else [])
-            for kind in kinds:
-                record = cls._pick(records, kind, precision, variant, bundle.path, m)
-                path = bundle.file(record.file, verify=verify)
-                for rel in record.external_data:
-                    bundle.file(rel, verify=verify)
-                try:
-                    sessions[kind] = SessionFromOnnx(path, options, tuple(providers))()
-                except Exception as exc:
-                    raise BackendError(
-                        f"ONNX Runtime cannot load {record.file} ({kind}, {precision}) on {device}: {_first_line(exc)}"
-                    ) from exc
-                check_graph_io(
-                    sessions[kind],
-                    kind,
-                    source.config.out_embed_dim,
-                    where=f"bundle {bundle.path}: {record.file}",
-                    hint=_export_hint(bundle.path, m, kind, precision, record.variant),
-                )
-                graphs[kind] = record
+        order = ("fused", "plain") if variant == "auto" else (variant,)
+        graphs_found = bundle_graphs(
+            bundle, modalities, precision=precision, variants=order, preprocessing=preprocessing, verify=verify
+        )
+        for m, kind, record, path in graphs_found:
+            try:
+                sessions[kind] = SessionFromOnnx(path, options, tuple(providers))()
+            except Exception as exc:
+                raise BackendError(
+                    f"ONNX Runtime cannot load {record.file} ({kind}, {precision}) on {device}: {_first_line(exc)}"
+                ) from exc
+            check_graph_io(
+                sessions[kind],
+                kind,
+                source.config.out_embed_dim,
+                where=f"bundle {bundle.path}: {record.file}",
+                hint=_export_hint(bundle.path, m, kind, precision, record.variant),
+            )
+            graphs[kind] = record
         return cls(
             source.config,
             modalities,
@@ -171,22 +162,6 @@ class OnnxRuntimeBackend(Backend):
             providers,
             io_binding=(dev != "cpu") if io_binding is None else bool(io_binding),
             device_id=device_id,
-        )
-
-    @staticmethod
-    def _pick(
-        records: dict[str, OnnxGraph], kind: str, precision: str, variant: str, bundle_path: Path, modality: str
-    ) -> OnnxGraph:
-        order = ["fused", "plain"] if variant == "auto" else [variant]
-        for v in order:
-            record = records.get(graph_key(kind, precision, v))
-            if record is not None:
-                return record
-        have = ", ".join(sorted(records)) or "none"
-        wanted = graph_key(kind, precision, "plain" if variant == "auto" else variant)
-        hint = _export_hint(bundle_path, modality, kind, precision, "fused" if variant == "fused" else "plain")
-        raise BackendError(
-            f"bundle {bundle_path} has no exported ONNX graph {modality}/{wanted} (it has: {have}); {hint}"
         )
 
     @staticmethod
@@ -254,14 +229,7 @@ class OnnxRuntimeBackend(Backend):
     def _run(self, kind: str, batch: Any, *, on_device: bool) -> Any:
         session = self.sessions.get(kind)
         if session is None:
-            if kind in GRAPH_KINDS and GRAPH_KINDS[kind].raw:
-                raise BackendError(
-                    f"the {kind!r} graph is not loaded; pass preprocessing=True to bindrt.load "
-                    "(and export with --with-preprocessing)"
-                )
-            raise UnknownModalityError(
-                f"input kind {kind!r} is not loaded; this backend has {', '.join(self.sessions)}"
-            )
+            raise missing_kind_error(kind, tuple(self.sessions))
         name = self._input_names[kind]
         if not self.io_binding and not isinstance(batch, np.ndarray):
             batch = _to_host(batch)
@@ -307,61 +275,6 @@ class OnnxRuntimeBackend(Backend):
         self.sessions.clear()
 
 
-# ----------------------------------------------------------------------------- graph contract
-#: ONNX Runtime's type strings of the dtypes graphs take or return
-_ORT_DTYPES = {
-    "tensor(float)": "float32",
-    "tensor(float16)": "float16",
-    "tensor(double)": "float64",
-    "tensor(int64)": "int64",
-    "tensor(int32)": "int32",
-    "tensor(uint8)": "uint8",
-}
-
-
-def check_graph_io(session: Any, kind: str, out_dim: int, *, where: str, hint: str) -> None:
-    """Raise BundleError unless the graph takes ``kind``'s input and returns ``(batch, out_dim)`` float32.
-
-    Checksums prove a file is the one the manifest lists, not that it is the right
-    graph: one swapped for another modality's (checksums updated) would load and
-    fail at ``embed`` with a raw ONNX Runtime error. BundleError, not BackendError:
-    the bundle's contents are wrong, and re-exporting them is the fix.
-    """
-    spec = GRAPH_KINDS[kind]
-    expected_in = (spec.input_name, spec.dtype, spec.shape)
-    expected_out = (OUTPUT_NAME, "float32", ("batch", out_dim))
-    inputs = [_declared(a) for a in session.get_inputs()]
-    outputs = [_declared(a) for a in session.get_outputs()]
-    if len(inputs) != 1 or not _matches(inputs[0], expected_in):
-        raise BundleError(
-            f"{where} ({kind} graph) declares input(s) {', '.join(map(_signature, inputs)) or 'none'}, "
-            f"expected {_signature(expected_in)}; to re-export it, {hint}"
-        )
-    if not any(_matches(o, expected_out) for o in outputs):
-        raise BundleError(
-            f"{where} ({kind} graph) declares output(s) {', '.join(map(_signature, outputs)) or 'none'}, "
-            f"expected {_signature(expected_out)}; to re-export it, {hint}"
-        )
-
-
-def _declared(arg: Any) -> tuple[str, str, tuple[Any, ...]]:
-    """(name, dtype, shape) of an ONNX Runtime NodeArg; symbolic or unknown axes stay non-integers."""
-    return arg.name, _ORT_DTYPES.get(arg.type, arg.type), tuple(arg.shape or ())
-
-
-def _matches(declared: tuple[str, str, tuple[Any, ...]], expected: tuple[str, str, tuple[Any, ...]]) -> bool:
-    """Same name, dtype and rank; equal fixed axes; symbolic where the contract is symbolic (any batch size)."""
-    (name, dtype, shape), (want_name, want_dtype, want_shape) = declared, expected
-    if (name, dtype, len(shape)) != (want_name, want_dtype, len(want_shape)):
-        return False
-    return all(d == w if isinstance(w, int) else not isinstance(d, int) for d, w in zip(shape, want_shape))
-
-
-def _signature(declared: tuple[str, str, tuple[Any, ...]]) -> str:
-    name, dtype, shape = declared
-    return f"{name!r} ({', '.join('?' if d is None else str(d) for d in shape)}) {dtype}"
-
-
 @functools.lru_cache(maxsize=1)
 def _ort_failures() -> tuple[type[BaseException], ...]:
     """ONNX Runtime's exception classes (its pybind11 state module), plus the RuntimeError its bindings raise."""
@@ -369,15 +282,6 @@ def _ort_failures() -> tuple[type[BaseException], ...]:
 
     own = tuple(c for c in vars(state).values() if isinstance(c, type) and issubclass(c, Exception))
     return own + (RuntimeError,)
-
-
-def _export_hint(bundle_path: Path, modality: str, kind: str, precision: str, variant: str) -> str:
-    hint = export_hint(bundle_path, modality, precision, variant)
-    return hint.replace("` first", " --with-preprocessing` first") if GRAPH_KINDS[kind].raw else hint
-
-
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).splitlines() or [type(exc).__name__])[0][:300]
 
 
 # ----------------------------------------------------------------------------- device buffers

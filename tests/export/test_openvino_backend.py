@@ -1,0 +1,165 @@
+"""``bindrt.load(bundle, backend="openvino")``: the bundle's ONNX graphs on OpenVINO, without torch."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+from export_test_helpers import GOLDEN_DIR, GOLDEN_INPUTS, KINDS, min_cosine, row_relative_error
+
+import bindrt
+from bindrt.errors import BackendError, ConfigError
+
+ov = pytest.importorskip("openvino", reason="the openvino backend needs openvino (pip install 'bindrt[openvino]')")
+
+BOUNDS = {"bf16": 0.999, "int8": 0.98}
+
+
+def _cpu_offers(capability: str) -> bool:
+    return capability in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+
+
+TORCH_FREE = textwrap.dedent(
+    """
+    import importlib.abc, json, sys
+
+    class NoTorch(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path=None, target=None):
+            if name == "torch" or name.startswith(("torch.", "torchaudio", "torchvision")):
+                raise ImportError(f"{name} is blocked in this test (torch-free runtime)")
+            return None
+
+    sys.meta_path.insert(0, NoTorch())
+    import numpy as np
+    import bindrt
+
+    bundle, golden_path = sys.argv[1:3]
+    golden = dict(np.load(golden_path))
+    inputs = json.loads(sys.argv[3])
+    model = bindrt.load(bundle, backend="openvino", precision="fp32", inference_num_threads=2, batch_size=5)
+    errors = {}
+    for kind, key in inputs.items():
+        emb = model.encode(kind, golden[key])
+        ref = golden["emb_" + kind]
+        errors[kind] = float((np.abs(emb - ref).max(-1) / np.linalg.norm(ref, axis=-1)).max())
+    print(json.dumps({"errors": errors, "describe": model.backend.describe(),
+                      "torch_loaded": any(m == "torch" or m.startswith("torch.") for m in sys.modules)}))
+    """
+)
+
+
+def test_fp32_golden_without_torch_and_hint_read_back(onnx_bundle, tmp_path):
+    """Every kind within 1e-5 of the row norm, in a process where ``import torch`` fails; the hint really is f32."""
+    script = tmp_path / "no_torch.py"
+    script.write_text(TORCH_FREE)
+    proc = subprocess.run(
+        [sys.executable, str(script), str(onnx_bundle), str(GOLDEN_DIR / "golden.npz"), json.dumps(GOLDEN_INPUTS)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert not result["torch_loaded"]
+    assert set(result["errors"]) == set(KINDS)
+    for kind, err in result["errors"].items():
+        assert err <= 1e-5, kind
+    info = result["describe"]
+    assert info["backend"] == "openvino" and info["device"] == "CPU"
+    assert info["inference_precision"] == "f32"  # read back from the compiled models, not what was asked
+    assert info["inference_num_threads"] == 2 and info["openvino"] == ov.__version__
+    assert info["cache_dir"] == str(onnx_bundle / "engines" / "openvino")
+
+
+@pytest.mark.parametrize("precision", ["bf16", "int8"])
+def test_reduced_precisions_meet_their_bounds(onnx_bundle, golden, precision):
+    if precision == "bf16" and not _cpu_offers("BF16"):
+        pytest.skip("this CPU does not report BF16 in OPTIMIZATION_CAPABILITIES")
+    model = bindrt.load(onnx_bundle, backend="openvino", precision=precision, inference_num_threads=2)
+    for kind in KINDS:
+        assert min_cosine(model.encode(kind, golden[GOLDEN_INPUTS[kind]]), golden[f"emb_{kind}"]) >= BOUNDS[precision]
+    info = model.backend.describe()
+    assert info["inference_precision"] == {"bf16": "bf16", "int8": "f32"}[precision]
+    if precision == "int8":
+        assert info["graphs"]["text"]["file"] == "onnx/text/text.int8.onnx"
+
+
+def test_precision_the_device_lacks_is_one_clear_error(onnx_bundle):
+    lacking = next((p for p, cap in (("fp16", "FP16"), ("bf16", "BF16")) if not _cpu_offers(cap)), None)
+    if lacking is None:
+        pytest.skip("this CPU offers both FP16 and BF16")
+    with pytest.raises(BackendError, match=rf"precision '{lacking}' needs .* CPU offers .*FP32") as info:
+        bindrt.load(onnx_bundle, backend="openvino", precision=lacking, modalities=["imu"])
+    assert "\n" not in str(info.value)
+
+
+def test_raw_input_kinds_agree_with_the_feature_path(onnx_bundle):
+    model = bindrt.load(
+        onnx_bundle, backend="openvino", modalities=["vision", "audio"], preprocessing=True, inference_num_threads=2
+    )
+    assert {"audio_waveform", "vision_uint8"} <= set(model.input_kinds)
+    waves = np.random.default_rng(0).standard_normal((2, 3, 32000)).astype(np.float32) * 0.1
+    from bindrt.preprocess.audio import waveform_to_melspec
+
+    feats = np.stack([np.stack([waveform_to_melspec(c[None]) for c in item]) for item in waves])
+    assert min_cosine(model.encode("audio_waveform", waves), model.encode("audio", feats)) >= 0.9999
+    images = np.random.default_rng(1).integers(0, 256, (3, 224, 224, 3), dtype=np.uint8)
+    assert model.encode("vision_uint8", images).shape == (3, 32)
+    plain = bindrt.load(onnx_bundle, backend="openvino", modalities=["audio"])
+    with pytest.raises(BackendError, match="preprocessing=True"):
+        plain.encode("audio_waveform", waves)
+
+
+@pytest.mark.parametrize(
+    "options, error, message",
+    [
+        ({"device": "NOPE"}, BackendError, r"OpenVINO device 'NOPE' is not available here; this OpenVINO has .*CPU"),
+        ({"device": "AUTO:NOPE"}, BackendError, r"'AUTO:NOPE' is not available here"),
+        ({"bogus": 1}, BackendError, r"unknown option\(s\) for the openvino backend: \['bogus'\]"),
+        ({"variant": "fused"}, BackendError, r"runs the plain graphs.*com\.microsoft.*variant='plain'"),
+        ({"variant": "auto"}, BackendError, r"unknown variant 'auto'"),
+        ({"inference_num_threads": -1}, ConfigError, r"inference_num_threads=-1 is invalid; expected int >= 0"),
+        ({"inference_num_threads": "2"}, ConfigError, r"inference_num_threads='2' is invalid"),
+        ({"num_streams": 0}, ConfigError, r"num_streams=0 is invalid; expected int >= 1"),
+        ({"performance_hint": "FAST"}, ConfigError, r"performance_hint='FAST' is invalid; expected one of LATENCY"),
+        ({"cache_dir": 3}, ConfigError, r"cache_dir=3 is invalid"),
+        ({"precision": "int4"}, BackendError, r"runs precisions fp32, bf16, fp16, int8, not 'int4'"),
+    ],
+)
+def test_bad_options_are_one_line_errors(onnx_bundle, options, error, message):
+    with pytest.raises(error, match=message) as info:
+        bindrt.load(onnx_bundle, backend="openvino", modalities=["imu"], **options)
+    assert "\n" not in str(info.value)
+
+
+def test_options_reach_the_compiled_model_and_cache_is_optional(onnx_bundle, golden, tmp_path):
+    blocked = tmp_path / "a-file"
+    blocked.write_text("")  # a cache directory that cannot be created: no cache, no error
+    model = bindrt.load(
+        onnx_bundle,
+        backend="openvino",
+        device="cpu",
+        modalities=["imu"],
+        num_streams=2,
+        performance_hint="THROUGHPUT",
+        inference_num_threads=2,
+        cache_dir=blocked / "cache",
+    )
+    info = model.backend.describe()
+    assert (info["num_streams"], info["performance_hint"], info["cache_dir"]) == (2, "THROUGHPUT", None)
+    assert row_relative_error(model.encode("imu", golden["in_imu"]), golden["emb_imu"]) <= 1e-5
+    no_cache = bindrt.load(onnx_bundle, backend="openvino", modalities=["imu"], cache_dir=False)
+    assert no_cache.backend.describe()["cache_dir"] is None
+
+
+def test_cli_bad_device_exits_2_with_one_line(onnx_bundle, capsys, tmp_path):
+    from bindrt import cli
+
+    argv = ["embed", str(onnx_bundle), "--backend", "openvino", "--device", "NOPE", "--text", "a"]
+    assert cli.main([*argv, "--out", str(tmp_path / "e.npz")]) == cli.EXIT_ERROR == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "OpenVINO device 'NOPE' is not available here" in err[0]
