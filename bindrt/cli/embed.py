@@ -22,9 +22,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     for kind in KINDS:
         what = "texts" if kind == "text" else f"{kind} files"
         p.add_argument(f"--{kind}", nargs="+", metavar="X", help=what)
-    p.add_argument("--backend", default="torch", help="torch | onnxruntime | openvino | triton (default torch)")
+    p.add_argument(
+        "--backend",
+        default="torch",
+        help="torch | onnxruntime | openvino | triton | auto (default torch; auto: the fastest engine here meeting --tier)",
+    )
     p.add_argument("--device", default="cpu")
     p.add_argument("--precision", default="fp32")
+    p.add_argument("--tier", help="with --backend auto: exact | near-exact (default) | int8")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--out", help="output .npz (default: embeddings.npz)", default="embeddings.npz")
     p.add_argument(
@@ -55,14 +60,19 @@ def run(args: argparse.Namespace) -> int:
         modalities=modalities,
         config=args.config,
         batch_size=args.batch_size,
+        tier=args.tier,
     )
+    console = make_console()
+    if args.backend == "auto":
+        from bindrt.runtime.auto import summary
+
+        console.print(summary(model.auto), markup=False, highlight=False, soft_wrap=True)
     with model:
         embeddings = model.embed(normalize=args.normalize, **inputs)
     out = args.out if args.out.endswith(".npz") else args.out + ".npz"
     with atomic_path(out) as tmp:
         with open(tmp, "wb") as fh:
             np.savez(fh, **embeddings)
-    console = make_console()
     console.print(f"wrote {out}: " + ", ".join(f"{k} {v.shape}" for k, v in embeddings.items()))
     print_similarities(console, inputs, embeddings)
     return 0

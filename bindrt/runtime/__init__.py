@@ -69,14 +69,32 @@ def load(
     modalities: "list[str] | tuple[str, ...] | str | None" = None,
     config: "str | ImageBindConfig | None" = None,
     batch_size: int = 32,
+    tier: str | None = None,
     **options: Any,
 ) -> Embedder:
     """Load a bundle (or a reference checkpoint with ``config=``) on one backend.
 
     Only the requested ``modalities`` are read; backend-specific ``options`` (threads,
-    providers, engine caches...) are passed through to the backend.
+    providers, engine caches...) are passed through to the backend. ``backend="auto"``
+    measures the engines here and loads the fastest that meets ``tier`` (``bindrt.tiers.TIERS``;
+    default near-exact; ``refresh=True`` re-measures), see :mod:`bindrt.runtime.auto`.
     """
     _check_types(backend=(backend, str), device=(device, str), precision=(precision, str), batch_size=(batch_size, int))
+    if backend == "auto":
+        from bindrt.runtime.auto import load_auto
+
+        return load_auto(
+            path,
+            tier=tier,
+            device=device,
+            precision=precision,
+            modalities=modalities,
+            config=config,
+            batch_size=batch_size,
+            **options,
+        )
+    if tier is not None:
+        raise ConfigError(f"tier={tier!r} is for backend='auto'; backend={backend!r} takes precision= instead")
     source = open_source(path, config)
     mods = check_modalities(modalities, source.available_modalities)
     cls = backend_class(backend)
