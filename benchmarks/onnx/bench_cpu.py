@@ -120,19 +120,25 @@ def contention(before: tuple[list[int], float], after: tuple[list[int], float]) 
     }
 
 
-def openvino_engine(path: Path, threads: int, batch_shape: tuple[int, ...]):
-    """OpenVINO on the plain fp32 graph (f32 inference precision, latency hint); None without openvino."""
+def openvino_engine(path: Path, threads: int, batch_shape: tuple[int, ...], hint: str = "f32"):
+    """OpenVINO on the plain fp32 graph at an explicit inference precision (latency hint).
+
+    None without openvino, or when the CPU lacks the precision (bf16 needs BF16 in its capabilities):
+    OpenVINO would otherwise pick bf16 by itself on AMX CPUs, so every row names its hint.
+    """
     try:
         import openvino as ov
     except ImportError:
         return None
     core = ov.Core()
+    if hint != "f32" and hint.upper() not in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
+        return None
     model = core.read_model(str(path))
     model.reshape({model.inputs[0].get_any_name(): list(batch_shape)})
     compiled = core.compile_model(
         model,
         "CPU",
-        {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"},
+        {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": hint},
     )
     request = compiled.create_infer_request()
     return lambda x: request.infer({0: x})[compiled.outputs[0]]
@@ -194,6 +200,35 @@ def cosine(a: np.ndarray, b: np.ndarray) -> float:
     return float(((a * b).sum(-1) / (np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1))).min())
 
 
+def row_rel_diff(a: np.ndarray, b: np.ndarray) -> float:
+    """max |a - b| over each row, relative to that row's norm in ``b``: the exact tier's metric."""
+    a, b = a.astype(np.float64), b.astype(np.float64)
+    return float((np.abs(a - b).max(-1) / np.linalg.norm(b, axis=-1)).max())
+
+
+def best_per_tier(rows: dict[str, dict]) -> dict[str, dict]:
+    """Per precision tier, the fastest engine (by median) that meets it, bindrt's and the peers' apart."""
+    from bindrt.tiers import TIERS, tier_met
+
+    order = list(TIERS)
+    out: dict[str, dict] = {}
+    for tier in order:
+        qualifying = {
+            name: r
+            for name, r in rows.items()
+            if (met := tier_met(r["max_rel_diff_vs_torch"], r["min_cosine_vs_torch"])) is not None
+            and order.index(met) <= order.index(tier)
+        }
+        sides = {
+            "bindrt": {n: r for n, r in qualifying.items() if n.startswith("ort_")},
+            "peers": {n: r for n, r in qualifying.items() if not n.startswith("ort_")},
+        }
+        out[tier] = {
+            side: (min(group, key=lambda n: group[n]["median_ms"]) if group else None) for side, group in sides.items()
+        }
+    return out
+
+
 def run(args: argparse.Namespace) -> dict:
     import torch
 
@@ -247,6 +282,7 @@ def run(args: argparse.Namespace) -> dict:
         "export_seconds": export_seconds,
         "engines": engine_info,
         "results": results,
+        "best_per_tier": {batch: best_per_tier(rows) for batch, rows in results.items()},
         "single_thread_cpu_time": cpu_time,
         "method": f"{args.warmup} warm-up calls per engine, then cycles over all engines (order alternating) of 1 untimed "
         "+ 4 timed consecutive calls each, until every engine has its rounds; median and min per engine; "
@@ -327,18 +363,31 @@ def open_engines(
 
 
 def _calls(
-    kind: str, x: np.ndarray, encoder, pooled, sessions: dict[str, object], openvino_graph, threads: int
+    kind: str, x: np.ndarray, encoder, pooled, sessions: dict[str, object], openvino_graph, threads: int, compiled=None
 ) -> dict:
-    """One callable per engine on the same batch ``x``: torch eager (full and pooled), the sessions, OpenVINO."""
+    """One callable per engine on the same batch ``x``: the peers a CPU user could pick (torch eager, its bf16
+    autocast, torch.compile when asked for, OpenVINO at f32 and bf16) and bindrt's sessions."""
     import torch
 
     xt = torch.from_numpy(x)
-    calls = {"torch_eager": lambda: encoder(xt), "torch_eager_pooled": lambda: pooled(xt)}
+
+    def bf16_autocast():
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            return encoder(xt).float()
+
+    calls = {
+        "torch_eager": lambda: encoder(xt),
+        "torch_eager_pooled": lambda: pooled(xt),
+        "torch_bf16_autocast": bf16_autocast,
+    }
+    if compiled is not None:
+        calls["torch_compile"] = lambda: compiled(xt)
     for name, sess in sessions.items():
         calls[name] = lambda s=sess: s.run(None, {kind: x})[0]
-    ov = openvino_engine(openvino_graph, threads, x.shape) if openvino_graph else None
-    if ov is not None:
-        calls["openvino_fp32"] = lambda: ov(x)
+    for hint in ("f32", "bf16"):
+        ov = openvino_engine(openvino_graph, threads, x.shape, hint) if openvino_graph else None
+        if ov is not None:
+            calls[f"openvino_{'fp32' if hint == 'f32' else hint}"] = lambda ov=ov: ov(x)
     return calls
 
 
@@ -356,11 +405,18 @@ def time_engines(
     import torch
 
     results: dict[str, dict] = {}
+    compiled = torch.compile(encoder, dynamic=False) if args.compile else None
+    engine_info["torch_bf16_autocast"] = {"what": "the torch encoder under torch.autocast('cpu', dtype=torch.bfloat16)"}
+    if compiled is not None:
+        engine_info["torch_compile"] = {"what": "torch.compile(encoder) (inductor, static shapes), fp32"}
     for batch in args.batches:
         x = input_batch(kind, batch)
-        calls = _calls(kind, x, encoder, pooled, engines, openvino_graph, threads)
-        if "openvino_fp32" in calls:
-            engine_info["openvino_fp32"] = {"what": f"OpenVINO {ov_version()} on {kind}.fp32 (f32, LATENCY hint)"}
+        calls = _calls(kind, x, encoder, pooled, engines, openvino_graph, threads, compiled)
+        for name, hint in (("openvino_fp32", "f32"), ("openvino_bf16", "bf16")):
+            if name in calls:
+                engine_info[name] = {
+                    "what": f"OpenVINO {ov_version()} on {kind}.fp32 ({hint} inference precision, LATENCY hint)"
+                }
         with torch.inference_mode():
             ref = encoder(torch.from_numpy(x)).numpy()
             outputs = {name: np.asarray(fn()) for name, fn in calls.items()}
@@ -379,6 +435,7 @@ def time_engines(
                 "p90_over_median": round(float(np.percentile(t, 90)) / statistics.median(t), 3),
                 "items_per_s": round(batch / statistics.median(t), 2),
                 "min_cosine_vs_torch": round(cosine(outputs[name], ref), 6),
+                "max_rel_diff_vs_torch": float(row_rel_diff(outputs[name], ref)),
                 "runs": len(t),
             }
             for name, t in times.items()
@@ -474,6 +531,26 @@ def markdown(report: dict) -> str:
                 f"{r['speedup_vs_torch_min']:.2f}x | {r['items_per_s']:.1f} | {r['min_cosine_vs_torch']:.6f} |"
             )
         lines.append("")
+    if report.get("best_per_tier"):
+        lines += [
+            "## Fastest per precision tier (exact: max|diff| <= 1e-5 of the row norm; near-exact: cosine >= 0.999; "
+            "int8: cosine >= 0.98)",
+            "",
+            "| batch | tier | bindrt (ONNX Runtime graphs) | ms | fastest peer | ms | bindrt vs peer |",
+            "|---|---|---|---:|---|---:|---:|",
+        ]
+        for batch, tiers in report["best_per_tier"].items():
+            rows = report["results"][batch]
+            for tier, best in tiers.items():
+                ours, peer = best["bindrt"], best["peers"]
+                ours_ms = rows[ours]["median_ms"] if ours else None
+                peer_ms = rows[peer]["median_ms"] if peer else None
+                ratio = f"{peer_ms / ours_ms:.2f}x" if ours_ms and peer_ms else "-"
+                lines.append(
+                    f"| {batch.replace('batch_', '')} | {tier} | {ours or '-'} | {ours_ms or '-'} | {peer or '-'} | "
+                    f"{peer_ms or '-'} | {ratio} |"
+                )
+        lines.append("")
     if report.get("single_thread_cpu_time"):
         lines += [
             "## Cross-check: one thread, CPU time per call",
@@ -549,6 +626,7 @@ def main(argv: list[str] | None = None) -> int:
         action="store_false",
         help="skip the OpenVINO reference row (it is skipped anyway without the openvino package)",
     )
+    p.add_argument("--compile", action="store_true", help="add a torch.compile row (inductor; minutes of compiling)")
     p.add_argument("--workdir", help="keep/reuse the bundle here")
     p.add_argument("--rebuild", action="store_true")
     p.add_argument("--keep", action="store_true")
