@@ -145,6 +145,12 @@ def min_row_cosine(a: np.ndarray, b: np.ndarray) -> float:
     return float(cos.min())
 
 
+def max_row_rel_diff(a: np.ndarray, b: np.ndarray) -> float:
+    """max |a - b| over each row, relative to that row's norm in the reference ``b``: the exact tier's metric."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    return float((np.abs(a - b).max(-1) / np.linalg.norm(b, axis=-1)).max())
+
+
 #: Instruction-set flags that decide which CPU kernels run (ONNX Runtime's MLAS, oneDNN, torch):
 #: recorded so a figure is only compared with figures from a CPU that runs the same kernels.
 CPU_FLAGS = (

@@ -41,6 +41,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.common import machine_info, machine_summary, versions_summary, write_report
+from bindrt.bench import max_row_rel_diff
 
 
 def bundle_path(workdir: Path | str, preset: str, modality: str) -> Path:
@@ -198,12 +199,6 @@ def flat(blocks: list[list[float]]) -> list[float]:
 def cosine(a: np.ndarray, b: np.ndarray) -> float:
     a, b = a.astype(np.float64), b.astype(np.float64)
     return float(((a * b).sum(-1) / (np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1))).min())
-
-
-def row_rel_diff(a: np.ndarray, b: np.ndarray) -> float:
-    """max |a - b| over each row, relative to that row's norm in ``b``: the exact tier's metric."""
-    a, b = a.astype(np.float64), b.astype(np.float64)
-    return float((np.abs(a - b).max(-1) / np.linalg.norm(b, axis=-1)).max())
 
 
 def best_per_tier(rows: dict[str, dict]) -> dict[str, dict]:
@@ -435,7 +430,7 @@ def time_engines(
                 "p90_over_median": round(float(np.percentile(t, 90)) / statistics.median(t), 3),
                 "items_per_s": round(batch / statistics.median(t), 2),
                 "min_cosine_vs_torch": round(cosine(outputs[name], ref), 6),
-                "max_rel_diff_vs_torch": float(row_rel_diff(outputs[name], ref)),
+                "max_rel_diff_vs_torch": max_row_rel_diff(outputs[name], ref),
                 "runs": len(t),
             }
             for name, t in times.items()

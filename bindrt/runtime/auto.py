@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from bindrt.bench import CPU_FLAGS, _cpuinfo, min_row_cosine, time_call
+from bindrt.bench import CPU_FLAGS, _cpuinfo, max_row_rel_diff, min_row_cosine, time_call
 from bindrt.bundle import MANIFEST, producer_versions
 from bindrt.config import ImageBindConfig, check_modalities
 from bindrt.errors import BackendError, BindrtError, ConfigError
@@ -156,7 +156,7 @@ def measure(bundle_path: Path, modalities: tuple[str, ...], seed: int | None = N
                     times = time_call(lambda: model.encode(kind, x), warmup=WARMUP, repeats=REPEATS)
                     total += statistics.median(times) * 1e3
                     ref = reference.setdefault(kind, emb) if (backend, precision) == REFERENCE else reference[kind]
-                    diffs.append(float((np.abs(emb - ref).max(-1) / np.linalg.norm(ref, axis=-1)).max()))
+                    diffs.append(max_row_rel_diff(emb, ref))
                     cosines.append(min_row_cosine(emb.astype(np.float64), ref.astype(np.float64)))
             m.median_ms, m.max_rel_diff, m.min_cosine = total, max(diffs), min(cosines)
         except (BindrtError, RuntimeError) as exc:  # RuntimeError: an engine's own refusal

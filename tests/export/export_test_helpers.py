@@ -24,3 +24,17 @@ def session(path, threads: int = 2):
     from bindrt.loaders import OrtSessionOptions, SessionFromOnnx
 
     return SessionFromOnnx(path, OrtSessionOptions(intra_op_num_threads=threads))()
+
+
+#: Prelude of a child-process script in which importing torch fails: proves a runtime path is torch-free.
+NO_TORCH = """
+import importlib.abc, sys
+
+class NoTorch(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name == "torch" or name.startswith(("torch.", "torchaudio", "torchvision")):
+            raise ImportError(f"{name} is blocked in this test (torch-free runtime)")
+        return None
+
+sys.meta_path.insert(0, NoTorch())
+"""

@@ -9,7 +9,7 @@ import textwrap
 
 import numpy as np
 import pytest
-from export_test_helpers import GOLDEN_DIR, GOLDEN_INPUTS, KINDS, min_cosine, row_relative_error
+from export_test_helpers import GOLDEN_DIR, GOLDEN_INPUTS, KINDS, NO_TORCH, min_cosine, row_relative_error
 
 import bindrt
 from bindrt.errors import BackendError, ConfigError
@@ -23,17 +23,9 @@ def _cpu_offers(capability: str) -> bool:
     return capability in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
 
 
-TORCH_FREE = textwrap.dedent(
+TORCH_FREE = NO_TORCH + textwrap.dedent(
     """
-    import importlib.abc, json, sys
-
-    class NoTorch(importlib.abc.MetaPathFinder):
-        def find_spec(self, name, path=None, target=None):
-            if name == "torch" or name.startswith(("torch.", "torchaudio", "torchvision")):
-                raise ImportError(f"{name} is blocked in this test (torch-free runtime)")
-            return None
-
-    sys.meta_path.insert(0, NoTorch())
+    import json, sys
     import numpy as np
     import bindrt
 
