@@ -43,6 +43,7 @@ from typing import Any, Callable, Mapping, NoReturn, Sequence, TypeVar
 from bindrt.config import MAX_FIELD, MODALITIES, ImageBindConfig
 from bindrt.errors import BundleError
 from bindrt.layouts import ALL_LAYOUTS
+from bindrt.tiers import TIERS
 
 MANIFEST = "manifest.json"
 FORMAT = "bindrt-bundle"
@@ -53,7 +54,8 @@ ONNX_FORMAT = "bindrt-onnx"
 ONNX_FORMAT_VERSION = 1
 ARTIFACT_KEY = "onnx"
 PRECISIONS: tuple[str, ...] = ("fp32", "fp16", "int8")
-VARIANTS: tuple[str, ...] = ("plain", "fused")
+#: plain; fused (ONNX Runtime com.microsoft ops); nncf (int8 quantized by NNCF for OpenVINO, QDQ)
+VARIANTS: tuple[str, ...] = ("plain", "fused", "nncf")
 OUTPUT_NAME = "embedding"
 DTYPES: tuple[str, ...] = ("float32", "float16", "bfloat16", "float64", "int64", "int32", "int8", "uint8", "bool")
 
@@ -527,6 +529,9 @@ class Validation(Record):
         MapOf(Obj()), "per suite (random, real): batch_<n> metrics", required=False
     )
     worst: Mapping[str, float] | None = _field(MapOf(Num()), required=False)
+    tier: str | None = _field(
+        Str(enum=tuple(TIERS)), "strictest precision tier the worst metrics met (absent: none)", required=False
+    )
     batch_sizes: tuple[int, ...] | None = _field(ListOf(Int(minimum=1)), required=False)
     runtime: Mapping[str, Any] | None = _field(Obj(), required=False)
     seconds: float | None = _field(Num(), required=False)
@@ -554,6 +559,7 @@ class Quantization(Record):
 
     tool: str | None = _field(Str(), required=False)
     method: str = _field(Str(enum=("dynamic", "static")))
+    recipe: str | None = _field(Str(), "NNCF graphs: which of bindrt.export.int8_nncf.RECIPES", required=False)
     format: str | None = _field(Str(), required=False)
     weights: str | None = _field(Str(), required=False)
     op_types: tuple[str, ...] | None = _field(ListOf(Str()), required=False)
@@ -776,7 +782,9 @@ def graph_records(modality_entry: Mapping[str, Any]) -> dict[str, dict[str, Any]
 
 
 def export_hint(bundle_path: Any, modality: str, precision: str, variant: str = "plain") -> str:
-    flags = f" --modalities {modality} --precision {precision}" + (" --fused" if variant == "fused" else "")
+    flags = f" --modalities {modality} --precision {precision}" + {"fused": " --fused", "nncf": " --nncf"}.get(
+        variant, ""
+    )
     return f"run `bindrt export {bundle_path}{flags}` first"
 
 
@@ -806,6 +814,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     check = "--check" in args
     paths = [a for a in args if a != "--check"]
+    if any(a.startswith("-") for a in paths) or len(paths) > 1:
+        print("usage: python -m bindrt.schema [--check] [PATH]", file=sys.stderr)
+        return 2
     target = Path(paths[0]) if paths else SCHEMA_FILE
     text = json_schema_text()
     if check:

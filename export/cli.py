@@ -49,6 +49,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="int8 quantization: dynamic (default, per-call activation ranges) or static QDQ calibrated on real inputs",
     )
     p.add_argument(
+        "--nncf",
+        action="store_true",
+        help="also export int8 graphs quantized by NNCF for OpenVINO (<kind>.int8.nncf: static QDQ, calibrated on "
+        "held-out real and random inputs, validated through OpenVINO; the openvino backend's int8 runs them)",
+    )
+    p.add_argument(
         "--full-last-block",
         action="store_true",
         help="trace the last transformer block for every token as the reference does (default: only for "
@@ -93,6 +99,7 @@ def run_export(args: argparse.Namespace) -> int:
         fused=args.fused,
         int8_method=args.int8_method,
         pooled_last_block=not args.full_last_block,
+        nncf=args.nncf,
         external_data_threshold=EXTERNAL_DATA_THRESHOLD
         if args.external_data_threshold is None
         else args.external_data_threshold,

@@ -134,6 +134,7 @@ class _Exporter:
         int8_method: str,
         per_channel: bool,
         pooled_last_block: bool = True,
+        nncf: bool = False,
     ) -> None:
         self.bundle = bundle
         self.staging = staging
@@ -143,6 +144,7 @@ class _Exporter:
         self.int8_method = int8_method
         self.per_channel = per_channel
         self.pooled_last_block = pooled_last_block
+        self.nncf = nncf
         self.config = bundle.config
         self.staged: list[StagedGraph] = []
 
@@ -188,7 +190,7 @@ class _Exporter:
         )
         if validate:
             self.progress(f"  validating {where}")
-            result = validate_graph(str(path), kind, precision, reference, where=where)
+            result = validate_graph(str(path), kind, precision, reference, where=where, **validator(variant))
             record = record.replace(validation=Validation.from_dict(result, f"{where} validation"))
             raise_if_failed(result, where)
         record = record.replace(seconds=round(time.perf_counter() - t0, 2))
@@ -296,6 +298,8 @@ class _Exporter:
                 validate,
             )
             keep("int8", "plain", q)
+        if self.nncf:
+            self._stage_nncf(fp32, modality, kind, common, reference, validate)
         del fp32  # the fused variant is exported afresh; only `built` may still hold it
         if fused and ("fp32" in precisions or "int8" in precisions):
             self._export_fused(modality, kind, encoder, precisions, common, reference, validate, keep)
@@ -326,6 +330,36 @@ class _Exporter:
             validate,
         )
         return half
+
+    def _stage_nncf(self, fp32, modality: str, kind: str, common: dict[str, Any], reference, validate: bool) -> None:
+        """The int8 graph NNCF quantizes for OpenVINO: the first recipe that validates (on OpenVINO) is kept."""
+        import onnx
+
+        from bindrt.export.int8_nncf import RECIPES, SKIPPED_KINDS, VARIANT, quantize_nncf
+        from bindrt.export.validate import calibration_inputs
+
+        where = f"{modality}/{graph_key(kind, 'int8', VARIANT)}"
+        if kind in SKIPPED_KINDS:
+            self.progress(f"  no {where}: static int8 does not hold for {kind} (bindrt.export.int8_nncf)")
+            return
+        calibration = [{kind: x} for x in calibration_inputs(kind)]
+        misses: list[str] = []
+        for recipe in RECIPES:
+            self.progress(f"  quantizing {where} with NNCF ({recipe})")
+            source = onnx.ModelProto()
+            source.CopyFrom(fp32)
+            q, summary = quantize_nncf(source, calibration, where=where, recipe=recipe)
+            extra = {
+                **common,
+                "quantization": Quantization.from_dict(summary, f"{where} quantization"),
+                "passes": (*self._export_passes, f"nncf.quantize ({recipe}, QDQ)", *PASSES_CHECK),
+            }
+            try:
+                self.stage(q, modality, kind, "int8", VARIANT, extra, reference, validate)
+                return
+            except ExportError as exc:
+                misses.append(f"{recipe}: {str(exc).split('validation failed: ', 1)[-1]}")
+        raise ExportError(f"[{where}] no NNCF recipe meets the int8 tolerance: " + " | ".join(misses))
 
     def _export_fused(
         self,
@@ -552,10 +586,14 @@ def export_bundle(
     int8_method: str = "dynamic",
     per_channel: bool = True,
     pooled_last_block: bool = True,
+    nncf: bool = False,
     validate: bool = True,
     progress: Progress | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Export, check and validate ONNX graphs of a bundle's encoders; record them in its manifest.
+
+    ``nncf`` also writes, per input kind, the int8 graph NNCF quantizes for OpenVINO
+    (``<kind>.int8.nncf``, see :mod:`bindrt.export.int8_nncf`).
 
     ``pooled_last_block`` (default) traces the last transformer block for the pooled token
     only (exact; see ``ModalityEncoder.embed_pooled``); False traces the reference forward as is.
@@ -581,7 +619,15 @@ def export_bundle(
     staging = Path(tempfile.mkdtemp(prefix=".onnx-staging-", dir=bundle.path))
     try:
         exporter = _Exporter(
-            bundle, staging, opset, external_data_threshold, progress, int8_method, per_channel, pooled_last_block
+            bundle,
+            staging,
+            opset,
+            external_data_threshold,
+            progress,
+            int8_method,
+            per_channel,
+            pooled_last_block,
+            nncf,
         )
         for m in mods:
             exporter.export_modality(m, encoders[m], precs, fused, with_preprocessing, reference, validate)
@@ -644,7 +690,14 @@ def validate_bundle(
     results: dict[str, dict[str, Any]] = {}
     for m, key, rec in todo:
         progress(f"validating {m}/{key}")
-        result = validate_graph(str(bundle.path / rec.file), rec.kind, rec.precision, reference, where=f"{m}/{key}")
+        result = validate_graph(
+            str(bundle.path / rec.file),
+            rec.kind,
+            rec.precision,
+            reference,
+            where=f"{m}/{key}",
+            **validator(rec.variant),
+        )
         result["time"] = now_iso()
         results[f"{m}/{key}"] = result
         if update_manifest:
@@ -663,6 +716,15 @@ def validate_bundle(
     if raise_on_failure:
         raise_failures(results)
     return results
+
+
+def validator(variant: str) -> dict[str, Any]:
+    """Where a graph variant is validated: NNCF graphs on OpenVINO (where they run), the rest on ONNX Runtime."""
+    from bindrt.export.int8_nncf import VARIANT, OpenVinoSession
+
+    if variant != VARIANT:
+        return {}
+    return {"session_factory": OpenVinoSession, "runtime": OpenVinoSession.runtime()}
 
 
 def raise_failures(results: dict[str, dict[str, Any]]) -> None:

@@ -187,7 +187,7 @@ def suite_inputs(kind: str, suite: str, n: int = SUITE_SIZE) -> tuple[np.ndarray
 def _base_inputs(kind: str, suite: str, n: int) -> np.ndarray:
     rng = _rng(kind, suite)
     spec = GRAPH_KINDS[kind]
-    if suite == "random":
+    if suite.startswith("random"):  # "random" (validation) or "random-calibration" (held out)
         if kind == "text":
             return random_batch("text", n, rng)
         shape = [n if d == "batch" else CLIPS if d == "clips" else d for d in spec.shape]
@@ -222,6 +222,35 @@ def calibration_feeds(kind: str, input_name: str, batches: int = 4) -> list[dict
     """Real inputs for static-quantization calibration (used by the benchmark's static variant)."""
     x, _ = suite_inputs(kind, "real")
     return [{input_name: x[i : i + 1]} for i in range(min(batches, len(x)))]
+
+
+CALIBRATION_TEXTS = (
+    "a cat sleeping on a sofa",
+    "The engine of a truck starting.",
+    "waves breaking on a rocky shore",
+    "someone typing on a keyboard",
+    "a bird singing in the morning",
+    "a long caption, as search queries and alt texts often are: a red brick house with a green door, two "
+    "windows, a chimney and a garden full of yellow flowers under a cloudy sky, seen from across a quiet street",
+)
+
+
+def calibration_inputs(kind: str, n: int = SUITE_SIZE) -> list[np.ndarray]:
+    """Single-item batches for calibrating static int8, held out from the validation suites.
+
+    The real-media suite mirrored along its last axis (text: other sentences) and
+    layout-random inputs from another seed: the graph is calibrated for real media and for
+    any input of its layout, and validated on items it never saw.
+    """
+    if kind == "text":
+        from bindrt import preprocess as pp
+
+        real = pp.tokenize(list(CALIBRATION_TEXTS))
+    else:
+        real = np.ascontiguousarray(suite_inputs(kind, "real", n)[0][..., ::-1])
+    random = _base_inputs(kind, "random-calibration", n) if not GRAPH_KINDS[kind].raw else None
+    items = list(real) + (list(random) if random is not None else [])
+    return [np.ascontiguousarray(x[None]) for x in items]
 
 
 # ----------------------------------------------------------------------------- metrics
@@ -291,13 +320,18 @@ def validate_graph(
     *,
     where: str,
     session_factory: Callable[[str], Any] = make_session,
+    runtime: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Run one graph on every suite and batch size; returns the manifest's validation record.
 
     Never raises on a tolerance miss: the record says ``passed: false`` and names the
-    failing metric; :func:`raise_if_failed` turns that into an ExportError.
+    failing metric; :func:`raise_if_failed` turns that into an ExportError. ``tier`` is the
+    strictest precision tier (:mod:`bindrt.tiers`) the worst metrics met. ``session_factory``
+    and ``runtime`` name another engine to validate on (OpenVINO for the NNCF graphs).
     """
     import onnxruntime as ort
+
+    from bindrt.tiers import tier_met
 
     metric, bound, sense = tolerance_for(kind, precision)
     start = time.perf_counter()
@@ -356,7 +390,8 @@ def validate_graph(
         "suites": suites,
         "worst": worst,
         "batch_sizes": list(BATCH_SIZES),
-        "runtime": {"onnxruntime": ort.__version__, "provider": "CPUExecutionProvider"},
+        **({"tier": tier} if (tier := tier_met(worst["max_rel_diff"], worst["min_cosine"])) else {}),
+        "runtime": runtime or {"onnxruntime": ort.__version__, "provider": "CPUExecutionProvider"},
         "seconds": round(time.perf_counter() - start, 3),
     }
 

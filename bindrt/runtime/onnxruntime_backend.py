@@ -9,7 +9,7 @@ Devices: ``"cpu"``; ``"cuda[:N]"`` (CUDA EP, CPU fallback); ``"tensorrt[:N]"``
 (TensorRT EP, then CUDA, then CPU). Options:
 
 * ``variant``: ``"auto"`` (default: the fused graph when exported, else plain),
-  ``"plain"`` or ``"fused"``;
+  ``"plain"``, ``"fused"`` or ``"nncf"`` (the int8 QDQ graph quantized for OpenVINO; it runs, slower);
 * ``intra_op_num_threads`` / ``inter_op_num_threads``; ``graph_optimization_level``
   (``"disable" | "basic" | "extended" | "all"``, default ``"all"``);
 * ``session_config``: extra ``SessionOptions.add_session_config_entry`` pairs;
@@ -45,7 +45,7 @@ from bindrt.runtime.graphs import first_line as _first_line
 from bindrt.runtime.graphs import graph_export_hint as _export_hint
 from bindrt.schema import OUTPUT_NAME, OnnxGraph
 
-VARIANT_CHOICES = ("auto", "plain", "fused")
+VARIANT_CHOICES = ("auto", "plain", "fused", "nncf")
 
 
 def parse_device(device: str) -> tuple[str, int]:

@@ -14,13 +14,15 @@ OpenVINO otherwise runs bf16 on CPUs that support it (AVX512-BF16, AMX):
 * ``fp32``: the fp32 graph, ``INFERENCE_PRECISION_HINT=f32``;
 * ``bf16``: the fp32 graph at ``bf16``, where the device reports BF16 in ``OPTIMIZATION_CAPABILITIES``;
 * ``fp16``: the fp32 graph at ``f16``, where the device reports FP16;
-* ``int8``: the bundle's int8 ONNX graph (ONNX Runtime's dynamic quantisation) compiled
-  at ``f32``; quantising for OpenVINO itself (NNCF) is a later step.
+* ``int8``: the int8 graph NNCF quantized for OpenVINO (``<kind>.int8.nncf``, ``bindrt export
+  --nncf``) where the bundle has it, else the ONNX Runtime int8 graph (dynamic quantisation,
+  which OpenVINO runs much slower); both compiled at ``f32``: the int8 is in the graph.
 
 Options: ``inference_num_threads`` (int >= 0, 0: OpenVINO's choice), ``num_streams``
 (int >= 1), ``performance_hint`` (``"LATENCY" | "THROUGHPUT"``), ``cache_dir``
 (OpenVINO's model cache; default ``<bundle>/engines/openvino``, used only where it can be
-created and written, ``False`` for none), ``variant`` (``"plain"``; ``"fused"`` is refused:
+created and written, ``False`` for none), ``variant`` (``"auto"``: for int8 the NNCF graph
+when exported, else plain; ``"plain"``; ``"nncf"``, int8 only; ``"fused"`` is refused:
 OpenVINO's ONNX frontend cannot convert all of ONNX Runtime's com.microsoft fused ops, e.g.
 ``QAttention``), ``preprocessing=True`` (also the raw-input graphs ``audio_waveform`` /
 ``vision_uint8``, run as ``model.encode("audio_waveform", x)``), ``verify`` (default True:
@@ -48,6 +50,8 @@ PRECISION_PLAN: dict[str, tuple[str, str, str | None]] = {
     "fp16": ("fp32", "f16", "FP16"),
     "int8": ("int8", "f32", None),
 }
+NNCF = "nncf"  # the int8 graph variant quantized for OpenVINO (bindrt.export.int8_nncf)
+VARIANT_CHOICES = ("auto", "plain", NNCF)
 #: OpenVINO's virtual devices: they name (or pick from) physical devices after ``:``.
 VIRTUAL_DEVICES = ("AUTO", "MULTI", "HETERO", "BATCH")
 #: OpenVINO element type names -> numpy dtype names of the graph contract
@@ -84,7 +88,7 @@ class OpenVinoBackend(Backend):
         modalities: tuple[str, ...],
         device: str = "CPU",
         precision: str = "fp32",
-        variant: str = "plain",
+        variant: str = "auto",
         inference_num_threads: int | None = None,
         num_streams: int | None = None,
         performance_hint: str | None = None,
@@ -102,8 +106,12 @@ class OpenVinoBackend(Backend):
                 "the openvino backend runs the plain graphs: OpenVINO cannot convert all of ONNX Runtime's "
                 "com.microsoft fused ops (e.g. QAttention), and it fuses the plain graph itself; use variant='plain'"
             )
-        if variant != "plain":
-            raise BackendError(f"unknown variant {variant!r} for the openvino backend; expected 'plain'")
+        if variant not in VARIANT_CHOICES:
+            raise BackendError(
+                f"unknown variant {variant!r} for the openvino backend; expected one of {', '.join(VARIANT_CHOICES)}"
+            )
+        if variant == NNCF and precision != "int8":
+            raise BackendError(f"variant='nncf' graphs are int8; got precision={precision!r}")
         for name, value in (("preprocessing", preprocessing), ("verify", verify)):
             if not isinstance(value, bool):
                 raise ConfigError(f"{name}={value!r} is invalid; expected bool")
@@ -131,7 +139,7 @@ class OpenVinoBackend(Backend):
             bundle,
             modalities,
             precision=graph_precision,
-            variants=("plain",),
+            variants=_variant_order(variant, precision),
             preprocessing=preprocessing,
             verify=verify,
         )
@@ -233,6 +241,13 @@ def _check_device(core: Any, device: str, precision: str, capability: str | None
                 "use precision='fp32' or another device"
             )
     return device
+
+
+def _variant_order(variant: str, precision: str) -> tuple[str, ...]:
+    """Which graph variants serve ``variant``, preferred first."""
+    if variant != "auto":
+        return (variant,)
+    return (NNCF, "plain") if precision == "int8" else ("plain",)
 
 
 def _usable_cache(bundle_path: Path, cache_dir: "str | os.PathLike[str] | bool | None") -> Path | None:

@@ -15,12 +15,16 @@ PRECISIONS = ("fp32", "fp16", "int8")
 
 @pytest.fixture(scope="session")
 def onnx_bundle(golden_bundle, tmp_path_factory) -> Path:
-    """The golden bundle with every graph: 7 kinds x fp32/fp16/int8, fused variants, raw-input graphs."""
+    """The golden bundle with every graph: 7 kinds x fp32/fp16/int8, fused variants, raw-input graphs, and the
+    NNCF int8 graphs where nncf and openvino are installed (the openvino extra)."""
+    import importlib.util
+
     from bindrt.export import export_bundle
 
     out = tmp_path_factory.mktemp("onnx") / "bundle"
     shutil.copytree(golden_bundle, out)
-    export_bundle(out, precisions=PRECISIONS, with_preprocessing=True, fused=True)
+    nncf = all(importlib.util.find_spec(name) for name in ("nncf", "openvino"))
+    export_bundle(out, precisions=PRECISIONS, with_preprocessing=True, fused=True, nncf=nncf)
     return out
 
 

@@ -13,8 +13,11 @@ from export_test_helpers import GOLDEN_DIR, GOLDEN_INPUTS, KINDS, NO_TORCH, min_
 
 import bindrt
 from bindrt.errors import BackendError, ConfigError
+from bindrt.tiers import TIERS, tier_met
 
 ov = pytest.importorskip("openvino", reason="the openvino backend needs openvino (pip install 'bindrt[openvino]')")
+pytest.importorskip("nncf", reason="the NNCF int8 graphs need nncf (pip install 'bindrt[openvino]')")
+RECIPES = pytest.importorskip("bindrt.export.int8_nncf").RECIPES
 
 BOUNDS = {"bf16": 0.999, "int8": 0.98}
 
@@ -76,8 +79,66 @@ def test_reduced_precisions_meet_their_bounds(onnx_bundle, golden, precision):
         assert min_cosine(model.encode(kind, golden[GOLDEN_INPUTS[kind]]), golden[f"emb_{kind}"]) >= BOUNDS[precision]
     info = model.backend.describe()
     assert info["inference_precision"] == {"bf16": "bf16", "int8": "f32"}[precision]
-    if precision == "int8":
+    if precision == "int8":  # the graph NNCF quantized for OpenVINO where there is one, else ONNX Runtime's
+        assert info["graphs"]["depth"]["file"] == "onnx/depth/depth.int8.nncf.onnx"
         assert info["graphs"]["text"]["file"] == "onnx/text/text.int8.onnx"
+
+
+def test_nncf_graphs_record_how_they_were_made_and_their_tier(onnx_bundle):
+    """Every kind's NNCF graph: validated on OpenVINO, its tier the one its worst metrics meet, stems kept fp32."""
+    manifest = json.loads((onnx_bundle / "manifest.json").read_text())
+    seen = set()
+    for modality, entry in manifest["modalities"].items():
+        for key, rec in entry["artifacts"]["onnx"]["graphs"].items():
+            if rec["variant"] != "nncf":
+                continue
+            seen.add(rec["kind"])
+            v, q = rec["validation"], rec["quantization"]
+            assert (
+                v["passed"]
+                and v["runtime"]["openvino"] == ov.__version__
+                and v["runtime"]["inference_precision"] == "f32"
+            )
+            assert v["tier"] == tier_met(v["worst"]["max_rel_diff"], v["worst"]["min_cosine"])
+            assert v["tier"] in ("near-exact", "int8")
+            assert q["tool"].startswith("nncf ") and q["method"] == "static" and q["batch_invariant"] is True
+            assert q["recipe"] in RECIPES and q["quantized_nodes"] > 0
+            if modality != "imu":  # every patch-embedding stem reads the raw signal, so it stays fp32
+                assert any("Conv" in name for name in q["kept_fp32"])
+            assert (onnx_bundle / rec["file"]).is_file()
+    assert seen == set(KINDS) - {"text"}  # text: int8_nncf.SKIPPED_KINDS
+
+
+def test_every_graph_records_the_tier_its_validation_met(onnx_bundle):
+    manifest = json.loads((onnx_bundle / "manifest.json").read_text())
+    floor = {"fp32": "exact", "fp16": "near-exact", "int8": "int8"}
+    for entry in manifest["modalities"].values():
+        for key, rec in entry["artifacts"]["onnx"]["graphs"].items():
+            tier = rec["validation"]["tier"]
+            assert list(TIERS).index(tier) <= list(TIERS).index(floor[rec["precision"]]), key
+
+
+def test_nncf_calibration_is_held_out_from_the_validation_suites():
+    from bindrt.export.validate import calibration_inputs, suite_inputs
+
+    for kind in KINDS:
+        calibration = calibration_inputs(kind)
+        assert len(calibration) >= 5 and all(len(x) == 1 for x in calibration)
+        validated = [v for s in ("random", "real") for v in suite_inputs(kind, s)[0]]
+        for x in calibration:
+            assert not any(np.array_equal(x[0], v) for v in validated), kind
+
+
+def test_int8_falls_back_to_the_onnxruntime_graph_and_variant_is_checked(small_bundle):
+    from bindrt.export import export_bundle
+
+    export_bundle(small_bundle, modalities=["imu"], precisions=("int8",))
+    model = bindrt.load(small_bundle, backend="openvino", precision="int8", modalities=["imu"])
+    assert model.backend.describe()["graphs"]["imu"]["file"] == "onnx/imu/imu.int8.onnx"
+    with pytest.raises(BackendError, match=r"no exported ONNX graph imu/imu\.int8\.nncf.*--nncf"):
+        bindrt.load(small_bundle, backend="openvino", precision="int8", variant="nncf", modalities=["imu"])
+    with pytest.raises(BackendError, match="variant='nncf' graphs are int8"):
+        bindrt.load(small_bundle, backend="openvino", precision="fp32", variant="nncf", modalities=["imu"])
 
 
 def test_precision_the_device_lacks_is_one_clear_error(onnx_bundle):
@@ -113,7 +174,11 @@ def test_raw_input_kinds_agree_with_the_feature_path(onnx_bundle):
         ({"device": "AUTO:NOPE"}, BackendError, r"'AUTO:NOPE' is not available here"),
         ({"bogus": 1}, BackendError, r"unknown option\(s\) for the openvino backend: \['bogus'\]"),
         ({"variant": "fused"}, BackendError, r"runs the plain graphs.*com\.microsoft.*variant='plain'"),
-        ({"variant": "auto"}, BackendError, r"unknown variant 'auto'"),
+        (
+            {"variant": "qdq"},
+            BackendError,
+            r"unknown variant 'qdq' for the openvino backend; expected one of auto, plain, nncf",
+        ),
         ({"inference_num_threads": -1}, ConfigError, r"inference_num_threads=-1 is invalid; expected int >= 0"),
         ({"inference_num_threads": "2"}, ConfigError, r"inference_num_threads='2' is invalid"),
         ({"num_streams": 0}, ConfigError, r"num_streams=0 is invalid; expected int >= 1"),
@@ -155,3 +220,18 @@ def test_cli_bad_device_exits_2_with_one_line(onnx_bundle, capsys, tmp_path):
     assert cli.main([*argv, "--out", str(tmp_path / "e.npz")]) == cli.EXIT_ERROR == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "OpenVINO device 'NOPE' is not available here" in err[0]
+
+
+def test_cli_export_nncf_writes_the_graph_openvino_int8_runs(small_bundle, capsys):
+    from bindrt.cli import main
+
+    assert main(["export", str(small_bundle), "--modalities", "depth", "--precision", "fp32", "--nncf"]) == 0
+    manifest = json.loads((small_bundle / "manifest.json").read_text())
+    graphs = manifest["modalities"]["depth"]["artifacts"]["onnx"]["graphs"]
+    assert set(graphs) == {"depth.fp32", "depth.int8.nncf"}
+    assert graphs["depth.fp32"]["validation"]["tier"] == "exact"
+    x = np.random.default_rng(3).standard_normal((2, 1, 224, 224)).astype(np.float32)
+    ref = bindrt.load(small_bundle, backend="openvino", modalities=["depth"]).encode("depth", x)
+    int8 = bindrt.load(small_bundle, backend="openvino", precision="int8", modalities=["depth"])
+    assert int8.backend.describe()["graphs"]["depth"]["file"] == "onnx/depth/depth.int8.nncf.onnx"
+    assert min_cosine(int8.encode("depth", x), ref) >= TIERS[graphs["depth.int8.nncf"]["validation"]["tier"]].bound
