@@ -359,7 +359,11 @@ class _Exporter:
                 return
             except ExportError as exc:
                 misses.append(f"{recipe}: {str(exc).split('validation failed: ', 1)[-1]}")
-        raise ExportError(f"[{where}] no NNCF recipe meets the int8 tolerance: " + " | ".join(misses))
+        raise ExportError(
+            f"[{where}] no NNCF recipe meets the int8 tolerance: "
+            + " | ".join(misses)
+            + "; export without --nncf (OpenVINO's int8 then runs the dynamic int8 graph)"
+        )
 
     def _export_fused(
         self,
