@@ -25,6 +25,7 @@ COMMAND_MODULES = (
     "bindrt.cli.info",
     "bindrt.export.cli",
     "bindrt.cli.bench",
+    "bindrt.cli.build",
     "bindrt.training.cli",
 )
 
