@@ -618,6 +618,9 @@ class OnnxGraph(Record):
     )
     passes: tuple[str, ...] | None = _field(ListOf(Str()), required=False)
     validation: Validation | None = _field(Rec(Validation), required=False)
+    tensorrt: Mapping[str, Any] | None = _field(
+        Obj(), "export --target tensorrt: the ONNX-TensorRT operator check (bindrt.tensorrt.compat)", required=False
+    )
     seconds: float | None = _field(Num(), required=False)
 
     @property

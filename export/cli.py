@@ -55,6 +55,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         "held-out real and random inputs, validated through OpenVINO; the openvino backend's int8 runs them)",
     )
     p.add_argument(
+        "--target",
+        action="append",
+        choices=("tensorrt",),
+        default=[],
+        help="check every graph for this engine before writing (tensorrt: the ONNX-TensorRT operator matrix; "
+        "plain fp32/fp16 and --nncf int8 graphs must pass, fused and dynamic-int8 graphs are recorded as ORT-only)",
+    )
+    p.add_argument(
         "--full-last-block",
         action="store_true",
         help="trace the last transformer block for every token as the reference does (default: only for "
@@ -100,6 +108,7 @@ def run_export(args: argparse.Namespace) -> int:
         int8_method=args.int8_method,
         pooled_last_block=not args.full_last_block,
         nncf=args.nncf,
+        targets=tuple(args.target),
         external_data_threshold=EXTERNAL_DATA_THRESHOLD
         if args.external_data_threshold is None
         else args.external_data_threshold,

@@ -135,6 +135,7 @@ class _Exporter:
         per_channel: bool,
         pooled_last_block: bool = True,
         nncf: bool = False,
+        targets: tuple[str, ...] = (),
     ) -> None:
         self.bundle = bundle
         self.staging = staging
@@ -145,6 +146,7 @@ class _Exporter:
         self.per_channel = per_channel
         self.pooled_last_block = pooled_last_block
         self.nncf = nncf
+        self.targets = targets
         self.config = bundle.config
         self.staged: list[StagedGraph] = []
 
@@ -188,6 +190,8 @@ class _Exporter:
             nodes=len(checked.graph.node),
             **extra,
         )
+        if "tensorrt" in self.targets:
+            record = record.replace(tensorrt=self._tensorrt_check(path, precision, variant, where))
         if validate:
             self.progress(f"  validating {where}")
             result = validate_graph(str(path), kind, precision, reference, where=where, **validator(variant))
@@ -197,6 +201,17 @@ class _Exporter:
         staged = StagedGraph(modality, kind, precision, variant, key, path, external, record)
         self.staged.append(staged)
         return staged
+
+    @staticmethod
+    def _tensorrt_check(path: Path, precision: str, variant: str, where: str) -> dict[str, Any]:
+        """The operator check of a staged graph; graphs meant for TensorRT must pass it (ORT-only ones say so)."""
+        from bindrt.tensorrt.compat import check_graph, raise_if_incompatible
+
+        meant = variant == "nncf" or (variant == "plain" and precision in ("fp32", "fp16"))
+        report = check_graph(path)
+        if meant:
+            raise_if_incompatible(report, where)
+        return {**report.to_dict(), "meant_for_tensorrt": meant}
 
     # -- one modality ----------------------------------------------------------
     def export_modality(
@@ -591,13 +606,16 @@ def export_bundle(
     per_channel: bool = True,
     pooled_last_block: bool = True,
     nncf: bool = False,
+    targets: "Sequence[str]" = (),
     validate: bool = True,
     progress: Progress | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Export, check and validate ONNX graphs of a bundle's encoders; record them in its manifest.
 
     ``nncf`` also writes, per input kind, the int8 graph NNCF quantizes for OpenVINO
-    (``<kind>.int8.nncf``, see :mod:`bindrt.export.int8_nncf`).
+    (``<kind>.int8.nncf``, see :mod:`bindrt.export.int8_nncf`). ``targets=("tensorrt",)`` checks
+    every graph against the ONNX-TensorRT operator matrix (recorded as ``tensorrt``); one meant for
+    TensorRT (plain fp32/fp16, NNCF Q/DQ int8) that fails it fails the export.
 
     ``pooled_last_block`` (default) traces the last transformer block for the pooled token
     only (exact; see ``ModalityEncoder.embed_pooled``); False traces the reference forward as is.
@@ -612,6 +630,10 @@ def export_bundle(
     check_opset(opset)
     if int8_method not in ("dynamic", "static"):
         raise ConfigError(f"unknown int8 method {int8_method!r}; expected 'dynamic' or 'static'")
+    targets = tuple(targets)
+    unknown = sorted(set(targets) - set(EXPORT_TARGETS))
+    if unknown:
+        raise ConfigError(f"unknown export target(s) {unknown}; expected {', '.join(EXPORT_TARGETS)}")
     _check_writable(bundle)
     progress = progress or (lambda msg: None)
 
@@ -632,6 +654,7 @@ def export_bundle(
             per_channel,
             pooled_last_block,
             nncf,
+            targets,
         )
         for m in mods:
             exporter.export_modality(m, encoders[m], precs, fused, with_preprocessing, reference, validate)
@@ -720,6 +743,10 @@ def validate_bundle(
     if raise_on_failure:
         raise_failures(results)
     return results
+
+
+#: what ``bindrt export --target`` checks graphs for
+EXPORT_TARGETS = ("tensorrt",)
 
 
 def validator(variant: str) -> dict[str, Any]:

@@ -7,6 +7,8 @@ dynamic-quantization int8 graphs) must be reported by operator name.
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import onnx
 import pytest
@@ -256,3 +258,18 @@ def test_ort_dynamic_int8_graphs_are_reported(exported):
 def test_variants_filter(onnx_bundle):
     reports = check_bundle_graphs(onnx_bundle, ["depth"], variants=("plain",))
     assert reports and all(k.startswith("depth/") and k.count(".") == 1 for k in reports)
+
+
+def test_export_target_tensorrt_records_the_check(small_bundle):
+    """`bindrt export --target tensorrt`: each graph's record carries the operator check; ORT-only graphs say so."""
+    from bindrt.cli import main
+
+    argv = ["export", str(small_bundle), "--modalities", "depth", "--precision", "fp32,int8", "--target", "tensorrt"]
+    assert main(argv) == 0
+    graphs = json.loads((small_bundle / "manifest.json").read_text())["modalities"]["depth"]["artifacts"]["onnx"][
+        "graphs"
+    ]
+    fp32, int8 = graphs["depth.fp32"]["tensorrt"], graphs["depth.int8"]["tensorrt"]
+    assert fp32["ok"] is True and fp32["meant_for_tensorrt"] is True and fp32["opset"] == 18
+    assert int8["ok"] is False and int8["meant_for_tensorrt"] is False
+    assert {p["op_type"] for p in int8["problems"]} >= {"DynamicQuantizeLinear", "MatMulInteger"}
