@@ -55,6 +55,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         "held-out real and random inputs, validated through OpenVINO; the openvino backend's int8 runs them)",
     )
     p.add_argument(
+        "--calibrate",
+        action="append",
+        default=[],
+        metavar="KIND=PATH",
+        help="with --nncf: calibrate KIND's int8 graph on your own media (a file, directory or glob; text: .txt, "
+        "one caption per line; repeatable) instead of the mirrored sample media",
+    )
+    p.add_argument(
         "--target",
         action="append",
         choices=("tensorrt",),
@@ -109,6 +117,7 @@ def run_export(args: argparse.Namespace) -> int:
         pooled_last_block=not args.full_last_block,
         nncf=args.nncf,
         targets=tuple(args.target),
+        calibration=_calibration(args.calibrate, args.nncf),
         external_data_threshold=EXTERNAL_DATA_THRESHOLD
         if args.external_data_threshold is None
         else args.external_data_threshold,
@@ -119,6 +128,24 @@ def run_export(args: argparse.Namespace) -> int:
     else:
         console.print(graphs_table(records, f"exported {len(records)} graph(s) into {args.bundle}"))
     return 0
+
+
+def _calibration(specs: list[str], nncf: bool) -> dict | None:
+    """``--calibrate KIND=PATH ...`` -> input kind -> preprocessed batch."""
+    if not specs:
+        return None
+    from bindrt.errors import ConfigError
+    from bindrt.export.validate import calibration_from_media
+
+    if not nncf:
+        raise ConfigError("--calibrate calibrates the NNCF int8 graphs; add --nncf")
+    sources: dict[str, list[str]] = {}
+    for spec in specs:
+        kind, sep, path = spec.partition("=")
+        if not sep or not kind or not path:
+            raise ConfigError(f"--calibrate {spec!r} is invalid; expected KIND=PATH, e.g. audio='clips/*.wav'")
+        sources.setdefault(kind.strip(), []).append(path)
+    return {kind: calibration_from_media(kind, paths) for kind, paths in sources.items()}
 
 
 def run_validate(args: argparse.Namespace) -> int:

@@ -16,7 +16,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
 
 from bindrt.bundle import Bundle, now_iso, producer_versions
 from bindrt.config import check_modalities
@@ -39,6 +39,9 @@ from bindrt.export.spec import (
 from bindrt.fileio import is_writable_dir
 from bindrt.loaders import EncodersFromSource
 from bindrt.schema import Fp16Summary, Fusions, GraphTensor, OnnxArtifact, OnnxGraph, Quantization, Validation
+
+if TYPE_CHECKING:
+    import numpy as np
 
 Progress = Callable[[str], None]
 VOCAB_FILE = "bpe_simple_vocab_16e6.txt.gz"
@@ -136,6 +139,7 @@ class _Exporter:
         pooled_last_block: bool = True,
         nncf: bool = False,
         targets: tuple[str, ...] = (),
+        calibration: "Mapping[str, np.ndarray] | None" = None,
     ) -> None:
         self.bundle = bundle
         self.staging = staging
@@ -147,6 +151,7 @@ class _Exporter:
         self.pooled_last_block = pooled_last_block
         self.nncf = nncf
         self.targets = targets
+        self.calibration = dict(calibration or {})
         self.config = bundle.config
         self.staged: list[StagedGraph] = []
 
@@ -357,13 +362,20 @@ class _Exporter:
         if kind in SKIPPED_KINDS:
             self.progress(f"  no {where}: static int8 does not hold for {kind} (bindrt.export.int8_nncf)")
             return
-        calibration = [{kind: x} for x in calibration_inputs(kind)]
+        items = calibration_inputs(kind, user=self.calibration.get(kind))
+        calibration = [{kind: x} for x in items]
         misses: list[str] = []
         for recipe in RECIPES:
             self.progress(f"  quantizing {where} with NNCF ({recipe})")
             source = onnx.ModelProto()
             source.CopyFrom(fp32)
             q, summary = quantize_nncf(source, calibration, where=where, recipe=recipe)
+            user = self.calibration.get(kind)
+            if user is not None:
+                summary["calibration"] = {
+                    "items": len(calibration),
+                    "inputs": f"user media ({len(user)} items, export --calibrate) + layout-random (held out)",
+                }
             extra = {
                 **common,
                 "quantization": Quantization.from_dict(summary, f"{where} quantization"),
@@ -607,6 +619,7 @@ def export_bundle(
     pooled_last_block: bool = True,
     nncf: bool = False,
     targets: "Sequence[str]" = (),
+    calibration: "Mapping[str, np.ndarray] | None" = None,
     validate: bool = True,
     progress: Progress | None = None,
 ) -> dict[str, dict[str, Any]]:
@@ -615,7 +628,10 @@ def export_bundle(
     ``nncf`` also writes, per input kind, the int8 graph NNCF quantizes for OpenVINO
     (``<kind>.int8.nncf``, see :mod:`bindrt.export.int8_nncf`). ``targets=("tensorrt",)`` checks
     every graph against the ONNX-TensorRT operator matrix (recorded as ``tensorrt``); one meant for
-    TensorRT (plain fp32/fp16, NNCF Q/DQ int8) that fails it fails the export.
+    TensorRT (plain fp32/fp16, NNCF Q/DQ int8) that fails it fails the export. ``calibration``
+    (input kind -> preprocessed batch, e.g. from :func:`bindrt.export.validate.calibration_from_media`)
+    calibrates the NNCF graphs of those kinds on the user's own inputs (plus the layout-random
+    held-out items) instead of the mirrored sample media.
 
     ``pooled_last_block`` (default) traces the last transformer block for the pooled token
     only (exact; see ``ModalityEncoder.embed_pooled``); False traces the reference forward as is.
@@ -655,6 +671,7 @@ def export_bundle(
             pooled_last_block,
             nncf,
             targets,
+            calibration,
         )
         for m in mods:
             exporter.export_modality(m, encoders[m], precs, fused, with_preprocessing, reference, validate)

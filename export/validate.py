@@ -235,14 +235,20 @@ CALIBRATION_TEXTS = (
 )
 
 
-def calibration_inputs(kind: str, n: int = SUITE_SIZE) -> list[np.ndarray]:
+#: at most this many user calibration items per kind (NNCF's own default subset is 300)
+MAX_CALIBRATION_ITEMS = 256
+
+
+def calibration_inputs(kind: str, n: int = SUITE_SIZE, user: "np.ndarray | None" = None) -> list[np.ndarray]:
     """Single-item batches for calibrating static int8, held out from the validation suites.
 
-    The real-media suite mirrored along its last axis (text: other sentences) and
-    layout-random inputs from another seed: the graph is calibrated for real media and for
-    any input of its layout, and validated on items it never saw.
+    The real-media suite mirrored along its last axis (text: other sentences), or ``user``'s
+    preprocessed batch where given, and layout-random inputs from another seed: the graph is
+    calibrated for real media and for any input of its layout, and validated on items it never saw.
     """
-    if kind == "text":
+    if user is not None:
+        real = np.asarray(user)
+    elif kind == "text":
         from bindrt import preprocess as pp
 
         real = pp.tokenize(list(CALIBRATION_TEXTS))
@@ -251,6 +257,38 @@ def calibration_inputs(kind: str, n: int = SUITE_SIZE) -> list[np.ndarray]:
     random = _base_inputs(kind, "random-calibration", n) if not GRAPH_KINDS[kind].raw else None
     items = list(real) + (list(random) if random is not None else [])
     return [np.ascontiguousarray(x[None]) for x in items]
+
+
+def calibration_from_media(kind: str, sources: "list[str]") -> np.ndarray:
+    """A user's calibration inputs of ``kind``, preprocessed as ``embed`` does: files, directories
+    (every file in them, sorted) or globs; text: ``.txt`` files of one caption per line.
+
+    At most :data:`MAX_CALIBRATION_ITEMS` items; an unknown kind, a source matching nothing or a
+    file that does not decode is a ConfigError / bindrt input error naming it.
+    """
+    import glob
+    from pathlib import Path
+
+    from bindrt import preprocess as pp
+    from bindrt.errors import ConfigError
+
+    if kind not in GRAPH_KINDS or GRAPH_KINDS[kind].raw:
+        raise ConfigError(f"--calibrate {kind}=...: unknown input kind; expected one of {', '.join(pp.INPUT_KINDS)}")
+    files: list[str] = []
+    for source in sources:
+        path = Path(source)
+        found = sorted(str(f) for f in path.iterdir() if f.is_file()) if path.is_dir() else sorted(glob.glob(source))
+        if not found:
+            raise ConfigError(f"--calibrate {kind}={source}: no such file, directory or matching files")
+        files += found
+    if kind == "text":
+        lines = [ln.strip() for f in files for ln in Path(f).read_text(encoding="utf-8").splitlines() if ln.strip()]
+        items: list[Any] = lines
+    else:
+        items = files
+    if not items:
+        raise ConfigError(f"--calibrate {kind}: the sources hold no items")
+    return pp.preprocess(kind, items[:MAX_CALIBRATION_ITEMS])
 
 
 # ----------------------------------------------------------------------------- metrics

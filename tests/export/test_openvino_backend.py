@@ -235,3 +235,31 @@ def test_cli_export_nncf_writes_the_graph_openvino_int8_runs(small_bundle, capsy
     int8 = bindrt.load(small_bundle, backend="openvino", precision="int8", modalities=["depth"])
     assert int8.backend.describe()["graphs"]["depth"]["file"] == "onnx/depth/depth.int8.nncf.onnx"
     assert min_cosine(int8.encode("depth", x), ref) >= TIERS[graphs["depth.int8.nncf"]["validation"]["tier"]].bound
+
+
+def test_cli_calibrate_nncf_on_your_own_media(small_bundle, tmp_path, capsys):
+    """`--calibrate depth=DIR`: the NNCF graph is calibrated on those files (recorded), and still validated."""
+    from PIL import Image
+
+    from bindrt.cli import main
+
+    media = tmp_path / "depths"
+    media.mkdir()
+    rng = np.random.default_rng(4)
+    for i in range(6):  # 16-bit depth maps in millimetres, as depth sensors write them
+        Image.fromarray(rng.integers(500, 4500, (120, 160), dtype=np.uint16)).save(media / f"d{i}.png")
+    argv = ["export", str(small_bundle), "--modalities", "depth", "--nncf", "--calibrate", f"depth={media}"]
+    assert main(argv) == 0
+    manifest = json.loads((small_bundle / "manifest.json").read_text())
+    q = manifest["modalities"]["depth"]["artifacts"]["onnx"]["graphs"]["depth.int8.nncf"]["quantization"]
+    assert q["calibration"]["inputs"].startswith("user media (6 items") and q["calibration"]["items"] == 11
+    for argv, message in (
+        (["--calibrate", f"depth={media}"], "--calibrate calibrates the NNCF int8 graphs; add --nncf"),
+        (["--nncf", "--calibrate", "depth"], "expected KIND=PATH"),
+        (["--nncf", "--calibrate", f"depth={tmp_path / 'none*.png'}"], "no such file, directory or matching"),
+        (["--nncf", "--calibrate", f"smell={media}"], "unknown input kind"),
+    ):
+        capsys.readouterr()
+        assert main(["export", str(small_bundle), "--modalities", "depth", *argv]) == 2
+        err = capsys.readouterr().err.strip()
+        assert message in err and len(err.splitlines()) == 1
