@@ -53,6 +53,9 @@ SCHEMA_FILE = Path(__file__).with_name("manifest.schema.json")
 ONNX_FORMAT = "bindrt-onnx"
 ONNX_FORMAT_VERSION = 1
 ARTIFACT_KEY = "onnx"
+TENSORRT_FORMAT = "bindrt-tensorrt"
+TENSORRT_FORMAT_VERSION = 1
+TENSORRT_KEY = "tensorrt"
 PRECISIONS: tuple[str, ...] = ("fp32", "fp16", "int8")
 #: plain; fused (ONNX Runtime com.microsoft ops); nncf (int8 quantized by NNCF for OpenVINO, QDQ)
 VARIANTS: tuple[str, ...] = ("plain", "fused", "nncf")
@@ -644,6 +647,62 @@ class OnnxArtifact(Artifact):
 
     def with_graph(self, graph: OnnxGraph) -> "OnnxArtifact":
         return self.replace(graphs={**self.graphs, graph.key: graph})
+
+
+@dataclass(frozen=True, kw_only=True)
+class ProfileShapes(Record):
+    """One optimisation profile of an engine input."""
+
+    min: tuple[int, ...] = _field(ListOf(Int(minimum=1)))
+    opt: tuple[int, ...] = _field(ListOf(Int(minimum=1)))
+    max: tuple[int, ...] = _field(ListOf(Int(minimum=1)))
+
+
+@dataclass(frozen=True, kw_only=True)
+class TensorRtEngine(Record):
+    """One TensorRT engine ``bindrt build`` wrote: ``engines/tensorrt/<modality>/<kind>.<precision>.plan``."""
+
+    kind: str = _field(Str())
+    modality: str = _field(Str(enum=MODALITIES))
+    precision: str = _field(Str(enum=("fp32", "fp16", "bf16", "int8", "fp8")))
+    file: str = _field(RelPath(), "listed under files")
+    graph: str = _field(RelPath(), "the ONNX graph it was built from")
+    graph_sha256: str = _field(Str(pattern=r"^[0-9a-f]{64}$"))
+    tensorrt: str = _field(Str(), "TensorRT version that built it")
+    gpu: str = _field(Str(), "GPU name it was built on")
+    compute_capability: tuple[int, ...] = _field(ListOf(Int(minimum=0)))
+    input: str = _field(Str())
+    shapes: ProfileShapes = _field(Rec(ProfileShapes))
+    options: Mapping[str, Any] = _field(Obj(), "builder options (workspace, opt level, compatibility)")
+    strongly_typed: bool = _field(Bool())
+    cache_key: str = _field(Str(pattern=r"^[0-9a-f]{64}$"), "bindrt.tensorrt.plan.engine_cache_key")
+    trtexec: str = _field(Str(), "the trtexec command line that builds the same engine")
+    layers: str | None = _field(RelPath(), "engine inspector JSON, listed under files", required=False)
+    log: str | None = _field(RelPath(), "the build log, listed under files", required=False)
+    created: str | None = _field(Str(), "ISO 8601, UTC", required=False)
+    seconds: float | None = _field(Num(), required=False)
+
+    @property
+    def key(self) -> str:
+        return f"{self.kind}.{self.precision}"
+
+
+@artifact(TENSORRT_KEY)
+@dataclass(frozen=True, kw_only=True)
+class TensorRtArtifact(Artifact):
+    """The TensorRT engines ``bindrt build`` wrote for a modality, keyed ``<kind>.<precision>``."""
+
+    format: str = _field(Str(const=TENSORRT_FORMAT))
+    version: int = _field(Version((TENSORRT_FORMAT_VERSION,), of=TENSORRT_FORMAT, fix="rebuild the engines"))
+    engines: Mapping[str, TensorRtEngine] = _field(MapOf(Rec(TensorRtEngine)))
+
+    def _check(self, at: Loc) -> None:
+        for key, engine in self.engines.items():
+            if key != engine.key:
+                at.key("engines").key(key).fail(f"key does not match its kind and precision ({engine.key!r})")
+
+    def with_engine(self, engine: TensorRtEngine) -> "TensorRtArtifact":
+        return self.replace(engines={**self.engines, engine.key: engine})
 
 
 # -- the manifest ---------------------------------------------------------------

@@ -82,23 +82,64 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _build(bundle, plans, timing_cache_path: str) -> int:
-    """Build every planned engine, writing each file through a temporary name (never run on TensorRT yet)."""
-    import json
+    """Build every planned engine (a cache hit where the recorded one was built from the same inputs),
+    write it, its inspector JSON and build log into the bundle, and record each in the manifest.
+
+    Never run on a real TensorRT yet (see bindrt.tensorrt.build).
+    """
+    import time
     from pathlib import Path
 
     from bindrt.fileio import atomic_write_bytes
-    from bindrt.tensorrt.build import build_engine, describe_plans
+    from bindrt.tensorrt.adapter import check_gpu
+    from bindrt.tensorrt.build import build_engine
+    from bindrt.tensorrt.cuda import gpu_properties
+    from bindrt.tensorrt.engines import engine_records, is_cache_hit, make_record, record_engine
+    from bindrt.tensorrt.plan import engine_cache_key
 
+    gpu, cc = gpu_properties(0)
     cache_path = Path(timing_cache_path)
     cache = cache_path.read_bytes() if cache_path.is_file() else None
-    for plan, info in zip(plans, describe_plans(plans)):
-        engine, cache, layers = build_engine(plan, cache)
-        target = bundle.path / plan.engine_relpath
-        target.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(target, engine)
-        atomic_write_bytes(target.with_suffix(".layers.json"), layers.encode())
-        atomic_write_bytes(target.with_suffix(".json"), (json.dumps(info, indent=1) + "\n").encode())
+    built = 0
+    for plan in plans:
+        check_gpu(plan.decisions.version, cc, plan.decisions.precision, gpu)
+        graph_sha = bundle.manifest["files"][plan.graph.file]["sha256"]
+        key = engine_cache_key(
+            onnx_sha256=graph_sha,
+            tensorrt_version=str(plan.decisions.version),
+            gpu_name=gpu,
+            compute_capability=cc,
+            shapes=plan.shapes,
+            precision=plan.decisions.precision,
+            options=plan.options,
+        )
+        old = engine_records(bundle, plan.modality).get(f"{plan.kind}.{plan.decisions.precision}")
+        if is_cache_hit(bundle, old, key):
+            print(f"cached {bundle.path / plan.engine_relpath} (same graph, TensorRT, GPU, profile and options)")
+            continue
+        start = time.perf_counter()
+        engine, cache, layers, log = build_engine(plan, cache)
+        stem = plan.engine_relpath.removesuffix(".plan")
+        bundle.add_file(plan.engine_relpath, lambda tmp, data=engine: tmp.write_bytes(data))
+        bundle.add_file(f"{stem}.layers.json", lambda tmp, data=layers: tmp.write_text(data))
+        bundle.add_file(f"{stem}.log", lambda tmp, data=log: tmp.write_text(data))
+        record_engine(
+            bundle,
+            make_record(
+                plan,
+                graph_sha256=graph_sha,
+                gpu=gpu,
+                compute_capability=cc,
+                cache_key=key,
+                seconds=time.perf_counter() - start,
+                layers=f"{stem}.layers.json",
+                log=f"{stem}.log",
+            ),
+        )
+        bundle.save()  # after each engine: an interrupted build keeps the engines it finished
         cache_path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(cache_path, cache)
-        print(f"built {target} ({len(engine) / 1e6:.1f} MB)")
+        built += 1
+        print(f"built {bundle.path / plan.engine_relpath} ({len(engine) / 1e6:.1f} MB)")
+    print(f"{built} engine(s) built, {len(plans) - built} cached")
     return 0

@@ -19,6 +19,7 @@ BACKENDS: dict[str, str] = {
     "onnxruntime": "bindrt.runtime.onnxruntime_backend:OnnxRuntimeBackend",
     "openvino": "bindrt.runtime.openvino_backend:OpenVinoBackend",
     "triton": "bindrt.runtime.triton_backend:TritonBackend",
+    "tensorrt": "bindrt.runtime.tensorrt_backend:TensorRtBackend",
 }
 
 

@@ -128,15 +128,24 @@ def plan_engines(
     return plans
 
 
-def build_engine(plan: EnginePlan, timing_cache: bytes | None = None) -> tuple[bytes, bytes, str]:
-    """Build one engine with TensorRT -> (serialized engine, serialized timing cache, inspector JSON).
+def build_engine(plan: EnginePlan, timing_cache: bytes | None = None) -> tuple[bytes, bytes, str, str]:
+    """Build one engine with TensorRT -> (serialized engine, serialized timing cache, inspector JSON, build log).
 
     Written from NVIDIA's documentation; not yet run on a real TensorRT (see the module docstring).
     """
     import tensorrt as trt
 
+    class CapturingLogger(trt.ILogger):  # the build log is kept beside the engine
+        def __init__(self) -> None:
+            trt.ILogger.__init__(self)
+            self.lines: list[str] = []
+
+        def log(self, severity: Any, msg: str) -> None:
+            if severity <= trt.ILogger.INFO:
+                self.lines.append(f"[{str(severity).rsplit('.', 1)[-1]}] {msg}")
+
     d = plan.decisions
-    logger = trt.Logger(trt.Logger.WARNING)
+    logger = CapturingLogger()
     builder = trt.Builder(logger)
     flags = 0
     for name in d.network_flag_names():
@@ -174,7 +183,8 @@ def build_engine(plan: EnginePlan, timing_cache: bytes | None = None) -> tuple[b
     engine = runtime.deserialize_cuda_engine(engine_bytes)
     inspector = engine.create_engine_inspector()
     layers = inspector.get_engine_information(trt.LayerInformationFormat.JSON)
-    return engine_bytes, bytes(config.get_timing_cache().serialize()), layers
+    log = "\n".join(logger.lines) + "\n"
+    return engine_bytes, bytes(config.get_timing_cache().serialize()), layers, log
 
 
 def describe_plans(plans: Sequence[EnginePlan]) -> list[dict[str, Any]]:
