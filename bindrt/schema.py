@@ -56,9 +56,11 @@ ARTIFACT_KEY = "onnx"
 TENSORRT_FORMAT = "bindrt-tensorrt"
 TENSORRT_FORMAT_VERSION = 1
 TENSORRT_KEY = "tensorrt"
-PRECISIONS: tuple[str, ...] = ("fp32", "fp16", "int8")
-#: plain; fused (ONNX Runtime com.microsoft ops); nncf (int8 quantized by NNCF for OpenVINO, QDQ)
-VARIANTS: tuple[str, ...] = ("plain", "fused", "nncf")
+#: graph precisions (fp8: Q/DQ graphs from NVIDIA Model Optimizer, ``export --modelopt``)
+PRECISIONS: tuple[str, ...] = ("fp32", "fp16", "int8", "fp8")
+#: plain; fused (ONNX Runtime com.microsoft ops); nncf (int8 Q/DQ by NNCF, for OpenVINO); modelopt
+#: (int8 / fp8 Q/DQ by NVIDIA Model Optimizer, for TensorRT)
+VARIANTS: tuple[str, ...] = ("plain", "fused", "nncf", "modelopt")
 OUTPUT_NAME = "embedding"
 DTYPES: tuple[str, ...] = ("float32", "float16", "bfloat16", "float64", "int64", "int32", "int8", "uint8", "bool")
 
@@ -844,9 +846,11 @@ def graph_records(modality_entry: Mapping[str, Any]) -> dict[str, dict[str, Any]
 
 
 def export_hint(bundle_path: Any, modality: str, precision: str, variant: str = "plain") -> str:
-    flags = f" --modalities {modality} --precision {precision}" + {"fused": " --fused", "nncf": " --nncf"}.get(
-        variant, ""
-    )
+    flags = f" --modalities {modality} --precision {precision}" + {
+        "fused": " --fused",
+        "nncf": " --nncf",
+        "modelopt": " --modelopt",
+    }.get(variant, "")
     return f"run `bindrt export {bundle_path}{flags}` first"
 
 

@@ -55,6 +55,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "held-out real and random inputs, validated through OpenVINO; the openvino backend's int8 runs them)",
     )
     p.add_argument(
+        "--modelopt",
+        action="store_true",
+        help="also export int8 and fp8 Q/DQ graphs for TensorRT quantized by NVIDIA Model Optimizer "
+        "(<kind>.int8.modelopt, <kind>.fp8.modelopt; pip install 'bindrt[modelopt]'), validated on ONNX Runtime",
+    )
+    p.add_argument(
         "--calibrate",
         action="append",
         default=[],
@@ -117,7 +123,8 @@ def run_export(args: argparse.Namespace) -> int:
         pooled_last_block=not args.full_last_block,
         nncf=args.nncf,
         targets=tuple(args.target),
-        calibration=_calibration(args.calibrate, args.nncf),
+        calibration=_calibration(args.calibrate, args.nncf or args.modelopt),
+        modelopt=args.modelopt,
         external_data_threshold=EXTERNAL_DATA_THRESHOLD
         if args.external_data_threshold is None
         else args.external_data_threshold,
@@ -138,7 +145,7 @@ def _calibration(specs: list[str], nncf: bool) -> dict | None:
     from bindrt.export.validate import calibration_from_media
 
     if not nncf:
-        raise ConfigError("--calibrate calibrates the NNCF int8 graphs; add --nncf")
+        raise ConfigError("--calibrate calibrates the static int8/fp8 graphs; add --nncf or --modelopt")
     sources: dict[str, list[str]] = {}
     for spec in specs:
         kind, sep, path = spec.partition("=")

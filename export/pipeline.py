@@ -59,14 +59,19 @@ class StagedGraph:
     record: OnnxGraph
 
 
-def parse_precisions(precisions: "str | Iterable[str]") -> tuple[str, ...]:
+#: what ``--precision`` exports (fp8 graphs come from ``--modelopt``)
+EXPORT_PRECISIONS = ("fp32", "fp16", "int8")
+
+
+def parse_precisions(precisions: "str | Iterable[str]", allowed: Sequence[str] = EXPORT_PRECISIONS) -> tuple[str, ...]:
     items = [p.strip() for p in (precisions.split(",") if isinstance(precisions, str) else precisions) if p.strip()]
     if not items:
-        raise ConfigError(f"no precision given; expected some of {', '.join(PRECISIONS)}")
-    bad = [p for p in items if p not in PRECISIONS]
+        raise ConfigError(f"no precision given; expected some of {', '.join(allowed)}")
+    bad = [p for p in items if p not in allowed]
     if bad:
-        raise ConfigError(f"unsupported precision(s) {bad}; ONNX export supports {', '.join(PRECISIONS)}")
-    return tuple(p for p in PRECISIONS if p in items)
+        hint = " (fp8 Q/DQ graphs: --modelopt)" if "fp8" in bad and "fp8" not in allowed else ""
+        raise ConfigError(f"unsupported precision(s) {bad}; expected some of {', '.join(allowed)}{hint}")
+    return tuple(p for p in allowed if p in items)
 
 
 def check_opset(opset: int) -> int:
@@ -140,6 +145,7 @@ class _Exporter:
         nncf: bool = False,
         targets: tuple[str, ...] = (),
         calibration: "Mapping[str, np.ndarray] | None" = None,
+        modelopt: bool = False,
     ) -> None:
         self.bundle = bundle
         self.staging = staging
@@ -152,6 +158,7 @@ class _Exporter:
         self.nncf = nncf
         self.targets = targets
         self.calibration = dict(calibration or {})
+        self.modelopt = modelopt
         self.config = bundle.config
         self.staged: list[StagedGraph] = []
 
@@ -199,7 +206,7 @@ class _Exporter:
             record = record.replace(tensorrt=self._tensorrt_check(path, precision, variant, where))
         if validate:
             self.progress(f"  validating {where}")
-            result = validate_graph(str(path), kind, precision, reference, where=where, **validator(variant))
+            result = validate_graph(str(path), kind, precision, reference, where=where, **validator(variant, precision))
             record = record.replace(validation=Validation.from_dict(result, f"{where} validation"))
             raise_if_failed(result, where)
         record = record.replace(seconds=round(time.perf_counter() - t0, 2))
@@ -212,7 +219,7 @@ class _Exporter:
         """The operator check of a staged graph; graphs meant for TensorRT must pass it (ORT-only ones say so)."""
         from bindrt.tensorrt.compat import check_graph, raise_if_incompatible
 
-        meant = variant == "nncf" or (variant == "plain" and precision in ("fp32", "fp16"))
+        meant = variant in ("nncf", "modelopt") or (variant == "plain" and precision in ("fp32", "fp16"))
         report = check_graph(path)
         if meant:
             raise_if_incompatible(report, where)
@@ -320,6 +327,9 @@ class _Exporter:
             keep("int8", "plain", q)
         if self.nncf:
             self._stage_nncf(fp32, modality, kind, common, reference, validate)
+        if self.modelopt:
+            for mode in ("int8", "fp8"):
+                self._stage_modelopt(fp32, modality, kind, mode, common, reference, validate)
         del fp32  # the fused variant is exported afresh; only `built` may still hold it
         if fused and ("fp32" in precisions or "int8" in precisions):
             self._export_fused(modality, kind, encoder, precisions, common, reference, validate, keep)
@@ -391,6 +401,35 @@ class _Exporter:
             + " | ".join(misses)
             + "; export without --nncf (OpenVINO's int8 then runs the dynamic int8 graph)"
         )
+
+    def _stage_modelopt(
+        self, fp32, modality: str, kind: str, mode: str, common: dict[str, Any], reference, validate: bool
+    ) -> None:
+        """A Q/DQ graph for TensorRT by NVIDIA Model Optimizer: the first recipe that validates is kept."""
+        import onnx
+
+        from bindrt.export.qdq_modelopt import RECIPES, quantize_modelopt
+        from bindrt.export.validate import calibration_inputs
+
+        where = f"{modality}/{graph_key(kind, mode, 'modelopt')}"
+        calibration = [{kind: x} for x in calibration_inputs(kind, user=self.calibration.get(kind))]
+        misses: list[str] = []
+        for recipe in RECIPES[mode]:
+            self.progress(f"  quantizing {where} with Model Optimizer ({recipe})")
+            source = onnx.ModelProto()
+            source.CopyFrom(fp32)
+            q, summary = quantize_modelopt(source, calibration, mode=mode, where=where, recipe=recipe)
+            extra = {
+                **common,
+                "quantization": Quantization.from_dict(summary, f"{where} quantization"),
+                "passes": (*self._export_passes, f"modelopt.onnx.quantization ({mode}, {recipe})", *PASSES_CHECK),
+            }
+            try:
+                self.stage(q, modality, kind, mode, "modelopt", extra, reference, validate)
+                return
+            except ExportError as exc:
+                misses.append(f"{recipe}: {str(exc).split('validation failed: ', 1)[-1]}")
+        raise ExportError(f"[{where}] no Model Optimizer recipe meets the {mode} tolerance: " + " | ".join(misses))
 
     def _export_fused(
         self,
@@ -620,6 +659,7 @@ def export_bundle(
     nncf: bool = False,
     targets: "Sequence[str]" = (),
     calibration: "Mapping[str, np.ndarray] | None" = None,
+    modelopt: bool = False,
     validate: bool = True,
     progress: Progress | None = None,
 ) -> dict[str, dict[str, Any]]:
@@ -631,7 +671,9 @@ def export_bundle(
     TensorRT (plain fp32/fp16, NNCF Q/DQ int8) that fails it fails the export. ``calibration``
     (input kind -> preprocessed batch, e.g. from :func:`bindrt.export.validate.calibration_from_media`)
     calibrates the NNCF graphs of those kinds on the user's own inputs (plus the layout-random
-    held-out items) instead of the mirrored sample media.
+    held-out items) instead of the mirrored sample media. ``modelopt`` also writes, per input
+    kind, int8 and fp8 Q/DQ graphs for TensorRT (``<kind>.int8.modelopt``, ``<kind>.fp8.modelopt``,
+    see :mod:`bindrt.export.qdq_modelopt`), calibrated the same way.
 
     ``pooled_last_block`` (default) traces the last transformer block for the pooled token
     only (exact; see ``ModalityEncoder.embed_pooled``); False traces the reference forward as is.
@@ -672,6 +714,7 @@ def export_bundle(
             nncf,
             targets,
             calibration,
+            modelopt,
         )
         for m in mods:
             exporter.export_modality(m, encoders[m], precs, fused, with_preprocessing, reference, validate)
@@ -706,7 +749,7 @@ def validate_bundle(
             "pass update_manifest=False (CLI: --no-update) to only check"
         )
     mods = check_modalities(modalities, bundle.modalities)
-    precs = parse_precisions(precisions) if precisions else PRECISIONS
+    precs = parse_precisions(precisions, PRECISIONS) if precisions else PRECISIONS
     progress = progress or (lambda msg: None)
     where = str(bundle.path / "manifest.json")
     todo = [
@@ -740,7 +783,7 @@ def validate_bundle(
             rec.precision,
             reference,
             where=f"{m}/{key}",
-            **validator(rec.variant),
+            **validator(rec.variant, rec.precision),
         )
         result["time"] = now_iso()
         results[f"{m}/{key}"] = result
@@ -766,13 +809,18 @@ def validate_bundle(
 EXPORT_TARGETS = ("tensorrt",)
 
 
-def validator(variant: str) -> dict[str, Any]:
-    """Where a graph variant is validated: NNCF graphs on OpenVINO (where they run), the rest on ONNX Runtime."""
-    from bindrt.export.int8_nncf import VARIANT, OpenVinoSession
+def validator(variant: str, precision: str) -> dict[str, Any]:
+    """Where a graph is validated: NNCF graphs on OpenVINO (where they run); Model Optimizer fp8 graphs on
+    ONNX Runtime with graph optimizations off; the rest on ONNX Runtime as it loads them."""
+    if variant == "nncf":
+        from bindrt.export.int8_nncf import OpenVinoSession
 
-    if variant != VARIANT:
-        return {}
-    return {"session_factory": OpenVinoSession, "runtime": OpenVinoSession.runtime()}
+        return {"session_factory": OpenVinoSession, "runtime": OpenVinoSession.runtime()}
+    if variant == "modelopt":
+        from bindrt.export.qdq_modelopt import runtime, session_factory
+
+        return {"session_factory": session_factory(precision), "runtime": runtime(precision)}
+    return {}
 
 
 def raise_failures(results: dict[str, dict[str, Any]]) -> None:

@@ -49,6 +49,7 @@ TOLERANCES: dict[str, tuple[str, float, str]] = {
     "fp32": ("max_rel_diff", 1e-5, "max"),
     "fp16": ("min_cosine", 0.999, "min"),
     "int8": ("min_cosine", 0.98, "min"),
+    "fp8": ("min_cosine", 0.99, "min"),
 }
 #: raw-input fp32 graphs against the Python preprocessing path (float32 DFT vs FFT differ slightly)
 RAW_FP32_TOLERANCE: tuple[str, float, str] = ("min_cosine", 0.9999, "min")

@@ -147,8 +147,8 @@ INVALID = {
         True,
     ),
     "unknown precision": (
-        lambda m: _graph(m).update(precision="fp8"),
-        _GRAPH + r'\.precision: expected one of "fp32", "fp16", "int8", got "fp8"',
+        lambda m: _graph(m).update(precision="fp4"),
+        _GRAPH + r'\.precision: expected one of "fp32", "fp16", "int8", "fp8", got "fp4"',
         True,
     ),
     "graph path outside the bundle": (
@@ -162,8 +162,8 @@ INVALID = {
         True,
     ),
     "unknown artefact without a version": (
-        lambda m: m["modalities"]["depth"]["artifacts"].update(tensorrt={"format": "x"}),
-        r"artifacts\.tensorrt\.version: required field is missing",
+        lambda m: m["modalities"]["depth"]["artifacts"].update(coreml={"format": "x"}),
+        r"artifacts\.coreml\.version: required field is missing",
         True,
     ),
     "graph key that lies": (
@@ -209,20 +209,20 @@ def test_unknown_keys_and_artefacts_are_kept(old_copy, validator):
     """Forward compatibility: a newer bindrt's optional fields and new artefact kinds open here and survive a save."""
     manifest = json.loads((old_copy / MANIFEST).read_text())
     manifest["signed_by"] = "someone"
-    _graph(manifest)["tensorrt_hints"] = {"workspace": 1}
-    manifest["modalities"]["depth"]["artifacts"]["tensorrt"] = {
-        "format": "bindrt-tensorrt",
+    _graph(manifest)["coreml_hints"] = {"units": "all"}
+    manifest["modalities"]["depth"]["artifacts"]["coreml"] = {
+        "format": "bindrt-coreml",
         "version": 7,
-        "engines": {"depth.fp16": {"file": "engines/x.plan"}},
+        "packages": {"depth.fp16": {"file": "engines/x.mlpackage"}},
     }
     (old_copy / MANIFEST).write_text(json.dumps(manifest))
     validator.validate(manifest)
     bundle = Bundle.open(old_copy)
     record = bundle.record
     assert record.extra == {"signed_by": "someone"}
-    assert record.modalities["depth"].onnx.graphs["depth.fp32"].extra == {"tensorrt_hints": {"workspace": 1}}
-    trt = record.modalities["depth"].artifacts["tensorrt"]
-    assert type(trt).__name__ == "Artifact" and trt.version == 7 and "engines" in trt.extra
+    assert record.modalities["depth"].onnx.graphs["depth.fp32"].extra == {"coreml_hints": {"units": "all"}}
+    unknown = record.modalities["depth"].artifacts["coreml"]
+    assert type(unknown).__name__ == "Artifact" and unknown.version == 7 and "packages" in unknown.extra
     assert record.to_dict() == manifest
     bundle.save()
     assert json.loads((old_copy / MANIFEST).read_text()) == manifest

@@ -27,15 +27,16 @@ from dataclasses import dataclass
 
 from bindrt.errors import BackendError, ConfigError
 
-#: bindrt precisions a TensorRT engine can be built at -> the bundle graph (precision, variant) it is built
-#: from, None where bindrt exports no such graph yet. Reduced precisions come from graphs that carry their
+#: bindrt precisions a TensorRT engine can be built at -> the bundle graphs (precision, variant) it is built
+#: from, preferred first; empty where bindrt exports no such graph yet. Reduced precisions come from graphs that carry their
 #: types (fp16 with explicit casts, Q/DQ int8), which every TensorRT version builds, strongly typed or not.
-ENGINE_PRECISIONS: dict[str, tuple[str, str] | None] = {
-    "fp32": ("fp32", "plain"),
-    "fp16": ("fp16", "plain"),
-    "bf16": None,  # bf16 graphs (Model Optimizer AutoCast) are not exported yet
-    "int8": ("int8", "nncf"),  # standard QuantizeLinear/DequantizeLinear pairs (bindrt export --nncf)
-    "fp8": None,  # Q/DQ fp8 graphs (NVIDIA Model Optimizer) are not exported yet
+ENGINE_PRECISIONS: dict[str, tuple[tuple[str, str], ...]] = {
+    "fp32": (("fp32", "plain"),),
+    "fp16": (("fp16", "plain"),),
+    "bf16": (),  # bf16 graphs (Model Optimizer AutoCast) are not exported yet
+    # Q/DQ graphs: Model Optimizer's (TensorRT's placement rules; export --modelopt), else NNCF's (--nncf)
+    "int8": (("int8", "modelopt"), ("int8", "nncf")),
+    "fp8": (("fp8", "modelopt"),),
 }
 #: builder flag per precision, for versions that still select precision by flags
 _PRECISION_FLAGS: dict[str, tuple[str, ...]] = {

@@ -76,22 +76,23 @@ def plan_engines(
 ) -> list[EnginePlan]:
     """Every engine ``bindrt build`` would make, in manifest order; errors name the missing export."""
     decisions = decide(version, precision)
-    source = ENGINE_PRECISIONS[precision]
-    if source is None:
+    sources = ENGINE_PRECISIONS[precision]
+    if not sources:
         raise ConfigError(
-            f"bindrt exports no {precision} graph for TensorRT yet (it needs NVIDIA Model Optimizer's "
-            f"{'Q/DQ fp8' if precision == 'fp8' else 'AutoCast bf16'} graphs); build fp32, fp16 or int8"
+            f"bindrt exports no {precision} graph for TensorRT yet (it needs NVIDIA Model Optimizer's AutoCast "
+            "bf16 graphs); build fp32, fp16, int8 or fp8"
         )
-    graph_precision, variant = source
     where = str(bundle.path / "manifest.json")
     records_of = {m: onnx_graphs(bundle.modality(m), where, m) for m in (modalities or bundle.modalities)}
     if modalities:
         mods = list(modalities)
     else:  # every modality exported at this precision
-        mods = [m for m, recs in records_of.items() if any((r.precision, r.variant) == source for r in recs.values())]
+        mods = [m for m, recs in records_of.items() if any((r.precision, r.variant) in sources for r in recs.values())]
         if not mods:
+            graph_precision, variant = sources[-1]
             raise BackendError(
-                f"bundle {bundle.path} has no {graph_precision} graphs ({variant}) to build {precision} engines from; "
+                f"bundle {bundle.path} has no {precision} graphs for TensorRT "
+                f"({' or '.join(f'{p}.{v}' for p, v in sources)}); "
                 + export_hint(bundle.path, bundle.modalities[0], graph_precision, variant).replace(
                     f" --modalities {bundle.modalities[0]}", ""
                 )
@@ -101,12 +102,15 @@ def plan_engines(
         records = records_of[m]
         wanted = [k for k in [*base_kinds(m), *RAW_KINDS.get(m, ())] if kinds is None or k in kinds]
         for kind in wanted:
-            record = records.get(graph_key(kind, graph_precision, variant))
+            record = next(
+                (records[graph_key(kind, p, v)] for p, v in sources if graph_key(kind, p, v) in records), None
+            )
             if record is None:
                 if kinds is not None or kind in base_kinds(m):
+                    graph_precision, variant = sources[-1]
                     hint = export_hint(bundle.path, m, graph_precision, variant)
                     raise BackendError(
-                        f"bundle {bundle.path} has no graph {m}/{graph_key(kind, graph_precision, variant)} "
+                        f"bundle {bundle.path} has no graph {m}/{graph_key(kind, *sources[0])} "
                         f"to build a {precision} engine from; {hint}"
                     )
                 continue  # raw-input graphs are built only where they were exported

@@ -13,10 +13,20 @@ pytest.importorskip("onnxruntime", reason="ONNX export needs the onnx extras (pi
 PRECISIONS = ("fp32", "fp16", "int8")
 
 
+def _importable(module: str) -> bool:
+    """Whether ``module`` imports (Model Optimizer installed without its ONNX dependencies raises ImportError)."""
+    try:
+        __import__(module)
+    except ImportError:
+        return False
+    return True
+
+
 @pytest.fixture(scope="session")
 def onnx_bundle(golden_bundle, tmp_path_factory) -> Path:
     """The golden bundle with every graph: 7 kinds x fp32/fp16/int8, fused variants, raw-input graphs, and the
-    NNCF int8 graphs where nncf and openvino are installed (the openvino extra)."""
+    NNCF int8 graphs where nncf and openvino are installed (the openvino extra), and the Model Optimizer int8/fp8
+    Q/DQ graphs where it is installed (the modelopt extra)."""
     import importlib.util
 
     from bindrt.export import export_bundle
@@ -24,7 +34,8 @@ def onnx_bundle(golden_bundle, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("onnx") / "bundle"
     shutil.copytree(golden_bundle, out)
     nncf = all(importlib.util.find_spec(name) for name in ("nncf", "openvino"))
-    export_bundle(out, precisions=PRECISIONS, with_preprocessing=True, fused=True, nncf=nncf)
+    modelopt = _importable("modelopt.onnx.quantization")
+    export_bundle(out, precisions=PRECISIONS, with_preprocessing=True, fused=True, nncf=nncf, modelopt=modelopt)
     return out
 
 

@@ -111,7 +111,7 @@ def test_nncf_graphs_record_how_they_were_made_and_their_tier(onnx_bundle):
 
 def test_every_graph_records_the_tier_its_validation_met(onnx_bundle):
     manifest = json.loads((onnx_bundle / "manifest.json").read_text())
-    floor = {"fp32": "exact", "fp16": "near-exact", "int8": "int8"}
+    floor = {"fp32": "exact", "fp16": "near-exact", "int8": "int8", "fp8": "int8"}
     for entry in manifest["modalities"].values():
         for key, rec in entry["artifacts"]["onnx"]["graphs"].items():
             tier = rec["validation"]["tier"]
@@ -254,7 +254,10 @@ def test_cli_calibrate_nncf_on_your_own_media(small_bundle, tmp_path, capsys):
     q = manifest["modalities"]["depth"]["artifacts"]["onnx"]["graphs"]["depth.int8.nncf"]["quantization"]
     assert q["calibration"]["inputs"].startswith("user media (6 items") and q["calibration"]["items"] == 11
     for argv, message in (
-        (["--calibrate", f"depth={media}"], "--calibrate calibrates the NNCF int8 graphs; add --nncf"),
+        (
+            ["--calibrate", f"depth={media}"],
+            "--calibrate calibrates the static int8/fp8 graphs; add --nncf or --modelopt",
+        ),
         (["--nncf", "--calibrate", "depth"], "expected KIND=PATH"),
         (["--nncf", "--calibrate", f"depth={tmp_path / 'none*.png'}"], "no such file, directory or matching"),
         (["--nncf", "--calibrate", f"smell={media}"], "unknown input kind"),
