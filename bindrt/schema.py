@@ -683,6 +683,9 @@ class TensorRtEngine(Record):
     log: str | None = _field(RelPath(), "the build log, listed under files", required=False)
     created: str | None = _field(Str(), "ISO 8601, UTC", required=False)
     seconds: float | None = _field(Num(), required=False)
+    validation: Validation | None = _field(
+        Rec(Validation), "bindrt validate: the engine's outputs against torch fp32", required=False
+    )
 
     @property
     def key(self) -> str:

@@ -790,6 +790,7 @@ def validate_bundle(
         if update_manifest:
             graphs = bundle.manifest["modalities"][m]["artifacts"][ARTIFACT_KEY]["graphs"]
             graphs[key] = rec.replace(validation=Validation.from_dict(result, f"{m}/{key} validation")).to_dict()
+    results.update(_validate_engines(bundle, mods, precs, reference, update_manifest, progress))
     if update_manifest:
         bundle.manifest.setdefault("history", []).append(
             {
@@ -821,6 +822,50 @@ def validator(variant: str, precision: str) -> dict[str, Any]:
 
         return {"session_factory": session_factory(precision), "runtime": runtime(precision)}
     return {}
+
+
+def _validate_engines(bundle: Bundle, mods, precs, reference, update_manifest: bool, progress) -> dict[str, Any]:
+    """The bundle's TensorRT engines through the same suites (where TensorRT and a GPU are here; never run yet)."""
+    from bindrt.export.validate import validate_graph
+    from bindrt.schema import TENSORRT_KEY
+    from bindrt.tensorrt.build import installed_version
+    from bindrt.tensorrt.engines import engine_records, record_engine
+
+    engines = [(m, rec) for m in mods for rec in engine_records(bundle, m).values() if rec.precision in precs]
+    if not engines:
+        return {}
+    if installed_version() is None:
+        progress(f"note: {len(engines)} TensorRT engine(s) not validated: TensorRT is not installed here")
+        return {}
+    import bindrt
+
+    results: dict[str, Any] = {}
+    for m, rec in engines:
+        model = bindrt.load(bundle.path, backend="tensorrt", device="cuda:0", precision=rec.precision, modalities=[m])
+
+        class Session:  # the two calls validate_graph makes, on the engine (batches split to its profile)
+            def get_inputs(self) -> list[Any]:
+                return [type("Input", (), {"name": rec.kind})()]
+
+            def run(self, _outputs: Any, feed: dict[str, Any], model=model) -> list[Any]:
+                return [model.encode(rec.kind, next(iter(feed.values())))]
+
+        progress(f"validating {m}/{TENSORRT_KEY}/{rec.key}")
+        result = validate_graph(
+            str(bundle.path / rec.file),
+            rec.kind,
+            rec.precision,
+            reference,
+            where=f"{m}/{TENSORRT_KEY}/{rec.key}",
+            session_factory=lambda _path: Session(),
+            runtime={"tensorrt": str(installed_version()), "engine": rec.file},
+        )
+        result["time"] = now_iso()
+        results[f"{m}/{TENSORRT_KEY}/{rec.key}"] = result
+        model.close()
+        if update_manifest:
+            record_engine(bundle, rec.replace(validation=Validation.from_dict(result, f"{m}/{rec.key} validation")))
+    return results
 
 
 def raise_failures(results: dict[str, dict[str, Any]]) -> None:

@@ -134,3 +134,28 @@ def test_tensorrt_engine_matches_onnxruntime_and_splits_batches(exported):
     got = trt.encode("depth", x)
     cos = (got * ref).sum(-1) / np.linalg.norm(got, axis=-1) / np.linalg.norm(ref, axis=-1)
     assert got.shape == ref.shape and cos.min() >= 0.999
+
+
+@pytest.mark.skipif(importlib.util.find_spec("tensorrt") is not None, reason="TensorRT is installed here")
+def test_validate_says_engines_were_not_validated_without_tensorrt(exported, tmp_path):
+    from bindrt.export import validate_bundle
+
+    bundle, _ = _recorded(exported, tmp_path)
+    notes: list[str] = []
+    results = validate_bundle(bundle, update_manifest=False, progress=notes.append)
+    assert set(results) == {"depth/depth.fp16"}  # the graph; the engine is not claimed validated
+    assert "note: 1 TensorRT engine(s) not validated: TensorRT is not installed here" in notes
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("tensorrt") is None, reason="needs TensorRT and an NVIDIA GPU (not installable here)"
+)
+def test_validate_records_engine_validation(exported):
+    from bindrt.cli import main
+    from bindrt.export import validate_bundle
+
+    assert main(["build", str(exported), "--modalities", "depth", "--precision", "fp16", "--batch", "1:2:8"]) == 0
+    results = validate_bundle(exported)
+    assert results["depth/tensorrt/depth.fp16"]["passed"]
+    record = engine_records(Bundle.open(exported), "depth")["depth.fp16"]
+    assert record.validation is not None and record.validation.worst["min_cosine"] >= 0.999
