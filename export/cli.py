@@ -16,7 +16,8 @@ VALIDATE_DESCRIPTION = (
     "the results in manifest.json. Tolerances: fp32 max|diff| <= 1e-5 of the row norm; fp16 min cosine >= 0.999; "
     "int8 min cosine >= 0.98; raw-input graphs vs the Python preprocessing >= 0.9999; same top-1 retrieval. "
     "Exit status 2 when any graph misses its tolerance. A read-only bundle is validated without recording "
-    "(with a note)."
+    "(with a note). TensorRT engines from `bindrt build` go through the same suites where TensorRT and a GPU "
+    "are present (recorded in each engine's record); elsewhere a note says they were not validated."
 )
 
 
