@@ -159,3 +159,36 @@ def test_validate_records_engine_validation(exported):
     assert results["depth/tensorrt/depth.fp16"]["passed"]
     record = engine_records(Bundle.open(exported), "depth")["depth.fp16"]
     assert record.validation is not None and record.validation.worst["min_cosine"] >= 0.999
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("tensorrt") is None, reason="needs TensorRT and an NVIDIA GPU (not installable here)"
+)
+def test_second_build_is_a_cache_hit(exported, capsys):
+    from bindrt.cli import main
+
+    argv = ["build", str(exported), "--modalities", "depth", "--precision", "fp16", "--batch", "1:2:4"]
+    assert main(argv) == 0
+    before = engine_records(Bundle.open(exported), "depth")["depth.fp16"]
+    capsys.readouterr()
+    assert main(argv) == 0
+    assert "cached" in capsys.readouterr().out
+    assert engine_records(Bundle.open(exported), "depth")["depth.fp16"].created == before.created
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("tensorrt") is None or importlib.util.find_spec("cupy") is None,
+    reason="needs TensorRT, an NVIDIA GPU and CuPy (not installable here)",
+)
+def test_gpu_arrays_are_used_in_place(exported):
+    import cupy
+    import numpy as np
+
+    from bindrt.cli import main
+
+    assert main(["build", str(exported), "--modalities", "depth", "--precision", "fp16", "--batch", "1:2:4"]) == 0
+    x = np.random.default_rng(1).standard_normal((3, 1, 224, 224)).astype(np.float32)
+    trt = bindrt.load(exported, backend="tensorrt", device="cuda", precision="fp16", modalities=["depth"])
+    on_host = trt.backend.run("depth", x)
+    on_device = trt.backend.run("depth", cupy.asarray(x))
+    np.testing.assert_allclose(on_device, on_host, rtol=0, atol=0)
