@@ -362,25 +362,78 @@ class _Exporter:
         return half
 
     def _stage_nncf(self, fp32, modality: str, kind: str, common: dict[str, Any], reference, validate: bool) -> None:
-        """The int8 graph NNCF quantizes for OpenVINO: the first recipe that validates (on OpenVINO) is kept."""
-        import onnx
-
+        """The int8 graph NNCF quantizes for OpenVINO (validated on OpenVINO, where it runs)."""
         from bindrt.export.int8_nncf import RECIPES, SKIPPED_KINDS, VARIANT, quantize_nncf
-        from bindrt.export.validate import calibration_inputs
 
-        where = f"{modality}/{graph_key(kind, 'int8', VARIANT)}"
         if kind in SKIPPED_KINDS:
+            where = f"{modality}/{graph_key(kind, 'int8', VARIANT)}"
             self.progress(f"  no {where}: static int8 does not hold for {kind} (bindrt.export.int8_nncf)")
             return
-        items = calibration_inputs(kind, user=self.calibration.get(kind))
-        calibration = [{kind: x} for x in items]
+        self._stage_calibrated(
+            fp32,
+            modality,
+            kind,
+            ("int8", VARIANT),
+            "NNCF",
+            list(RECIPES),
+            lambda model, calibration, where, recipe: quantize_nncf(model, calibration, where=where, recipe=recipe),
+            lambda recipe: f"nncf.quantize ({recipe}, QDQ)",
+            (common, reference, validate),
+            hint="; export without --nncf (OpenVINO's int8 then runs the dynamic int8 graph)",
+        )
+
+    def _stage_modelopt(
+        self, fp32, modality: str, kind: str, mode: str, common: dict[str, Any], reference, validate: bool
+    ) -> None:
+        """A Q/DQ graph for TensorRT by NVIDIA Model Optimizer (int8 or fp8, validated on ONNX Runtime)."""
+        from bindrt.export.qdq_modelopt import RECIPES, quantize_modelopt
+
+        self._stage_calibrated(
+            fp32,
+            modality,
+            kind,
+            (mode, "modelopt"),
+            "Model Optimizer",
+            list(RECIPES[mode]),
+            lambda model, calibration, where, recipe: quantize_modelopt(
+                model, calibration, mode=mode, where=where, recipe=recipe
+            ),
+            lambda recipe: f"modelopt.onnx.quantization ({mode}, {recipe})",
+            (common, reference, validate),
+        )
+
+    def _stage_calibrated(
+        self,
+        fp32,
+        modality: str,
+        kind: str,
+        graph: tuple[str, str],
+        tool: str,
+        recipes: list[str],
+        quantize: Callable[..., tuple[Any, dict[str, Any]]],
+        pass_name: Callable[[str], str],
+        staging: tuple[dict[str, Any], Any, bool],
+        hint: str = "",
+    ) -> None:
+        """A statically quantized graph: ``recipes`` tried in order, the first that validates kept.
+
+        Calibrated on :func:`calibration_inputs` (the user's media for ``kind`` where given).
+        """
+        import onnx
+
+        from bindrt.export.validate import calibration_inputs
+
+        precision, variant = graph
+        common, reference, validate = staging
+        where = f"{modality}/{graph_key(kind, precision, variant)}"
+        user = self.calibration.get(kind)
+        calibration = [{kind: x} for x in calibration_inputs(kind, user=user)]
         misses: list[str] = []
-        for recipe in RECIPES:
-            self.progress(f"  quantizing {where} with NNCF ({recipe})")
+        for recipe in recipes:
+            self.progress(f"  quantizing {where} with {tool} ({recipe})")
             source = onnx.ModelProto()
             source.CopyFrom(fp32)
-            q, summary = quantize_nncf(source, calibration, where=where, recipe=recipe)
-            user = self.calibration.get(kind)
+            q, summary = quantize(source, calibration, where, recipe)
             if user is not None:
                 summary["calibration"] = {
                     "items": len(calibration),
@@ -389,47 +442,14 @@ class _Exporter:
             extra = {
                 **common,
                 "quantization": Quantization.from_dict(summary, f"{where} quantization"),
-                "passes": (*self._export_passes, f"nncf.quantize ({recipe}, QDQ)", *PASSES_CHECK),
+                "passes": (*self._export_passes, pass_name(recipe), *PASSES_CHECK),
             }
             try:
-                self.stage(q, modality, kind, "int8", VARIANT, extra, reference, validate)
+                self.stage(q, modality, kind, precision, variant, extra, reference, validate)
                 return
             except ExportError as exc:
                 misses.append(f"{recipe}: {str(exc).split('validation failed: ', 1)[-1]}")
-        raise ExportError(
-            f"[{where}] no NNCF recipe meets the int8 tolerance: "
-            + " | ".join(misses)
-            + "; export without --nncf (OpenVINO's int8 then runs the dynamic int8 graph)"
-        )
-
-    def _stage_modelopt(
-        self, fp32, modality: str, kind: str, mode: str, common: dict[str, Any], reference, validate: bool
-    ) -> None:
-        """A Q/DQ graph for TensorRT by NVIDIA Model Optimizer: the first recipe that validates is kept."""
-        import onnx
-
-        from bindrt.export.qdq_modelopt import RECIPES, quantize_modelopt
-        from bindrt.export.validate import calibration_inputs
-
-        where = f"{modality}/{graph_key(kind, mode, 'modelopt')}"
-        calibration = [{kind: x} for x in calibration_inputs(kind, user=self.calibration.get(kind))]
-        misses: list[str] = []
-        for recipe in RECIPES[mode]:
-            self.progress(f"  quantizing {where} with Model Optimizer ({recipe})")
-            source = onnx.ModelProto()
-            source.CopyFrom(fp32)
-            q, summary = quantize_modelopt(source, calibration, mode=mode, where=where, recipe=recipe)
-            extra = {
-                **common,
-                "quantization": Quantization.from_dict(summary, f"{where} quantization"),
-                "passes": (*self._export_passes, f"modelopt.onnx.quantization ({mode}, {recipe})", *PASSES_CHECK),
-            }
-            try:
-                self.stage(q, modality, kind, mode, "modelopt", extra, reference, validate)
-                return
-            except ExportError as exc:
-                misses.append(f"{recipe}: {str(exc).split('validation failed: ', 1)[-1]}")
-        raise ExportError(f"[{where}] no Model Optimizer recipe meets the {mode} tolerance: " + " | ".join(misses))
+        raise ExportError(f"[{where}] no {tool} recipe meets the {precision} tolerance: " + " | ".join(misses) + hint)
 
     def _export_fused(
         self,
