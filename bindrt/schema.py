@@ -56,8 +56,12 @@ ARTIFACT_KEY = "onnx"
 TENSORRT_FORMAT = "bindrt-tensorrt"
 TENSORRT_FORMAT_VERSION = 1
 TENSORRT_KEY = "tensorrt"
-#: graph precisions (fp8: Q/DQ graphs from NVIDIA Model Optimizer, ``export --modelopt``)
-PRECISIONS: tuple[str, ...] = ("fp32", "fp16", "int8", "fp8")
+TRITON_FORMAT = "bindrt-triton-repository"
+TRITON_FORMAT_VERSION = 1
+TRITON_KEY = "triton"
+#: graph precisions (bf16: for TensorRT, validated in fp32 emulation; fp8: Q/DQ graphs from NVIDIA Model
+#: Optimizer, ``export --modelopt``)
+PRECISIONS: tuple[str, ...] = ("fp32", "fp16", "bf16", "int8", "fp8")
 #: plain; fused (ONNX Runtime com.microsoft ops); nncf (int8 Q/DQ by NNCF, for OpenVINO); modelopt
 #: (int8 / fp8 Q/DQ by NVIDIA Model Optimizer, for TensorRT)
 VARIANTS: tuple[str, ...] = ("plain", "fused", "nncf", "modelopt")
@@ -544,18 +548,23 @@ class Validation(Record):
 
 
 @dataclass(frozen=True, kw_only=True)
-class Fp16Summary(Record):
-    """How an fp16 graph was converted: which ops stay fp32 and the casts between them."""
+class LowPrecisionSummary(Record):
+    """How an fp16 or bf16 graph was converted: which ops stay fp32 and the casts between them."""
 
     io_dtype: str | None = _field(_DTYPE, required=False)
+    low_dtype: str | None = _field(Str(enum=("float16", "bfloat16")), "the low-precision region's type", required=False)
     fp32_ops: tuple[str, ...] | None = _field(ListOf(Str()), required=False)
     fp32_regions: Mapping[str, Any] | None = _field(Obj(), required=False)
     casts_inserted: int | None = _field(Int(minimum=0), required=False)
-    fp16_nodes: int | None = _field(Int(minimum=0), required=False)
+    low_nodes: int | None = _field(Int(minimum=0), "nodes computing in low_dtype", required=False)
     fp32_nodes: int | None = _field(Int(minimum=0), required=False)
-    fp16_initializers: int | None = _field(Int(minimum=0), required=False)
+    low_initializers: int | None = _field(Int(minimum=0), required=False)
     fp32_initializers: int | None = _field(Int(minimum=0), required=False)
     strongly_typed: bool | None = _field(Bool(), required=False)
+    fp16_nodes: int | None = _field(Int(minimum=0), "fp16 graphs exported before bf16 existed: low_nodes", required=False)
+    fp16_initializers: int | None = _field(
+        Int(minimum=0), "fp16 graphs exported before bf16 existed: low_initializers", required=False
+    )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -615,7 +624,8 @@ class OnnxGraph(Record):
     preprocessing: Mapping[str, Any] | None = _field(
         Nullable(Obj()), "text: the tokenizer contract; raw kinds: the in-graph preprocessing; else null"
     )
-    fp16: Fp16Summary | None = _field(Rec(Fp16Summary), required=False)
+    fp16: LowPrecisionSummary | None = _field(Rec(LowPrecisionSummary), required=False)
+    bf16: LowPrecisionSummary | None = _field(Rec(LowPrecisionSummary), required=False)
     fusions: Fusions | None = _field(Rec(Fusions), required=False)
     quantization: Quantization | None = _field(Rec(Quantization), required=False)
     composed_from: str | None = _field(
@@ -708,6 +718,31 @@ class TensorRtArtifact(Artifact):
 
     def with_engine(self, engine: TensorRtEngine) -> "TensorRtArtifact":
         return self.replace(engines={**self.engines, engine.key: engine})
+
+
+@dataclass(frozen=True, kw_only=True)
+class TritonRepository(Record):
+    """One Triton model repository ``bindrt triton-repo`` wrote from the bundle."""
+
+    path: str = _field(Str(), "where it was written (absolute; it may have moved since)")
+    platform: str = _field(Str(enum=("onnxruntime", "tensorrt", "python")), "what runs the encoders")
+    precision: str = _field(Str(enum=PRECISIONS))
+    ensemble: bool = _field(Bool(), "raw-media ensembles (Python preprocessing -> encoder) included")
+    models: tuple[str, ...] = _field(ListOf(Str()), "the model names (bindrt.serving.protocol)")
+    created: str | None = _field(Str(), "ISO 8601, UTC", required=False)
+
+
+@artifact(TRITON_KEY)
+@dataclass(frozen=True, kw_only=True)
+class TritonRepositoryArtifact(Artifact):
+    """The Triton model repositories ``bindrt triton-repo`` wrote serving this modality, keyed by path."""
+
+    format: str = _field(Str(const=TRITON_FORMAT))
+    version: int = _field(Version((TRITON_FORMAT_VERSION,), of=TRITON_FORMAT, fix="write the repository again"))
+    repositories: Mapping[str, TritonRepository] = _field(MapOf(Rec(TritonRepository)))
+
+    def with_repository(self, repo: TritonRepository) -> "TritonRepositoryArtifact":
+        return self.replace(repositories={**self.repositories, repo.path: repo})
 
 
 # -- the manifest ---------------------------------------------------------------

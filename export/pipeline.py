@@ -38,7 +38,7 @@ from bindrt.export.spec import (
 )
 from bindrt.fileio import is_writable_dir
 from bindrt.loaders import EncodersFromSource
-from bindrt.schema import Fp16Summary, Fusions, GraphTensor, OnnxArtifact, OnnxGraph, Quantization, Validation
+from bindrt.schema import Fusions, GraphTensor, LowPrecisionSummary, OnnxArtifact, OnnxGraph, Quantization, Validation
 
 if TYPE_CHECKING:
     import numpy as np
@@ -60,7 +60,7 @@ class StagedGraph:
 
 
 #: what ``--precision`` exports (fp8 graphs come from ``--modelopt``)
-EXPORT_PRECISIONS = ("fp32", "fp16", "int8")
+EXPORT_PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 
 
 def parse_precisions(precisions: "str | Iterable[str]", allowed: Sequence[str] = EXPORT_PRECISIONS) -> tuple[str, ...]:
@@ -219,7 +219,7 @@ class _Exporter:
         """The operator check of a staged graph; graphs meant for TensorRT must pass it (ORT-only ones say so)."""
         from bindrt.tensorrt.compat import check_graph, raise_if_incompatible
 
-        meant = variant in ("nncf", "modelopt") or (variant == "plain" and precision in ("fp32", "fp16"))
+        meant = variant in ("nncf", "modelopt") or (variant == "plain" and precision in ("fp32", "fp16", "bf16"))
         report = check_graph(path)
         if meant:
             raise_if_incompatible(report, where)
@@ -306,8 +306,9 @@ class _Exporter:
                 validate,
             )
         keep("fp32", "plain", fp32)
-        if "fp16" in precisions:
-            keep("fp16", "plain", self._stage_fp16(fp32, modality, kind, common, reference, validate))
+        for low in ("fp16", "bf16"):
+            if low in precisions:
+                keep(low, "plain", self._stage_low(fp32, low, modality, kind, common, reference, validate))
         if "int8" in precisions:
             q, summary = self._quantize(fp32, kind)
             self.stage(
@@ -334,27 +335,30 @@ class _Exporter:
         if fused and ("fp32" in precisions or "int8" in precisions):
             self._export_fused(modality, kind, encoder, precisions, common, reference, validate, keep)
 
-    def _stage_fp16(self, fp32, modality: str, kind: str, common: dict[str, Any], reference, validate: bool):
+    def _stage_low(
+        self, fp32, precision: str, modality: str, kind: str, common: dict[str, Any], reference, validate: bool
+    ):
+        """The fp16 or bf16 conversion of the fp32 graph (bindrt.export.fp16), staged and validated."""
         import onnx
 
-        from bindrt.export.fp16 import check_strongly_typed, convert_to_fp16
+        from bindrt.export.fp16 import check_strongly_typed, convert_to_low_precision
 
         half = onnx.ModelProto()
         half.CopyFrom(fp32)
-        half, summary = convert_to_fp16(half)
+        half, summary = convert_to_low_precision(half, precision)
         mixed = check_strongly_typed(half)
         if mixed:
-            raise ExportError(f"[{modality}/{kind}.fp16] nodes mix fp16 and fp32 inputs: {mixed[:5]}")
+            raise ExportError(f"[{modality}/{kind}.{precision}] nodes mix float types in their inputs: {mixed[:5]}")
         self.stage(
             half,
             modality,
             kind,
-            "fp16",
+            precision,
             "plain",
             {
                 **common,
-                "fp16": Fp16Summary.from_dict(summary, f"{modality}/{kind}.fp16 fp16"),
-                "passes": (*self._export_passes, "bindrt fp16 conversion (explicit Casts)", *PASSES_CHECK),
+                precision: LowPrecisionSummary.from_dict(summary, f"{modality}/{kind}.{precision} {precision}"),
+                "passes": (*self._export_passes, f"bindrt {precision} conversion (explicit Casts)", *PASSES_CHECK),
             },
             reference,
             validate,
@@ -832,7 +836,12 @@ EXPORT_TARGETS = ("tensorrt",)
 
 def validator(variant: str, precision: str) -> dict[str, Any]:
     """Where a graph is validated: NNCF graphs on OpenVINO (where they run); Model Optimizer fp8 graphs on
-    ONNX Runtime with graph optimizations off; the rest on ONNX Runtime as it loads them."""
+    ONNX Runtime with graph optimizations off; bf16 graphs on ONNX Runtime in fp32 emulation (it has no
+    bf16 kernels); the rest on ONNX Runtime as it loads them."""
+    if precision == "bf16":
+        from bindrt.export.validate import emulated_bf16_runtime, emulated_bf16_session
+
+        return {"session_factory": emulated_bf16_session, "runtime": emulated_bf16_runtime()}
     if variant == "nncf":
         from bindrt.export.int8_nncf import OpenVinoSession
 

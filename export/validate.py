@@ -33,6 +33,8 @@ results are the same numbers Polygraphy would print, in our units.
 from __future__ import annotations
 
 import functools
+import os
+import tempfile
 import time
 from importlib import resources
 from typing import Any, Callable
@@ -48,6 +50,7 @@ from bindrt.loaders import OrtSessionOptions, SessionFromOnnx
 TOLERANCES: dict[str, tuple[str, float, str]] = {
     "fp32": ("max_rel_diff", 1e-5, "max"),
     "fp16": ("min_cosine", 0.999, "min"),
+    "bf16": ("min_cosine", 0.999, "min"),
     "int8": ("min_cosine", 0.98, "min"),
     "fp8": ("min_cosine", 0.99, "min"),
 }
@@ -349,6 +352,41 @@ class Reference:
 
 def make_session(path: str, threads: int | None = None) -> Any:
     return SessionFromOnnx(path, OrtSessionOptions(intra_op_num_threads=threads or None))()
+
+
+#: ONNX protos above this are written out (with external data) before ONNX Runtime reads them
+_PROTO_LIMIT = 1 << 30
+
+
+def emulated_bf16_session(path: str, threads: int | None = None) -> Any:
+    """An ONNX Runtime CPU session computing a bf16 graph's values in fp32 (:func:`bindrt.export.fp16.emulate_in_fp32`).
+
+    ONNX Runtime's CPU EP has no bf16 kernels, and this is how a machine without a bf16 engine
+    checks what TensorRT's bf16 engine of the graph will compute.
+    """
+    import onnx
+
+    from bindrt.export.fp16 import emulate_in_fp32
+
+    emulated, _ = emulate_in_fp32(onnx.load(path))
+    options = OrtSessionOptions(intra_op_num_threads=threads or None)
+    if emulated.ByteSize() < _PROTO_LIMIT:
+        return SessionFromOnnx(emulated.SerializeToString(), options)()
+    with tempfile.TemporaryDirectory(prefix="bindrt-bf16-") as scratch:  # ORT reads external data at load
+        target = os.path.join(scratch, "emulated.onnx")
+        onnx.save_model(emulated, target, save_as_external_data=True, location="emulated.onnx.data")
+        return SessionFromOnnx(target, options)()
+
+
+def emulated_bf16_runtime() -> dict[str, Any]:
+    """``validate_graph``'s ``runtime`` record for bf16 graphs."""
+    import onnxruntime as ort
+
+    return {
+        "onnxruntime": ort.__version__,
+        "provider": "CPUExecutionProvider",
+        "emulation": "bf16 in fp32: bf16 values, fp32 ops, every bf16 output rounded (bindrt.export.fp16.emulate_in_fp32)",
+    }
 
 
 def validate_graph(

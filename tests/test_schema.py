@@ -39,7 +39,7 @@ def exported_bundle(tmp_path_factory) -> Path:
 
     out = tmp_path_factory.mktemp("schema") / "bundle"
     convert_checkpoint(GOLDEN_DIR / "weights.pth", GOLDEN_DIR / "config.json", out, modalities=["audio", "text", "imu"])
-    export_bundle(out, modalities=["imu"], precisions="fp32,fp16,int8", fused=True)
+    export_bundle(out, modalities=["imu"], precisions="fp32,fp16,bf16,int8", fused=True)
     export_bundle(out, modalities=["text", "audio"], precisions="fp32", with_preprocessing=True, validate=False)
     validate_bundle(out, modalities=["imu"], precisions="fp32")
     return out
@@ -79,6 +79,7 @@ def test_exported_records_are_typed(exported_bundle):
     assert isinstance(imu, OnnxArtifact) and set(imu.graphs) == {
         "imu.fp32",
         "imu.fp16",
+        "imu.bf16",
         "imu.int8",
         "imu.fp32.fused",
         "imu.int8.fused",
@@ -87,6 +88,7 @@ def test_exported_records_are_typed(exported_bundle):
     assert fused.quantization.method == "dynamic" and fused.quantization.calibration is None
     assert fused.fusions.fused_operator_statistics["Attention"] >= 1 and fused.validation.passed
     assert imu.graphs["imu.fp16"].fp16.strongly_typed and imu.graphs["imu.fp32"].validation.time
+    assert imu.graphs["imu.bf16"].bf16.low_dtype == "bfloat16" and imu.graphs["imu.fp16"].fp16.low_dtype == "float16"
     assert not any(g.extra for g in imu.graphs.values())
     audio = record.modalities["audio"].onnx.graphs
     assert audio["audio_waveform.fp32"].composed_from == "audio.fp32" and audio["audio.fp32"].validation is None
@@ -148,7 +150,7 @@ INVALID = {
     ),
     "unknown precision": (
         lambda m: _graph(m).update(precision="fp4"),
-        _GRAPH + r'\.precision: expected one of "fp32", "fp16", "int8", "fp8", got "fp4"',
+        _GRAPH + r'\.precision: expected one of "fp32", "fp16", "bf16", "int8", "fp8", got "fp4"',
         True,
     ),
     "graph path outside the bundle": (

@@ -156,7 +156,7 @@ def exported(golden_bundle, tmp_path_factory) -> Path:
 
     out = tmp_path_factory.mktemp("trt") / "bundle"
     shutil.copytree(golden_bundle, out)
-    export_bundle(out, modalities=["depth", "audio"], precisions=("fp32", "fp16"))
+    export_bundle(out, modalities=["depth", "audio"], precisions=("fp32", "fp16", "bf16"))
     return out
 
 
@@ -174,6 +174,18 @@ def test_print_trtexec_without_tensorrt(exported, capsys):
     assert "onnx/depth/depth.fp32.onnx" in out and "--noTF32" not in out and "always strongly typed" in out
 
 
+@pytest.mark.parametrize("version, flag, strongly_typed", [("10.8", "--bf16", False), ("10.12", "--stronglyTyped", True)])
+def test_bf16_engines_build_from_the_bf16_graph(exported, capsys, version, flag, strongly_typed):
+    from bindrt.cli import main
+
+    args = ["build", str(exported), "--print-trtexec", "--tensorrt-version", version, "--precision", "bf16", "--json"]
+    assert main(args) == 0
+    plans = json.loads(capsys.readouterr().out)
+    assert {p["graph"] for p in plans} == {"onnx/depth/depth.bf16.onnx", "onnx/audio/audio.bf16.onnx"}
+    assert all(flag in p["trtexec"] and p["strongly_typed"] is strongly_typed for p in plans)
+    assert not any("--fp16" in p["trtexec"] for p in plans)
+
+
 @pytest.mark.skipif(importlib.util.find_spec("tensorrt") is not None, reason="TensorRT is installed here")
 @pytest.mark.parametrize(
     "extra, message",
@@ -186,7 +198,7 @@ def test_print_trtexec_without_tensorrt(exported, capsys):
             "no graph depth/depth.int8.modelopt",
         ),
         (["--print-trtexec", "--tensorrt-version", "10.8", "--precision", "fp8"], "depth.fp8.modelopt to build a fp8"),
-        (["--print-trtexec", "--tensorrt-version", "10.8", "--precision", "bf16"], "exports no bf16 graph"),
+        (["--print-trtexec", "--tensorrt-version", "8.6", "--precision", "bf16"], "bf16 engines need TensorRT >= 10.0"),
         (["--print-trtexec", "--tensorrt-version", "8.6", "--precision", "fp8"], "fp8 engines need TensorRT >= 10.0"),
         (["--print-trtexec", "--tensorrt-version", "10.8", "--batch", "8:1:2"], "--batch 8:1:2 is invalid"),
         (["--print-trtexec", "--tensorrt-version", "10.8", "--kinds", "video"], "--kinds video: no such input"),

@@ -58,6 +58,7 @@ def run(args: argparse.Namespace) -> dict:
                 "min_cosine": worst,
                 "passed": v["passed"],
                 "tier": v.get("tier"),
+                "compute_nodes": {"quantized": len(qm.quantized_nodes(graph)), "fp32": len(qm.fp32_nodes(graph))},
                 "seconds": round(time.perf_counter() - start, 1),
             }
             print(mode, recipe, results[f"{mode} {recipe}"], flush=True)
@@ -85,14 +86,16 @@ def markdown(report: dict) -> str:
         f"- versions: {versions_summary(m)}, nvidia-modelopt {report['nvidia_modelopt']}",
         f"- method: {report['method']}",
         "",
-        "| mode | recipe | min cosine, random suite | min cosine, real suite | tolerance | passed | tier | seconds |",
-        "|---|---|---:|---:|---|---|---|---:|",
+        "| mode | recipe | min cosine, random suite | min cosine, real suite | tolerance | passed | tier "
+        "| MatMul/Gemm/Conv quantized / fp32 | seconds |",
+        "|---|---|---:|---:|---|---|---|---:|---:|",
     ]
     for name, r in report["results"].items():
         mode, recipe = name.split(" ", 1)
         lines.append(
             f"| {mode} | {recipe} | {r['min_cosine']['random']:.4f} | {r['min_cosine']['real']:.4f} | "
-            f">= {0.98 if mode == 'int8' else 0.99} | {r['passed']} | {r['tier'] or '-'} | {r['seconds']} |"
+            f">= {0.98 if mode == 'int8' else 0.99} | {r['passed']} | {r['tier'] or '-'} | "
+            f"{r['compute_nodes']['quantized']} / {r['compute_nodes']['fp32']} | {r['seconds']} |"
         )
     return "\n".join(lines)
 

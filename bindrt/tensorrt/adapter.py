@@ -8,7 +8,7 @@ become different calls (and different ``trtexec`` flags) on each:
 * **10.0 - 10.11**: explicit batch is the default (the flag is deprecated); builder flags
   still select precision (``FP16``, ``BF16``, ``INT8``, ``FP8``); ``STRONGLY_TYPED`` exists.
 * **10.12+**: weak typing is deprecated; bindrt builds strongly typed networks, so the
-  precision is the graph's own (fp16 graphs with explicit casts, Q/DQ int8/fp8 graphs).
+  precision is the graph's own (fp16/bf16 graphs with explicit casts, Q/DQ int8/fp8 graphs).
 * **11.x**: every network is strongly typed and the precision flags are gone; the
   ``STRONGLY_TYPED`` flag is accepted and ignored, ``trtexec --stronglyTyped`` is a no-op.
 
@@ -28,12 +28,12 @@ from dataclasses import dataclass
 from bindrt.errors import BackendError, ConfigError
 
 #: bindrt precisions a TensorRT engine can be built at -> the bundle graphs (precision, variant) it is built
-#: from, preferred first; empty where bindrt exports no such graph yet. Reduced precisions come from graphs that carry their
-#: types (fp16 with explicit casts, Q/DQ int8), which every TensorRT version builds, strongly typed or not.
+#: from, preferred first. Reduced precisions come from graphs that carry their types (fp16 and bf16 with explicit
+#: casts, Q/DQ int8 and fp8), which every TensorRT version builds, strongly typed or not.
 ENGINE_PRECISIONS: dict[str, tuple[tuple[str, str], ...]] = {
     "fp32": (("fp32", "plain"),),
     "fp16": (("fp16", "plain"),),
-    "bf16": (),  # bf16 graphs (Model Optimizer AutoCast) are not exported yet
+    "bf16": (("bf16", "plain"),),
     # Q/DQ graphs: Model Optimizer's (TensorRT's placement rules; export --modelopt), else NNCF's (--nncf)
     "int8": (("int8", "modelopt"), ("int8", "nncf")),
     "fp8": (("fp8", "modelopt"),),

@@ -10,7 +10,7 @@ import pytest
 pytest.importorskip("onnx", reason="ONNX export needs the onnx extras (pip install 'bindrt[onnx]')")
 pytest.importorskip("onnxruntime", reason="ONNX export needs the onnx extras (pip install 'bindrt[onnx]')")
 
-PRECISIONS = ("fp32", "fp16", "int8")
+PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 
 
 def _importable(module: str) -> bool:
@@ -24,7 +24,7 @@ def _importable(module: str) -> bool:
 
 @pytest.fixture(scope="session")
 def onnx_bundle(golden_bundle, tmp_path_factory) -> Path:
-    """The golden bundle with every graph: 7 kinds x fp32/fp16/int8, fused variants, raw-input graphs, and the
+    """The golden bundle with every graph: 7 kinds x fp32/fp16/bf16/int8, fused variants, raw-input graphs, and the
     NNCF int8 graphs where nncf and openvino are installed (the openvino extra), and the Model Optimizer int8/fp8
     Q/DQ graphs where it is installed (the modelopt extra)."""
     import importlib.util

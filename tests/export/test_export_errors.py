@@ -28,8 +28,10 @@ def test_unsupported_opset(small_bundle, opset):
 
 
 def test_unsupported_precision(small_bundle):
-    with pytest.raises(ConfigError, match="bf16"):
-        export_bundle(small_bundle, modalities=["imu"], precisions="fp32,bf16")
+    with pytest.raises(ConfigError, match=r"unsupported precision\(s\) \['fp4'\]; expected some of fp32, fp16, bf16, int8"):
+        export_bundle(small_bundle, modalities=["imu"], precisions="fp32,fp4")
+    with pytest.raises(ConfigError, match=r"fp8 Q/DQ graphs: --modelopt"):
+        export_bundle(small_bundle, modalities=["imu"], precisions="fp8")
 
 
 def test_unwritable_output_directory(small_bundle, monkeypatch):

@@ -39,7 +39,7 @@ def graph_path(onnx_bundle, kind, key):
 def test_every_kind_and_precision_is_recorded(records):
     for kind in KINDS:
         have = records[MODALITY[kind]]
-        for key in (f"{kind}.fp32", f"{kind}.fp16", f"{kind}.int8", f"{kind}.fp32.fused", f"{kind}.int8.fused"):
+        for key in (f"{kind}.fp32", f"{kind}.fp16", f"{kind}.bf16", f"{kind}.int8", f"{kind}.fp32.fused", f"{kind}.int8.fused"):
             assert key in have, key
             rec = have[key]
             assert rec["validation"]["passed"], key
@@ -93,6 +93,40 @@ def test_reduced_precisions_meet_cosine_tolerance(onnx_bundle, golden, kind, pre
     name = sess.get_inputs()[0].name
     assert min_cosine(sess.run(None, {name: batch_of(x, 5)})[0], batch_of(ref, 5)) >= bound
     assert min_cosine(sess.run(None, {name: x[:1]})[0], ref[:1]) >= bound
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_bf16_graphs_meet_near_exact_against_the_reference_in_emulation(onnx_bundle, golden, kind):
+    """bf16 graphs run where bf16 kernels exist (TensorRT); here through the fp32 emulation that validates them."""
+    from bindrt.export.validate import emulated_bf16_session
+
+    sess = emulated_bf16_session(str(graph_path(onnx_bundle, kind, f"{kind}.bf16")))
+    x, ref = golden[GOLDEN_INPUTS[kind]], golden[f"emb_{kind}"]
+    name = sess.get_inputs()[0].name
+    five = sess.run(None, {name: batch_of(x, 5)})[0]
+    assert min_cosine(five, batch_of(ref, 5)) >= 0.999
+    assert min_cosine(sess.run(None, {name: x[:1]})[0], ref[:1]) >= 0.999
+    assert row_relative_error(five, batch_of(ref, 5)) > 1e-4  # bf16 rounding shows: not the fp32 graph
+
+
+def test_bf16_graph_types_matmuls_bf16_and_keeps_stems_and_statistics_fp32(onnx_bundle, records):
+    from bindrt.export.fp16 import check_strongly_typed
+
+    model = onnx.load(str(graph_path(onnx_bundle, "depth", "depth.bf16")))
+    assert check_strongly_typed(model) == []
+    inferred = onnx.shape_inference.infer_shapes(model)
+    types = {vi.name: vi.type.tensor_type.elem_type for vi in (*inferred.graph.value_info, *inferred.graph.input)}
+    types.update({t.name: t.data_type for t in model.graph.initializer})
+    bf16, fp32 = onnx.TensorProto.BFLOAT16, onnx.TensorProto.FLOAT
+    for node in model.graph.node:
+        float_inputs = {types[i] for i in node.input if i and types.get(i) in (fp32, bf16, onnx.TensorProto.FLOAT16)}
+        if node.op_type in ("LayerNormalization", "Softmax", "ReduceL2", "Conv"):  # Conv: no bf16 before opset 22
+            assert float_inputs == {fp32}, node.name
+        if node.op_type == "MatMul":
+            assert float_inputs == {bf16}, node.name
+    summary = records["depth"]["depth.bf16"]["bf16"]
+    assert summary["low_dtype"] == "bfloat16" and "Conv" in summary["fp32_ops"] and summary["low_nodes"] > 0
+    assert records["depth"]["depth.bf16"]["validation"]["runtime"]["emulation"].startswith("bf16 in fp32")
 
 
 @pytest.mark.parametrize("kind,clips", [("audio", 1), ("video", 1), ("video", 3)])

@@ -72,8 +72,11 @@ def test_qdq_graph_meets_tolerance_at_batch_1_and_5(fp32_graphs, tmp_path, kind,
     inits = {i.name: i for i in quantized.graph.initializer}
     zero_points = [n.input[2] for n in quantized.graph.node if n.op_type == "QuantizeLinear" and len(n.input) > 2]
     assert zero_points and all(inits[z].data_type == want for z in zero_points if z in inits)
-    # the stems stay fp32; attention stays fp32 at int8
+    # the stems stay fp32; attention stays fp32 at int8, and the first block's out-projection and fc2
     assert {n.name for n in qm.quantized_nodes(quantized)}.isdisjoint(summary["kept_fp32"])
+    plan = qm.RECIPES[mode][summary["recipe"]]
+    source = onnx.load(bundle / "onnx" / kind / f"{kind}.fp32.onnx")
+    assert {n.name for n in qm.grouped_matmuls(source, plan.fp32_groups)} <= set(summary["kept_fp32"])
     assert not any(n.op_type == "Conv" for n in qm.quantized_nodes(quantized))
     assert qm.quantized_nodes(quantized)
 
@@ -99,6 +102,23 @@ def test_qdq_graph_meets_tolerance_at_batch_1_and_5(fp32_graphs, tmp_path, kind,
             assert metrics["top1_agreement"] == 1.0, f"{kind} {mode} {suite} batch {bs}: {metrics}"
         assert results["batch_consistency_max_rel_diff"] < 1e-5  # static ranges: batch-mates change nothing
     assert record["passed"], record["failures"]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_matmul_groups_find_each_blocks_roles(fp32_graphs, kind):
+    """Two golden blocks, the last one pooled (its q and kv projections are two MatMuls)."""
+    import onnx
+
+    from bindrt.export import qdq_modelopt as qm
+
+    model = onnx.load(fp32_graphs[0] / "onnx" / kind / f"{kind}.fp32.onnx")
+    groups = qm.matmul_groups(model)
+    assert {g: len(n) for g, n in groups.items()} == {"qkv": 3, "attn_out": 2, "mlp_in": 2, "mlp_out": 2, "head": 1}
+    first = qm.grouped_matmuls(model, qm.FIRST_BLOCK_OUT)
+    assert [n.name for n in first] == [groups["attn_out"][0].name, groups["mlp_out"][0].name]
+    assert [n.name for n in qm.grouped_matmuls(model, ["mlp_out[-1]", "mlp_out[5]"])] == [groups["mlp_out"][1].name]
+    with pytest.raises(ValueError, match="MatMul group"):
+        qm.grouped_matmuls(model, ["fc2"])
 
 
 def test_missing_modelopt_is_an_export_error(monkeypatch):

@@ -21,7 +21,7 @@ from bindrt.schema import RAW_KINDS, onnx_graphs
 from bindrt.tensorrt import compat
 from bindrt.tensorrt.compat import check_bundle_graphs, check_graph, raise_if_incompatible
 
-#: float precisions of TensorRT-bound graphs (bf16 is checked too once the exporter writes it)
+#: float precisions of TensorRT-bound graphs
 FLOAT_PRECISIONS = ("fp32", "fp16", "bf16")
 
 
@@ -212,13 +212,15 @@ def _failures(items):
 
 
 def test_plain_float_graphs_pass(exported):
-    """Every TensorRT-bound float graph: all six modalities, video and the raw-input graphs, fp32, fp16 (bf16)."""
+    """Every TensorRT-bound float graph: all six modalities, video and the raw-input graphs, fp32, fp16, bf16."""
     items = [(k, v) for k, v in exported.items() if v[0].variant == "plain" and v[0].precision in FLOAT_PRECISIONS]
     assert not _failures(items), _failures(items)
     kinds = {rec.kind for _, (rec, _) in items}
     assert {"video", *(k for ks in RAW_KINDS.values() for k in ks)} <= kinds
     assert {rec.modality for _, (rec, _) in items} == set(MODALITIES)
-    assert {"fp32", "fp16"} <= {rec.precision for _, (rec, _) in items}
+    assert {rec.precision for _, (rec, _) in items} == set(FLOAT_PRECISIONS)
+    bf16 = {rec.kind for _, (rec, _) in items if rec.precision == "bf16"}
+    assert {"video", *(k for ks in RAW_KINDS.values() for k in ks)} <= bf16
     for _, (_, report) in items:
         assert report.opset is not None and compat.OPSET_RANGE[0] <= report.opset <= compat.OPSET_RANGE[1]
 
@@ -229,6 +231,17 @@ def test_nncf_qdq_graphs_pass(exported):
     if not items:
         pytest.skip("no NNCF graphs (the openvino extra is not installed)")
     assert not _failures(items), _failures(items)
+    assert all(r.op_counts.get("DequantizeLinear") for _, (_, r) in items)
+
+
+def test_modelopt_qdq_graphs_pass(exported):
+    """Model Optimizer's int8 and fp8 Q/DQ graphs (opset 19, float8 at fp8): TensorRT's explicit quantization."""
+    items = [(k, v) for k, v in exported.items() if v[0].variant == "modelopt"]
+    if not items:
+        pytest.skip("no Model Optimizer graphs (the modelopt extra is not installed)")
+    assert not _failures(items), _failures(items)
+    assert {rec.precision for _, (rec, _) in items} == {"int8", "fp8"}
+    assert {rec.modality for _, (rec, _) in items} == set(MODALITIES)
     assert all(r.op_counts.get("DequantizeLinear") for _, (_, r) in items)
 
 
