@@ -561,7 +561,9 @@ class LowPrecisionSummary(Record):
     low_initializers: int | None = _field(Int(minimum=0), required=False)
     fp32_initializers: int | None = _field(Int(minimum=0), required=False)
     strongly_typed: bool | None = _field(Bool(), required=False)
-    fp16_nodes: int | None = _field(Int(minimum=0), "fp16 graphs exported before bf16 existed: low_nodes", required=False)
+    fp16_nodes: int | None = _field(
+        Int(minimum=0), "fp16 graphs exported before bf16 existed: low_nodes", required=False
+    )
     fp16_initializers: int | None = _field(
         Int(minimum=0), "fp16 graphs exported before bf16 existed: low_initializers", required=False
     )

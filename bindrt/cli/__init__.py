@@ -26,6 +26,8 @@ COMMAND_MODULES = (
     "bindrt.export.cli",
     "bindrt.cli.bench",
     "bindrt.cli.build",
+    "bindrt.cli.serve",
+    "bindrt.cli.triton_repo",
     "bindrt.training.cli",
 )
 

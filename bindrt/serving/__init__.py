@@ -1,0 +1,1 @@
+"""Serving bindrt encoders on NVIDIA Triton Inference Server: the wire contract, PyTriton, model repositories."""
