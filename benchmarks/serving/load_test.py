@@ -197,6 +197,12 @@ class Sender:
         self.client.close()
 
 
+def rejection_summary(message: str) -> str:
+    """The bindrt error inside a rejection (PyTriton quotes the server's traceback around it), else the message."""
+    error = protocol.find_error(message)
+    return f"{type(error).__name__}: {error}" if error is not None else " ".join(message.split())
+
+
 def _valid_rows(out: Any, batch: int) -> bool:
     return (
         isinstance(out, np.ndarray)
@@ -233,6 +239,7 @@ def client_loop(
                 except Exception as exc:  # tritonclient raises InferenceServerException
                     message = str(exc)
                     ok = any(word.lower() in message.lower() for word in BAD_REQUESTS[kind])
+                    message = rejection_summary(message)
                 sink.append(Outcome(kind, proto, False, ok, time.perf_counter() - start, 0, message[:300]))
             else:
                 kind = pick.choice(kinds)

@@ -114,7 +114,11 @@ def models_for(kinds: "list[str] | tuple[str, ...]", out_dim: int) -> list[Model
 
 # ----------------------------------------------------------------------------- errors on the wire
 _ERROR_TYPES: dict[str, type[BindrtError]] = {name: getattr(errors, name) for name in errors.__all__}
-_PREFIX = re.compile(r"(?:^|[\s:'\"\[(])(" + "|".join(sorted(_ERROR_TYPES, key=len, reverse=True)) + r"): (.*)", re.S)
+#: "<class>: <text>" inside Triton's and PyTriton's wrapping; the text ends at a blank line (PyTriton appends
+#: "\n\nAt:\n  <stub frame>" after the quoted traceback)
+_PREFIX = re.compile(
+    r"(?:^|[\s:'\"\[(])(" + "|".join(sorted(_ERROR_TYPES, key=len, reverse=True)) + r"): (.*?)(?:\n\s*\n|\Z)", re.S
+)
 
 
 def error_message(exc: BaseException) -> str:
@@ -125,10 +129,15 @@ def error_message(exc: BaseException) -> str:
 
 def error_from_message(message: str, default: type[BindrtError] = errors.BackendError) -> BindrtError:
     """The bindrt error a server's message names (Triton wraps it in its own text), else ``default``."""
+    return find_error(message) or default(message.strip())
+
+
+def find_error(message: str) -> BindrtError | None:
+    """The bindrt error a server's message names, or None when it names none."""
     match = _PREFIX.search(message)
     if not match:
-        return default(message.strip())
-    cls, text = _ERROR_TYPES[match.group(1)], match.group(2).strip()
+        return None
+    cls, text = _ERROR_TYPES[match.group(1)], " ".join(match.group(2).split())
     if issubclass(cls, errors.InputError):
         error = cls.__new__(cls)
         Exception.__init__(error, text)
