@@ -497,6 +497,19 @@ def artifact(name: str) -> Callable[[type[Artifact]], type[Artifact]]:
     return register
 
 
+def read_artifact(bundle: Any, modality: str, key: str) -> "Artifact | None":
+    """The ``artifacts[key]`` record of one modality of a bundle, parsed by its registered class; None if absent."""
+    section = (bundle.manifest["modalities"][modality].get("artifacts") or {}).get(key)
+    if section is None:
+        return None
+    return ARTIFACTS[key].from_dict(section, f"{bundle.path / 'manifest.json'}: modalities.{modality}.artifacts.{key}")
+
+
+def write_artifact(bundle: Any, modality: str, key: str, section: Artifact) -> None:
+    """Put ``section`` under ``artifacts[key]`` of one modality in the bundle's manifest (the caller saves)."""
+    bundle.manifest["modalities"][modality].setdefault("artifacts", {})[key] = section.to_dict()
+
+
 class Artifacts(Obj):
     """The artefact registry of a modality: registered names as their records, others generic."""
 

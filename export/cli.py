@@ -27,7 +27,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("bundle", help="bundle directory (from `bindrt convert` or `bindrt train`)")
     p.add_argument("--modalities", help="comma-separated modalities (default: all in the bundle)")
-    p.add_argument("--precision", default="fp32", help="comma-separated: fp32, fp16, bf16 (for TensorRT), int8 (default fp32)")
+    p.add_argument(
+        "--precision", default="fp32", help="comma-separated: fp32, fp16, bf16 (for TensorRT), int8 (default fp32)"
+    )
     p.add_argument(
         "--opset", type=int, default=None, help="ONNX opset (default 18; 17 up to what the installed onnx knows)"
     )

@@ -38,7 +38,17 @@ from bindrt.export.spec import (
 )
 from bindrt.fileio import is_writable_dir
 from bindrt.loaders import EncodersFromSource
-from bindrt.schema import Fusions, GraphTensor, LowPrecisionSummary, OnnxArtifact, OnnxGraph, Quantization, Validation
+from bindrt.schema import (
+    Fusions,
+    GraphTensor,
+    LowPrecisionSummary,
+    OnnxArtifact,
+    OnnxGraph,
+    Quantization,
+    Validation,
+    read_artifact,
+    write_artifact,
+)
 
 if TYPE_CHECKING:
     import numpy as np
@@ -622,19 +632,15 @@ class _Exporter:
                     src = g.path.parent / rel_name
                     bundle.add_file(rel, lambda tmp, s=src: os.replace(s, tmp))
                     added.append(rel)
-                artifacts = bundle.manifest["modalities"][g.modality].setdefault("artifacts", {})
-                where = f"{bundle.path / 'manifest.json'}: modalities.{g.modality}.artifacts.{ARTIFACT_KEY}"
-                section = (
-                    OnnxArtifact.from_dict(artifacts[ARTIFACT_KEY], where)
-                    if ARTIFACT_KEY in artifacts
-                    else OnnxArtifact(format=ONNX_FORMAT, version=ONNX_FORMAT_VERSION, graphs={})
+                section = read_artifact(bundle, g.modality, ARTIFACT_KEY) or OnnxArtifact(
+                    format=ONNX_FORMAT, version=ONNX_FORMAT_VERSION, graphs={}
                 )
                 old = section.graphs.get(g.key)
                 if old:  # a replaced graph may have had external data that is no longer used
                     for rel in old.external_data:
                         if rel not in g.record.external_data and rel in bundle.manifest["files"]:
                             bundle.remove_file(rel)
-                artifacts[ARTIFACT_KEY] = section.with_graph(g.record).to_dict()
+                write_artifact(bundle, g.modality, ARTIFACT_KEY, section.with_graph(g.record))
             if text_vocab:
                 from importlib import resources
 

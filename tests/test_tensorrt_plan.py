@@ -174,7 +174,9 @@ def test_print_trtexec_without_tensorrt(exported, capsys):
     assert "onnx/depth/depth.fp32.onnx" in out and "--noTF32" not in out and "always strongly typed" in out
 
 
-@pytest.mark.parametrize("version, flag, strongly_typed", [("10.8", "--bf16", False), ("10.12", "--stronglyTyped", True)])
+@pytest.mark.parametrize(
+    "version, flag, strongly_typed", [("10.8", "--bf16", False), ("10.12", "--stronglyTyped", True)]
+)
 def test_bf16_engines_build_from_the_bf16_graph(exported, capsys, version, flag, strongly_typed):
     from bindrt.cli import main
 

@@ -48,6 +48,8 @@ from bindrt.schema import (
     TritonRepository,
     TritonRepositoryArtifact,
     base_kinds,
+    read_artifact,
+    write_artifact,
 )
 from bindrt.serving import protocol
 
@@ -563,12 +565,8 @@ def record_repository(bundle: Bundle, entry: dict[str, Any], modalities: Sequenc
         {k: entry[k] for k in ("path", "platform", "precision", "ensemble", "models", "created")}
     )
     for m in modalities:
-        artifacts = bundle.manifest["modalities"][m].setdefault("artifacts", {})
-        where = f"{bundle.path / 'manifest.json'}: modalities.{m}.artifacts.{TRITON_KEY}"
-        section = (
-            TritonRepositoryArtifact.from_dict(artifacts[TRITON_KEY], where)
-            if TRITON_KEY in artifacts
-            else TritonRepositoryArtifact(format=TRITON_FORMAT, version=TRITON_FORMAT_VERSION, repositories={})
+        section = read_artifact(bundle, m, TRITON_KEY) or TritonRepositoryArtifact(
+            format=TRITON_FORMAT, version=TRITON_FORMAT_VERSION, repositories={}
         )
-        artifacts[TRITON_KEY] = section.with_repository(repo).to_dict()
+        write_artifact(bundle, m, TRITON_KEY, section.with_repository(repo))
     bundle.save()

@@ -18,6 +18,8 @@ from bindrt.schema import (
     ProfileShapes,
     TensorRtArtifact,
     TensorRtEngine,
+    read_artifact,
+    write_artifact,
 )
 from bindrt.tensorrt.adapter import TrtVersion
 from bindrt.tensorrt.build import EnginePlan
@@ -27,11 +29,8 @@ ENGINE_FORMAT_NOTE = "serialized with ICudaEngine.serialize (IHostMemory), read 
 
 def engine_records(bundle: Bundle, modality: str) -> dict[str, TensorRtEngine]:
     """``<kind>.<precision>`` -> engine record of one modality (empty when none were built)."""
-    section = (bundle.modality(modality).get("artifacts") or {}).get(TENSORRT_KEY)
-    if section is None:
-        return {}
-    where = f"{bundle.path / 'manifest.json'}: modalities.{modality}.artifacts.{TENSORRT_KEY}"
-    return dict(TensorRtArtifact.from_dict(section, where).engines)
+    section = read_artifact(bundle, modality, TENSORRT_KEY)
+    return dict(section.engines) if section is not None else {}
 
 
 def make_record(
@@ -71,14 +70,10 @@ def make_record(
 
 def record_engine(bundle: Bundle, record: TensorRtEngine) -> None:
     """Put ``record`` in the manifest (not saved: the caller saves once all engines are in)."""
-    artifacts = bundle.manifest["modalities"][record.modality].setdefault("artifacts", {})
-    where = f"{bundle.path / 'manifest.json'}: modalities.{record.modality}.artifacts.{TENSORRT_KEY}"
-    section = (
-        TensorRtArtifact.from_dict(artifacts[TENSORRT_KEY], where)
-        if TENSORRT_KEY in artifacts
-        else TensorRtArtifact(format=TENSORRT_FORMAT, version=TENSORRT_FORMAT_VERSION, engines={})
+    section = read_artifact(bundle, record.modality, TENSORRT_KEY) or TensorRtArtifact(
+        format=TENSORRT_FORMAT, version=TENSORRT_FORMAT_VERSION, engines={}
     )
-    artifacts[TENSORRT_KEY] = section.with_engine(record).to_dict()
+    write_artifact(bundle, record.modality, TENSORRT_KEY, section.with_engine(record))
 
 
 def is_cache_hit(bundle: Bundle, record: TensorRtEngine | None, cache_key: str) -> bool:

@@ -28,7 +28,9 @@ def test_unsupported_opset(small_bundle, opset):
 
 
 def test_unsupported_precision(small_bundle):
-    with pytest.raises(ConfigError, match=r"unsupported precision\(s\) \['fp4'\]; expected some of fp32, fp16, bf16, int8"):
+    with pytest.raises(
+        ConfigError, match=r"unsupported precision\(s\) \['fp4'\]; expected some of fp32, fp16, bf16, int8"
+    ):
         export_bundle(small_bundle, modalities=["imu"], precisions="fp32,fp4")
     with pytest.raises(ConfigError, match=r"fp8 Q/DQ graphs: --modelopt"):
         export_bundle(small_bundle, modalities=["imu"], precisions="fp8")

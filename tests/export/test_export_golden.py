@@ -39,7 +39,14 @@ def graph_path(onnx_bundle, kind, key):
 def test_every_kind_and_precision_is_recorded(records):
     for kind in KINDS:
         have = records[MODALITY[kind]]
-        for key in (f"{kind}.fp32", f"{kind}.fp16", f"{kind}.bf16", f"{kind}.int8", f"{kind}.fp32.fused", f"{kind}.int8.fused"):
+        for key in (
+            f"{kind}.fp32",
+            f"{kind}.fp16",
+            f"{kind}.bf16",
+            f"{kind}.int8",
+            f"{kind}.fp32.fused",
+            f"{kind}.int8.fused",
+        ):
             assert key in have, key
             rec = have[key]
             assert rec["validation"]["passed"], key
