@@ -16,6 +16,7 @@ CORE = [
     "bindrt.bundle",
     "bindrt.config",
     "bindrt.layouts",
+    "bindrt.roofline",
     "bindrt.loaders",
     "bindrt.errors",
     "bindrt.fileio",

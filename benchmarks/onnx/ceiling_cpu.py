@@ -55,34 +55,11 @@ from benchmarks.onnx.bench_cpu import (
     paired_speedup,
     run_and_record,
 )
+from bindrt.roofline import trunk_flops  # the block formula, shared with the roofline of `bindrt bench`
 
 #: The issue's targets against torch eager.
 TARGETS = {"fp32": 1.4, "int8": 2.5}
 _PROBE_IDS = itertools.count()  # a profile-file prefix per kernel probe
-
-
-def trunk_flops(dim: int, tokens: int, keys: int, blocks: int, pooled_last_block: bool) -> dict[str, float]:
-    """Multiply-add FLOPs (x2) per item of the transformer blocks, by weight GEMM and attention core.
-
-    ``keys`` counts the appended bias_k/bias_v key where the modality has one. With the
-    pooled last block only the pooled row is projected to Q and goes through out_proj and
-    the MLP; K and V are still projected for every row.
-    """
-    full = blocks - 1 if pooled_last_block else blocks
-    flops = {
-        "qkv": full * 2 * tokens * dim * 3 * dim,
-        "out_proj": full * 2 * tokens * dim * dim,
-        "fc1": full * 2 * tokens * dim * 4 * dim,
-        "fc2": full * 2 * tokens * 4 * dim * dim,
-        "attention_core": full * 4 * tokens * keys * dim,
-    }
-    if pooled_last_block:
-        flops["qkv"] += 2 * tokens * dim * 2 * dim + 2 * dim * dim
-        flops["out_proj"] += 2 * dim * dim
-        flops["fc1"] += 2 * dim * 4 * dim
-        flops["fc2"] += 2 * 4 * dim * dim
-        flops["attention_core"] += 4 * keys * dim
-    return {k: float(v) for k, v in flops.items()}
 
 
 def counted_flops(encoder, x) -> dict[str, float]:
