@@ -71,3 +71,23 @@ def test_empty_list_and_non_list() -> None:
         tokenize([])
     with pytest.raises(InputError, match=r"\[text\] expected a list of items"):
         tokenize(42)
+
+
+def test_batched_bpe_matches_heap_bpe() -> None:
+    """The numpy merge rounds of a batch of words give the heap BPE's ids (runs of equal letters included)."""
+    tok = Tokenizer()
+    rng = np.random.default_rng(21)
+    letters = list("abcdefghijklmnopqrstuvwxyzéßø日")
+    words = [
+        "".join(rng.choice(letters[: int(rng.integers(1, 31))], size=int(rng.integers(1, 70)))) for _ in range(3000)
+    ]
+    words += ["aaaa", "aaaaaaa", "eeeeee", "llll", "!!!!", "....", "a", "1", "<|endoftext|>", "x" * 200]
+    got = tok._bpe_many(words)
+    for word, ids in zip(words, got):
+        symbols = "".join(tok.byte_encoder[b] for b in word.encode())
+        assert ids == tuple(tok.encoder[t] for t in tok._bpe_uncached(symbols)), word
+    texts = [" ".join(words[i : i + 9]) for i in range(0, len(words), 9)]
+    cold = tokenize(texts, tokenizer=tok)
+    np.testing.assert_array_equal(tokenize(texts, tokenizer=tok), cold)  # cached words: the same ids
+    tok.clear_cache()
+    np.testing.assert_array_equal(np.stack([tokenize(t, tokenizer=tok)[0] for t in texts[:50]]), cold[:50])

@@ -335,27 +335,57 @@ def kaldi_fbank(clip: np.ndarray, sr: int = SAMPLE_RATE, num_mel_bins: int = NUM
     Options: htk_compat, use_energy=False, hanning window, dither 0, 25 ms / 10 ms,
     snip_edges, per-frame DC removal, pre-emphasis 0.97, FFT size rounded up to a
     power of two, power spectrum, mel 20 Hz..Nyquist, log floored at float32 eps.
+    :func:`kaldi_fbank_batch` does a batch of equal-length clips in one pass.
     """
-    x = np.asarray(clip, dtype=np.float32).reshape(-1)
+    x = np.asarray(clip, dtype=np.float32).reshape(1, -1)
+    return kaldi_fbank_batch(x, sr, num_mel_bins)[0]
+
+
+_FBANK_CHUNK_FRAMES = 512  # frames per FFT + mel matmul: bounds the float64 spectrum (~1 MiB) whatever the batch
+
+
+@functools.lru_cache(maxsize=8)
+def _hann(size: int) -> np.ndarray:
+    n = np.arange(size, dtype=np.float64)
+    window = (0.5 - 0.5 * np.cos(2.0 * np.pi * n / (size - 1))).astype(np.float32)  # symmetric Hann
+    window.setflags(write=False)
+    return window
+
+
+def kaldi_fbank_batch(clips: np.ndarray, sr: int = SAMPLE_RATE, num_mel_bins: int = NUM_MEL_BINS) -> np.ndarray:
+    """:func:`kaldi_fbank` of each row of a ``(B, samples)`` array -> ``(B, frames, num_mel_bins)`` float32.
+
+    The frames of all clips go through one FFT and one mel matmul (a chunk of
+    ``_FBANK_CHUNK_FRAMES`` frames at a time), so per-call overhead is paid once per
+    batch rather than once per clip. A clip's values are its own call's up to float32 rounding (BLAS
+    may sum a chunk's mel products differently in the last bit).
+    """
+    x = np.asarray(clips, dtype=np.float32)
+    if x.ndim != 2:
+        raise ValueError(f"expected a (clips, samples) array, got shape {x.shape}")
     size = int(sr * FRAME_LENGTH_MS / 1000)
     shift = int(sr * FRAME_SHIFT_MS / 1000)
-    if x.shape[0] < size:
+    if x.shape[1] < size:
         raise InputError(
-            f"clip has {x.shape[0]} samples (expected at least {size}: one {FRAME_LENGTH_MS:g} ms frame at {sr} Hz)",
+            f"clip has {x.shape[1]} samples (expected at least {size}: one {FRAME_LENGTH_MS:g} ms frame at {sr} Hz)",
             modality="audio",
         )
     padded = 1 << (size - 1).bit_length()
-    n_frames = 1 + (x.shape[0] - size) // shift
-    frames = np.lib.stride_tricks.sliding_window_view(x, size)[::shift][:n_frames]
-    frames = frames - frames.mean(axis=1, keepdims=True, dtype=np.float32)
-    prev = np.concatenate([frames[:, :1], frames[:, :-1]], axis=1)
-    frames = frames - np.float32(0.97) * prev
-    n = np.arange(size, dtype=np.float64)
-    window = (0.5 - 0.5 * np.cos(2.0 * np.pi * n / (size - 1))).astype(np.float32)  # symmetric Hann
-    spec = np.fft.rfft(frames * window, n=padded, axis=1)
-    power = (spec.real.astype(np.float32) ** 2 + spec.imag.astype(np.float32) ** 2).astype(np.float32)
-    mel = power @ kaldi_mel_banks(num_mel_bins, padded, float(sr)).T
-    return np.log(np.maximum(mel, _EPS)).astype(np.float32)
+    n_frames = 1 + (x.shape[1] - size) // shift
+    frames = np.lib.stride_tricks.sliding_window_view(x, size, axis=1)[:, ::shift][:, :n_frames]
+    frames = frames.reshape(-1, size)  # (B * frames, size): a copy, the windows overlap
+    banks_t = kaldi_mel_banks(num_mel_bins, padded, float(sr)).T
+    window = _hann(size)
+    out = np.empty((frames.shape[0], num_mel_bins), dtype=np.float32)
+    for lo in range(0, frames.shape[0], _FBANK_CHUNK_FRAMES):
+        f = frames[lo : lo + _FBANK_CHUNK_FRAMES]
+        f = f - f.mean(axis=1, keepdims=True, dtype=np.float32)
+        prev = np.concatenate([f[:, :1], f[:, :-1]], axis=1)
+        f = f - np.float32(0.97) * prev
+        spec = np.fft.rfft(f * window, n=padded, axis=1)
+        power = (spec.real.astype(np.float32) ** 2 + spec.imag.astype(np.float32) ** 2).astype(np.float32)
+        np.log(np.maximum(power @ banks_t, _EPS), out=out[lo : lo + f.shape[0]])
+    return out.reshape(x.shape[0], n_frames, num_mel_bins)
 
 
 def fbank_to_melspec(fbank: np.ndarray, target_frames: int = TARGET_FRAMES) -> np.ndarray:

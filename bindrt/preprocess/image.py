@@ -28,6 +28,9 @@ from .limits import check_frame, current_media_limits, exceeded
 IMAGE_MEAN: tuple[float, float, float] = (0.48145466, 0.4578275, 0.40821073)
 IMAGE_STD: tuple[float, float, float] = (0.26862954, 0.26130258, 0.27577711)
 
+_MEAN = np.asarray(IMAGE_MEAN, np.float32)[:, None, None]
+_STD = np.asarray(IMAGE_STD, np.float32)[:, None, None]
+
 _EXPECTED = "an image file Pillow can read, a Pillow image, or an (H, W, 3) uint8 RGB array"
 
 
@@ -107,10 +110,13 @@ def preprocess_image(item: Any, *, index: int | None = None) -> np.ndarray:
     with decoding(item, modality, index, _EXPECTED):
         img = img.convert("RGB")
     img = center_crop(resize_short_side(img, IMAGE_SIZE, Image.Resampling.BICUBIC), IMAGE_SIZE)
-    x = np.asarray(img, dtype=np.float32).transpose(2, 0, 1) / np.float32(255.0)
-    mean = np.asarray(IMAGE_MEAN, np.float32)[:, None, None]
-    std = np.asarray(IMAGE_STD, np.float32)[:, None, None]
-    return np.ascontiguousarray((x - mean) / std, dtype=np.float32)
+    # ToTensor + Normalize's float32 ops (/255, -mean, /std), in place on one CHW buffer.
+    x = np.empty((3, IMAGE_SIZE, IMAGE_SIZE), dtype=np.float32)
+    np.copyto(x, np.asarray(img).transpose(2, 0, 1), casting="unsafe")
+    np.divide(x, np.float32(255.0), out=x)
+    np.subtract(x, _MEAN, out=x)
+    np.divide(x, _STD, out=x)
+    return x
 
 
 def preprocess_images(items: Any) -> np.ndarray:
