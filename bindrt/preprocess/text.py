@@ -335,8 +335,11 @@ class Tokenizer:
         if missing:
             for w, ids in zip(missing, self._bpe_many(missing)):
                 known[w] = cache[w] = ids
-            while len(cache) > _CACHE_WORDS:  # oldest first
-                del cache[next(iter(cache))]
+            while len(cache) > _CACHE_WORDS:  # oldest first; another thread (a server's) may evict too
+                try:
+                    del cache[next(iter(cache))]
+                except (KeyError, RuntimeError, StopIteration):
+                    break
         rows = []
         for words in word_lists:
             ids = [i for w in words for i in known[w]]  # type: ignore[union-attr]
