@@ -26,6 +26,7 @@ __all__ = [
     "machine_info",
     "machine_summary",
     "machine_slug",
+    "report_header",
     "results_dir",
     "free_name",
     "versions_summary",
@@ -67,6 +68,22 @@ def free_name(directory: Path, name: str, suffixes: tuple[str, ...] = ("",)) -> 
     while any((Path(directory) / f"{candidate}{s}").exists() for s in suffixes):
         candidate, n = f"{name}-{n}", n + 1
     return candidate
+
+
+def report_header(
+    title: str, report: dict, *, versions: str = "", notes: "list[str] | tuple[str, ...]" = ()
+) -> list[str]:
+    """A results file's opening lines: title, date, machine, versions (``versions``: more to name), then ``notes``."""
+    m = report["machine"]
+    return [
+        f"# {title}",
+        "",
+        f"- date: {report['date']}",
+        f"- machine: {machine_summary(m)}",
+        f"- versions: {versions_summary(m)}{versions}",
+        *notes,
+        "",
+    ]
 
 
 def write_report(report: dict, markdown: Callable[[dict], str], out: "str | Path | None", suite: str, tag: str) -> Path:

@@ -19,7 +19,7 @@ import sys
 import tempfile
 import time
 
-from benchmarks.common import machine_info, machine_summary, versions_summary, write_report
+from benchmarks.common import machine_info, report_header, write_report
 
 PRECISIONS = ("bf16", "fp16")
 
@@ -81,15 +81,10 @@ def run(args: argparse.Namespace) -> dict:
 
 
 def markdown(report: dict) -> str:
-    m = report["machine"]
     lines = [
-        f"# bindrt bf16 / fp16 graphs on {report['model']}",
-        "",
-        f"- date: {report['date']}",
-        f"- machine: {machine_summary(m)}",
-        f"- versions: {versions_summary(m)}",
-        f"- method: {report['method']}",
-        "",
+        *report_header(
+            f"bindrt bf16 / fp16 graphs on {report['model']}", report, notes=[f"- method: {report['method']}"]
+        ),
         "| tower | precision | min cosine, random suite | min cosine, real suite | max rel diff | tolerance | passed "
         "| tier | ops kept fp32 | seconds |",
         "|---|---|---:|---:|---:|---|---|---|---|---:|",

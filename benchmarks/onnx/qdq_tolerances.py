@@ -19,7 +19,7 @@ import tempfile
 import time
 from importlib import metadata
 
-from benchmarks.common import machine_info, machine_summary, versions_summary, write_report
+from benchmarks.common import machine_info, report_header, write_report
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -77,15 +77,13 @@ def run(args: argparse.Namespace) -> dict:
 
 
 def markdown(report: dict) -> str:
-    m = report["machine"]
     lines = [
-        f"# Model Optimizer Q/DQ graphs on {report['model']}",
-        "",
-        f"- date: {report['date']}",
-        f"- machine: {machine_summary(m)}",
-        f"- versions: {versions_summary(m)}, nvidia-modelopt {report['nvidia_modelopt']}",
-        f"- method: {report['method']}",
-        "",
+        *report_header(
+            f"Model Optimizer Q/DQ graphs on {report['model']}",
+            report,
+            versions=f", nvidia-modelopt {report['nvidia_modelopt']}",
+            notes=[f"- method: {report['method']}"],
+        ),
         "| mode | recipe | min cosine, random suite | min cosine, real suite | tolerance | passed | tier "
         "| MatMul/Gemm/Conv quantized / fp32 | seconds |",
         "|---|---|---:|---:|---|---|---|---:|---:|",

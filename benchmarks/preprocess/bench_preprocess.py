@@ -35,6 +35,7 @@ Writes ``benchmarks/results/<date>-<cpu>/preprocess/<date>-<tag>.{json,md}`` (ta
 
 from __future__ import annotations
 
+import abc
 import argparse
 import gzip
 import importlib
@@ -51,7 +52,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.common import machine_info, machine_summary, versions_summary, write_report
+from benchmarks.common import machine_info, report_header, write_report
 
 ROOT = Path(__file__).resolve().parents[2]
 SHARED_MEDIA = ROOT.parent / "shared" / "reference" / "golden" / "media"
@@ -240,7 +241,7 @@ def image_inputs() -> list[tuple[str, bytes]]:
 
 
 # ---------------------------------------------------------------- the pairs
-class Pair:
+class Pair(abc.ABC):
     """One input kind: ``run(side, round)`` does a timed call's work; ``parity()`` checks the two sides."""
 
     kind: str
@@ -252,8 +253,9 @@ class Pair:
     def prepare(self, side: str, rnd: int) -> Any:  # untimed: fresh inputs, cleared caches
         return None
 
+    @abc.abstractmethod
     def call(self, side: str, prepared: Any) -> Any:
-        raise NotImplementedError
+        """One timed call of ``side`` ("bindrt" or "reference") on what :meth:`prepare` made."""
 
 
 class TextPair(Pair):
@@ -525,20 +527,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def markdown(report: dict[str, Any]) -> str:
-    m = report["machine"]
     s = report["settings"]
-    lines = [
-        "# bindrt preprocessing against the reference's way"
-        + (" (quick form: timings mean nothing)" if report["quick"] else ""),
-        "",
-        f"- date: {report['date']}",
-        f"- machine: {machine_summary(m)}",
-        f"- versions: {versions_summary(m)}",
+    settings = (
         f"- settings: {s['rounds']} rounds; {s['captions']} captions, {s['clips']} clips of 2 s, {s['images']} images "
         f"per round; torch threads {s['torch_threads']}; load average {report['load_average']['before'][0]:.2f} "
-        f"before, {report['load_average']['after'][0]:.2f} after",
-        f"- method: {report['method']}",
-        "",
+        f"before, {report['load_average']['after'][0]:.2f} after"
+    )
+    title = "bindrt preprocessing against the reference's way" + (
+        " (quick form: timings mean nothing)" if report["quick"] else ""
+    )
+    lines = [
+        *report_header(title, report, notes=[settings, f"- method: {report['method']}"]),
         "| input | reference | reference items/s | bindrt items/s | ratio | target | met | parity |",
         "|---|---|---:|---:|---:|---:|---|---|",
     ]

@@ -422,16 +422,10 @@ def _version(dist: str) -> str | None:
 
 
 def markdown(report: dict[str, Any]) -> str:
-    from bindrt.bench import machine_summary, versions_summary
+    from benchmarks.common import report_header
 
     s = report["setup"]
-    lines = [
-        f"# bindrt serve load test: {s['clients']} clients x {s['seconds']} s over {', '.join(s['protocols'])}",
-        "",
-        f"- date: {report['date']}",
-        f"- machine: {machine_summary(report['machine'])}",
-        f"- versions: {versions_summary(report['machine'])}, tritonclient {report['tritonclient']}, "
-        f"nvidia-pytriton {report['nvidia_pytriton']}",
+    notes = [
         f"- server: `bindrt serve` ({s['backend']}, {s['precision']}) on {s['bundle']}; loopback",
         f"- good requests {report['good_requests']}, failed {report['failed_good_requests']}; bad requests "
         f"{report['bad_requests']}, not rejected with a clear message {report['bad_not_rejected_clearly']}; "
@@ -439,7 +433,14 @@ def markdown(report: dict[str, Any]) -> str:
         f"- throughput {report['items_per_s']} items/s; all good requests p50/p90/p99 "
         + "/".join(str(v) for v in report["latency_ms_all_good"].values())
         + " ms",
-        "",
+    ]
+    lines = [
+        *report_header(
+            f"bindrt serve load test: {s['clients']} clients x {s['seconds']} s over {', '.join(s['protocols'])}",
+            report,
+            versions=f", tritonclient {report['tritonclient']}, nvidia-pytriton {report['nvidia_pytriton']}",
+            notes=notes,
+        ),
         "| request | protocol | good | requests | ok | failed | items/s | p50 ms | p90 ms | p99 ms | example rejection |",
         "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|",
     ]

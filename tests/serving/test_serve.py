@@ -6,7 +6,6 @@ loopback ports serve the module; the SIGTERM test starts its own vision-only ser
 
 from __future__ import annotations
 
-import io
 import os
 import signal
 import socket
@@ -18,7 +17,7 @@ import urllib.request
 
 import numpy as np
 import pytest
-from helpers import GOLDEN_DIR, MEDIA_DIR, min_row_cosine
+from helpers import GOLDEN_DIR, MEDIA_DIR, min_row_cosine, png_bytes, wav_bytes
 
 pytest.importorskip("pytriton", reason="bindrt serve needs nvidia-pytriton (pip install 'bindrt[serve]')")
 pytest.importorskip("tritonclient.http", reason="bindrt.client needs tritonclient[http,grpc]")
@@ -53,23 +52,6 @@ def local(serving_bundle):
         yield model
 
 
-def _png(array: np.ndarray) -> bytes:
-    """PNG bytes: uint8 (H, W, 3) RGB, uint8 (H, W) grayscale, uint16 (H, W) 16-bit (depth in mm)."""
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.fromarray(array).save(buf, format="PNG")
-    return buf.getvalue()
-
-
-def _wav(wave: np.ndarray, rate: int) -> bytes:
-    import soundfile as sf
-
-    buf = io.BytesIO()
-    sf.write(buf, wave, rate, format="WAV", subtype="PCM_16")
-    return buf.getvalue()
-
-
 @pytest.fixture(scope="module")
 def inputs():
     """Fresh random inputs of every kind (never zeros), real media files among them."""
@@ -83,16 +65,16 @@ def inputs():
         "vision": [
             open(PHOTO, "rb").read(),
             str(MEDIA_DIR / "logo.png"),  # a path: read on the client
-            _png(rng.integers(0, 256, (61, 83, 3), dtype=np.uint8)),
+            png_bytes(rng.integers(0, 256, (61, 83, 3), dtype=np.uint8)),
         ],
         "audio": [
             (MEDIA_DIR / "stereo22k.wav").read_bytes(),
-            _wav(noise, 16_000),
+            wav_bytes(noise, 16_000, subtype="PCM_16"),
             ((rng.standard_normal((2, 30_000)) * 0.3).astype(np.float32), 22_050),
             ((rng.standard_normal(40_000) * 0.3).astype(np.float32), 16_000),
         ],
-        "depth": [_png(depth_mm), _png(rng.integers(300, 60000, (64, 64)).astype(np.uint16))],
-        "thermal": [_png(rng.integers(0, 256, (72, 96), dtype=np.uint8))],
+        "depth": [png_bytes(depth_mm), png_bytes(rng.integers(300, 60000, (64, 64)).astype(np.uint16))],
+        "thermal": [png_bytes(rng.integers(0, 256, (72, 96), dtype=np.uint8))],
         "imu": [(rng.standard_normal((6, 2000)) * 2).astype(np.float32), rng.standard_normal((1500, 6))],
     }
 
@@ -255,7 +237,7 @@ def test_the_client_packs_requests_under_the_servers_byte_cap(server):
     from bindrt.client import Client
 
     rng = np.random.default_rng()
-    big = [_png(rng.integers(0, 256, (720, 720, 3), dtype=np.uint8)) for _ in range(3)]  # ~1.5 MB each
+    big = [png_bytes(rng.integers(0, 256, (720, 720, 3), dtype=np.uint8)) for _ in range(3)]  # ~1.5 MB each
     assert sum(map(len, big)) > MAX_REQUEST_BYTES > max(map(len, big))
     with Client(server.url_grpc, max_request_bytes=MAX_REQUEST_BYTES) as client:
         assert client.embed(vision=big)["vision"].shape[0] == 3
@@ -326,7 +308,7 @@ def test_sigterm_answers_accepted_requests_exits_0_and_leaves_no_child(serving_b
         with Client(handle.url_http) as client, pytest.raises(UnknownModalityError, match="'text'"):
             client.embed(text=["not served here"])
         rng = np.random.default_rng()
-        images = [_png(rng.integers(0, 256, (40 + i, 50, 3), dtype=np.uint8)) for i in range(6)]
+        images = [png_bytes(rng.integers(0, 256, (40 + i, 50, 3), dtype=np.uint8)) for i in range(6)]
         results: dict[int, object] = {}
 
         def send(i: int) -> None:

@@ -7,7 +7,6 @@ the binary nvidia-pytriton ships, started directly (not through PyTriton's Pytho
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import shutil
@@ -22,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import GOLDEN_DIR, MEDIA_DIR
+from helpers import GOLDEN_DIR, MEDIA_DIR, png_bytes, wav_bytes
 
 pytest.importorskip("onnx", reason="needs the onnx extras (pip install 'bindrt[onnx]')")
 pytest.importorskip("onnxruntime", reason="needs the onnx extras (pip install 'bindrt[onnx]')")
@@ -313,22 +312,6 @@ def _stop(proc) -> None:
     assert not left, f"processes left behind: {left}"
 
 
-def _png(array: np.ndarray) -> bytes:
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.fromarray(array).save(buf, format="PNG")
-    return buf.getvalue()
-
-
-def _wav(samples: np.ndarray, rate: int) -> bytes:
-    import soundfile as sf
-
-    buf = io.BytesIO()
-    sf.write(buf, samples, rate, format="WAV", subtype="FLOAT")
-    return buf.getvalue()
-
-
 def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (a * b).sum(-1) / (np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1))
 
@@ -351,10 +334,13 @@ def test_stock_tritonserver_serves_the_python_ensemble(bundle_a, bundle_b, tmp_p
     stereo = (0.3 * rng.standard_normal((2, 22050 * 2))).astype(np.float32)
     inputs = {
         "text": [f"a photo of {int(rng.integers(1000))} dogs", "Ünïcode café ☕"],
-        "vision": [(MEDIA_DIR / "photo.jpg").read_bytes(), _png(rng.integers(0, 256, (90, 130, 3), dtype=np.uint8))],
-        "depth": [_png(rng.integers(300, 5000, (64, 80), dtype=np.uint16))],
-        "thermal": [_png(rng.integers(0, 256, (70, 50), dtype=np.uint8))],
-        "audio": [_wav(tone, 16000)],
+        "vision": [
+            (MEDIA_DIR / "photo.jpg").read_bytes(),
+            png_bytes(rng.integers(0, 256, (90, 130, 3), dtype=np.uint8)),
+        ],
+        "depth": [png_bytes(rng.integers(300, 5000, (64, 80), dtype=np.uint16))],
+        "thermal": [png_bytes(rng.integers(0, 256, (70, 50), dtype=np.uint8))],
+        "audio": [wav_bytes(tone, 16000)],
         "imu": list(rng.standard_normal((2, 6, 1500), dtype=np.float32) * 3),
     }
     expected = {}
