@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from bindrt.bench import machine_info, machine_summary, versions_summary
+from bindrt.bench.report import free_name
 
 __all__ = [
     "RESULTS",
@@ -60,14 +61,6 @@ def results_dir(suite: str, *, gpu: bool = False, info: dict[str, Any] | None = 
     """``benchmarks/results/<date>-<machine>/<suite>`` for a run starting now (not created)."""
     info = info or machine_info()
     return RESULTS / f"{info['date'][:10]}-{machine_slug(info, gpu)}" / suite
-
-
-def free_name(directory: Path, name: str, suffixes: tuple[str, ...] = ("",)) -> str:
-    """``name``, or the first of ``name-2``, ``name-3``, ... with no ``directory/<it><suffix>`` yet."""
-    candidate, n = name, 2
-    while any((Path(directory) / f"{candidate}{s}").exists() for s in suffixes):
-        candidate, n = f"{name}-{n}", n + 1
-    return candidate
 
 
 def report_header(

@@ -112,14 +112,19 @@ CASES = [
     ("validate-nothing-exported", ["validate", "{bundle}"], "export"),
     # bench
     ("bench-missing", ["bench", "{dir}/nope"], "does not exist"),
-    ("bench-repeats-0", ["bench", "{bundle}", "--repeats", "0", "--inputs", "text"], "repeats must be >= 1"),
-    ("bench-inputs-smell", ["bench", "{bundle}", "--inputs", "smell"], "unknown input kind 'smell'"),
-    ("bench-inputs-speech", ["bench", "{bundle}", "--inputs", "speech"], "unknown input kind 'speech'"),
-    ("bench-wrong-backend", ["bench", "{bundle}", "--backends", "nope", "--inputs", "text"], "unknown backend"),
-    ("bench-batch-0", ["bench", "{bundle}", "--batch-sizes", "0", "--inputs", "text"], "batch sizes"),
+    ("bench-iters-0", ["bench", "{bundle}", "--iters", "0", "--modalities", "text"], "--iters must be an integer >= 1"),
+    ("bench-batch-0", ["bench", "{bundle}", "--batch", "0", "--modalities", "text"], "batch size '0'"),
+    ("bench-batch-word", ["bench", "{bundle}", "--batch", "1,eight", "--modalities", "text"], "batch size 'eight'"),
+    ("bench-compare-not-json", ["bench", "{bundle}", "--modalities", "text", "--compare", "{file}"], "is not JSON"),
+    (
+        "bench-compare-missing",
+        ["bench", "{bundle}", "--modalities", "text", "--compare", "{dir}/old.json"],
+        "cannot read",
+    ),
+    ("bench-plots-without-out", ["bench", "{bundle}", "--modalities", "text", "--plots"], "give --out DIR"),
     (
         "bench-unwritable",
-        ["bench", "{bundle}", "--inputs", "text", "--batch-sizes", "1", "--repeats", "1", "--out", UNWRITABLE + "/r"],
+        ["bench", "{bundle}", "--modalities", "text", "--batch", "1", "--iters", "1", "--out", UNWRITABLE + "/r"],
         UNWRITABLE,
     ),
     # train

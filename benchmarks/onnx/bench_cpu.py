@@ -64,7 +64,7 @@ from typing import Any, Callable
 import numpy as np
 
 from benchmarks.common import machine_info, machine_summary, versions_summary, write_report
-from bindrt.bench import max_row_rel_diff
+from bindrt.bench import contention, cpu_counters, max_row_rel_diff
 
 #: bindrt's configurations: (row name, backend, precision, backend options besides the thread count).
 BINDRT_CONFIGS: tuple[tuple[str, str, str, dict[str, Any]], ...] = (
@@ -165,36 +165,6 @@ def plain_session(path: Path, threads: int):
     sess = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     name = sess.get_inputs()[0].name
     return lambda x: sess.run(None, {name: x})[0]
-
-
-def cpu_counters() -> tuple[list[int], float]:
-    """(/proc/stat 'cpu' jiffies, this process's CPU seconds): their difference over a run tells
-    whether anything else ran on the cores (and how much the hypervisor stole)."""
-    try:
-        fields = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
-    except (OSError, ValueError, IndexError):
-        fields = []
-    t = os.times()
-    return fields, t.user + t.system
-
-
-def contention(before: tuple[list[int], float], after: tuple[list[int], float]) -> dict:
-    """Shares of all cores' time during the run: used by this benchmark, by other processes, stolen."""
-    (a, mine_a), (b, mine_b) = before, after
-    if len(a) < 8 or len(b) < 8:
-        return {}
-    hz = os.sysconf("SC_CLK_TCK")
-    delta = [y - x for x, y in zip(a, b)]
-    total = sum(delta[:8])  # user nice system idle iowait irq softirq steal
-    if total <= 0:
-        return {}
-    busy = delta[0] + delta[1] + delta[2] + delta[5] + delta[6]
-    mine = (mine_b - mine_a) * hz
-    return {
-        "this_benchmark": round(min(mine, busy) / total, 3),
-        "other_processes": round(max(busy - mine, 0) / total, 3),
-        "steal": round(delta[7] / total, 3),
-    }
 
 
 def ov_capabilities() -> list[str] | None:
@@ -1056,7 +1026,7 @@ def markdown(report: dict) -> str:
     share = report.get("cpu_share") or {}
     if share:
         lines[-1:-1] = [
-            f"- CPU time during the run: this benchmark {share['this_benchmark']:.0%}, other processes "
+            f"- CPU time during the run: this benchmark {share['this_process']:.0%}, other processes "
             f"{share['other_processes']:.0%}, stolen by the hypervisor {share['steal']:.0%}"
         ]
     busy = (

@@ -53,6 +53,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks.common import machine_info, report_header, write_report
+from bindrt.bench.raw_inputs import FreshWords
 
 ROOT = Path(__file__).resolve().parents[2]
 SHARED_MEDIA = ROOT.parent / "shared" / "reference" / "golden" / "media"
@@ -124,48 +125,6 @@ def load_reference(package: str, module: str, dist: str) -> tuple[types.ModuleTy
 
 
 # ---------------------------------------------------------------- inputs
-_ONSETS = "b c d f g h j k l m n p r s t v w z br cr dr fl gr pl pr sk sl sn st str th tr ch sh qu".split()
-_VOWELS = "a e i o u a e i o y ai ea ee ia io oo ou".split()
-_CODAS = [""] * 6 + "n r s t l m nd nt rk st ck ng x".split()
-_ACCENTED = "é è ü ö ñ ø å ç".split()
-
-
-class FreshWords:
-    """Word-like strings, each new to the run (so no BPE cache on either side can know it)."""
-
-    def __init__(self, seed: int, accented: bool = False):
-        self.rng = np.random.default_rng(seed)
-        self.seen: set[str] = set()
-        self.accented = accented  # one word of each caption gets a non-ASCII letter
-
-    def word(self, accent: bool = False) -> str:
-        r = self.rng
-        while True:
-            parts = []
-            for _ in range(int(r.integers(1, 5))):
-                parts.append(_ONSETS[r.integers(len(_ONSETS))] if r.random() < 0.8 else "")
-                parts.append(_VOWELS[r.integers(len(_VOWELS))])
-                parts.append(_CODAS[r.integers(len(_CODAS))])
-            w = "".join(parts)
-            if accent:
-                i = int(r.integers(len(w)))
-                w = w[:i] + _ACCENTED[r.integers(len(_ACCENTED))] + w[i + 1 :]
-            if r.random() < 0.15:
-                w = w.capitalize()
-            if w.lower() not in self.seen and len(w) > 2:
-                self.seen.add(w.lower())
-                return w
-
-    def captions(self, n: int) -> list[str]:
-        out = []
-        for _ in range(n):
-            k = int(self.rng.integers(6, 17))
-            accent_at = int(self.rng.integers(k)) if self.accented else -1
-            words = [self.word(i == accent_at) for i in range(k)]
-            out.append(" ".join(words).capitalize() + ".")
-        return out
-
-
 #: Fixed captions for parity only: cleaning, unicode, entities, truncation. Not the special-token strings:
 #: the reference spells them <|startoftext|>/<|endoftext|>, open_clip <start_of_text>/<end_of_text>.
 TRICKY_CAPTIONS = [

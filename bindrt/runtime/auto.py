@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from bindrt.bench import CPU_FLAGS, _cpuinfo, max_row_rel_diff, min_row_cosine, time_call
+from bindrt.bench import CPU_FLAGS, cpuinfo, max_row_rel_diff, min_row_cosine, time_call
 from bindrt.bundle import MANIFEST, producer_versions
 from bindrt.config import ImageBindConfig, check_modalities
 from bindrt.errors import BackendError, BindrtError, ConfigError
@@ -60,7 +60,7 @@ class AutoEmbedder(Embedder):
 
 def machine_key() -> str:
     """'intel-r-xeon-r-platinum-8480-3f2a9c1d': CPU model plus a hash of the kernel-deciding flags."""
-    model, flags = _cpuinfo()
+    model, flags = cpuinfo()
     slug = re.sub(r"[^a-z0-9]+", "-", model.lower()).strip("-")[:60] or "cpu"
     digest = hashlib.sha256(" ".join(f for f in CPU_FLAGS if f in flags).encode()).hexdigest()[:8]
     return f"{slug}-{digest}"

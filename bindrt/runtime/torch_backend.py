@@ -44,12 +44,21 @@ class TorchBackend(Backend):
         config: ImageBindConfig,
         device: str = "cpu",
         precision: str = "fp32",
+        compile: "bool | str" = False,
     ) -> None:
-        """``precision`` is one of ``precisions``: ``bindrt.load`` checks it, once, for every backend."""
+        """``precision`` is one of ``precisions``: ``bindrt.load`` checks it, once, for every backend.
+
+        ``compile``: wrap each encoder in ``torch.compile`` (True: its default mode; a string:
+        that mode, e.g. ``"max-autotune"``). Compilation happens on the first call of each
+        input shape, so the first embed of a new batch size takes seconds.
+        """
         super().__init__(config, tuple(encoders), device, precision)
         self.torch_device = resolve_device(device)
         self.dtype = DTYPES[precision]
         self.encoders = {m: e.to(self.torch_device, self.dtype).eval() for m, e in encoders.items()}
+        self.compile_mode = None if compile is False else ("default" if compile is True else str(compile))
+        if self.compile_mode is not None:
+            self.encoders = {m: torch.compile(e, mode=self.compile_mode) for m, e in self.encoders.items()}
 
     @classmethod
     def open(
@@ -60,12 +69,15 @@ class TorchBackend(Backend):
         device: str = "cpu",
         precision: str = "fp32",
         verify: bool = True,
+        compile: "bool | str" = False,
         **options: Any,
     ) -> "TorchBackend":
         if options:
             raise BackendError(f"unknown option(s) for the {cls.name} backend: {sorted(options)}")
+        if not isinstance(compile, (bool, str)) or compile in ("", "none"):
+            raise BackendError(f"compile={compile!r}; expected True/False or a torch.compile mode name")
         resolve_device(device)
-        return cls(load_encoders(source, modalities, verify), source.config, device, precision)
+        return cls(load_encoders(source, modalities, verify), source.config, device, precision, compile=compile)
 
     def to_tensor(self, kind: str, batch: np.ndarray) -> torch.Tensor:
         tensor = torch.from_numpy(batch).to(self.torch_device, non_blocking=True)
@@ -80,7 +92,11 @@ class TorchBackend(Backend):
         return out.float().cpu().numpy()
 
     def describe(self) -> dict[str, Any]:
-        return super().describe() | {"torch": torch.__version__, "threads": torch.get_num_threads()}
+        return super().describe() | {
+            "torch": torch.__version__,
+            "threads": torch.get_num_threads(),
+            "compile": self.compile_mode,
+        }
 
     def close(self) -> None:
         self.encoders.clear()
