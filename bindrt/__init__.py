@@ -10,4 +10,18 @@ from bindrt.runtime import load, similarity
 
 __version__ = "0.1.0"
 
-__all__ = ["load", "similarity", "ImageBindConfig", "PRESETS", "MODALITIES", "__version__"]
+
+def __getattr__(name: str):
+    """``bindrt.Index`` and ``bindrt.classify``, imported on first use (importing bindrt stays cheap)."""
+    if name == "Index":
+        from bindrt.index import Index
+
+        return Index
+    if name == "classify":
+        from bindrt.classification import classify
+
+        return classify
+    raise AttributeError(f"module 'bindrt' has no attribute {name!r}")
+
+
+__all__ = ["load", "similarity", "Index", "classify", "ImageBindConfig", "PRESETS", "MODALITIES", "__version__"]  # noqa: F405

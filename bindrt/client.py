@@ -228,6 +228,32 @@ class Client:
             return InputError(f"the server rejected the request to {model!r}: {_one_line(message)}", modality=kind)
         return BackendError(f"the server at {self.url} failed on model {model!r}: {_one_line(message)}")
 
+    def search(self, vector: Any = None, *, k: int = 10, **query: Any) -> list[dict[str, Any]]:
+        """Nearest items of the server's index (``bindrt serve --index``): to ``vector``, or to one query
+        embedded by the server first (``text="a dog"``, ``vision=path``...). Hits: score, row, path, line, kind, text."""
+        import json
+
+        if vector is None:
+            if len(query) != 1:
+                raise InputError("search takes a vector, or exactly one query such as text='a dog'")
+            ((kind, value),) = query.items()
+            vector = self.embed(**{kind: [value]})[kind][0]
+        q = np.asarray(vector, np.float32).reshape(1, -1)
+        tc = self._tc
+        inputs = [tc.InferInput("embedding", list(q.shape), "FP32"), tc.InferInput("k", [1, 1], "INT32")]
+        inputs[0].set_data_from_numpy(q)
+        inputs[1].set_data_from_numpy(np.array([[k]], np.int32))
+        try:
+            result = self._client.infer("search", inputs)
+        except Exception as exc:  # noqa: BLE001
+            raise self._error(exc, "search", None, 0) from None
+        scores, rows, items = (result.as_numpy(n)[0] for n in ("scores", "rows", "items"))
+        return [
+            {"score": float(s), "row": int(r), **json.loads(bytes(i).decode())}
+            for s, r, i in zip(scores, rows, items)
+            if r >= 0
+        ]
+
     # -- lifetime ------------------------------------------------------------------------------
     def close(self) -> None:
         client = getattr(self, "_client", None)

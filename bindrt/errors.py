@@ -82,6 +82,10 @@ class BackendError(BindrtError, RuntimeError):
     """A backend cannot run here (missing library, no device) or failed to run."""
 
 
+class SearchIndexError(BindrtError, ValueError):
+    """An index directory is not a bindrt index, is damaged, is empty, or holds another embedding space."""
+
+
 __all__ = [
     "BindrtError",
     "ConfigError",
@@ -94,4 +98,5 @@ __all__ = [
     "OutputError",
     "ExportError",
     "BackendError",
+    "SearchIndexError",
 ]

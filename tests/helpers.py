@@ -50,3 +50,37 @@ def wav_bytes(wave: np.ndarray, rate: int, subtype: str = "FLOAT") -> bytes:
     buf = io.BytesIO()
     sf.write(buf, wave, rate, format="WAV", subtype=subtype)
     return buf.getvalue()
+
+
+def write_collection(root: Path, seed: int = 0) -> dict[str, str]:
+    """The golden media plus generated depth, thermal, IMU, video and caption files; name -> expected kind."""
+    import shutil
+
+    from bindrt.bench.raw_inputs import raw_items
+
+    rng = np.random.default_rng(seed)
+    root.mkdir(parents=True, exist_ok=True)
+    kinds = {}
+    for name, kind in [
+        ("photo.jpg", "vision"),
+        ("logo.png", "vision"),
+        ("tone16k.wav", "audio"),
+        ("stereo22k.wav", "audio"),
+    ]:
+        shutil.copy(MEDIA_DIR / name, root / name)
+        kinds[name] = kind
+    (root / "scans").mkdir()
+    (root / "scans" / "room.png").write_bytes(png_bytes((rng.random((120, 160)) * 6000 + 500).astype(np.uint16)))
+    kinds["scans/room.png"] = "depth"
+    (root / "thermal").mkdir()
+    (root / "thermal" / "cat.png").write_bytes(png_bytes((rng.random((96, 128)) * 255).astype(np.uint8)))
+    kinds["thermal/cat.png"] = "thermal"
+    np.save(root / "walk.npy", rng.standard_normal((6, 2000)).astype(np.float32))
+    kinds["walk.npy"] = "imu"
+    np.save(root / "disparity.npy", rng.random((100, 120)).astype(np.float32) + 0.5)
+    kinds["disparity.npy"] = "depth"
+    (root / "clip.mp4").write_bytes(raw_items("video", 1, seed=seed)[0])
+    kinds["clip.mp4"] = "video"
+    (root / "captions.txt").write_text("a dog barking in the park\n\nthe sound of rain on a roof\na red car\n")
+    kinds["captions.txt"] = "text"
+    return kinds

@@ -39,8 +39,9 @@ TARGETS = (
 SEED = 0
 
 
-def build_bundle(out: Path, preset: str, modalities: list[str]) -> Path:
-    """A bundle of ``preset``'s ``modalities`` with seeded random weights, exported at every precision."""
+def build_bundle(out: Path, preset: str, modalities: list[str], export: bool = True) -> Path:
+    """A bundle of ``preset``'s ``modalities`` with seeded random weights, exported at every precision
+    (``export=False``: weights only, for the torch-based backends)."""
     import torch
 
     from bindrt.bundle import write_bundle
@@ -50,7 +51,12 @@ def build_bundle(out: Path, preset: str, modalities: list[str]) -> Path:
     from bindrt.model.checkpoint import to_reference_key
 
     marker = out / "exported.json"
-    wanted = {"preset": preset, "modalities": modalities, "precisions": list(PRECISIONS), "seed": SEED}
+    wanted = {
+        "preset": preset,
+        "modalities": modalities,
+        "precisions": list(PRECISIONS) if export else [],
+        "seed": SEED,
+    }
     if marker.exists() and json.loads(marker.read_text()) == wanted:
         return out
     torch.manual_seed(SEED)
@@ -60,7 +66,8 @@ def build_bundle(out: Path, preset: str, modalities: list[str]) -> Path:
         encoder = build_encoder(m, config)
         weights[m] = {to_reference_key(m, k): v for k, v in encoder.state_dict().items()}
     write_bundle(out, config, weights, stage="bench", overwrite=True)
-    export_bundle(out, precisions=PRECISIONS, fused=True)
+    if export:
+        export_bundle(out, precisions=PRECISIONS, fused=True)
     marker.write_text(json.dumps(wanted))
     return out
 

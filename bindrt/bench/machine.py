@@ -25,6 +25,7 @@ CPU_FLAGS = (
     "amx_tile",
     "amx_int8",
     "amx_bf16",
+    "amx_fp16",
     "asimd",
     "sve",
 )

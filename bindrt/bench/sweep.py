@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import statistics
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -20,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from bindrt.bench import timing
-from bindrt.bench.machine import contention, cpu_counters, load_average, machine_info
+from bindrt.bench.machine import contention, cpu_counters, cpuinfo, load_average, machine_info
 from bindrt.bench.memory import PeakMemory, rss_mib
 from bindrt.bench.metrics import max_row_rel_diff, min_row_cosine
 from bindrt.bench.plan import GRAPH_BACKENDS, THREAD_OPTIONS, Plan, Skip, Target
@@ -33,6 +34,8 @@ from bindrt.layouts import INPUT_KINDS, random_batch
 POOL, POOL_BYTES = 3, 256 << 20
 #: Items preprocessed per timed preprocessing call, and rounds of fresh items.
 PREPROCESS_ITEMS, PREPROCESS_ROUNDS = 8, 3
+#: Seconds of /proc/stat watched before the run for other processes' load.
+IDLE_CHECK_S = 0.5
 REPORT_VERSION = 1
 
 
@@ -146,6 +149,9 @@ def run_sweep(bundle: Bundle, plan: Plan, settings: Settings, on_event: Event | 
     for s in plan.skipped:
         emit("skip", s)
     before_load = load_average()
+    idle_check = cpu_counters()
+    time.sleep(IDLE_CHECK_S)
+    others = contention(idle_check, cpu_counters()).get("other_processes")
     report = Report(
         machine=machine_info(),
         bundle=str(bundle.path),
@@ -156,11 +162,10 @@ def run_sweep(bundle: Bundle, plan: Plan, settings: Settings, on_event: Event | 
         peaks=None,
         skipped=list(plan.skipped),
     )
-    cores = report.machine.get("affinity_cores") or report.machine.get("cpu_cores") or 1
-    if before_load and before_load[0] > 0.5 * cores:
+    if others is not None and others > timing.BUSY_OTHER_SHARE:
         report.warnings.append(
-            f"load average {before_load[0]:.1f} on {cores} cores before the run: other work is running, "
-            "so the figures may be slow and noisy"
+            f"other processes took {others:.0%} of the cores in the {IDLE_CHECK_S:g} s before the run: "
+            "the figures may be slow and noisy"
         )
         emit("note", "warning: " + report.warnings[-1])
     total = len(plan.kinds) * len(plan.batches) * len(plan.targets) + (len(plan.kinds) if settings.preprocess else 0)
@@ -183,7 +188,7 @@ def run_sweep(bundle: Bundle, plan: Plan, settings: Settings, on_event: Event | 
         finally:
             for model, _ in loaded.values():
                 model.close()
-    report.load = {"before": before_load, "after": load_average()}
+    report.load = {"before": before_load, "after": load_average(), "other_processes_before": others}
     busy = [r for r in report.rows if r.busy]
     if busy:
         worst = max(busy, key=lambda r: r.spread)
@@ -204,6 +209,11 @@ def _peaks(plan: Plan, settings: Settings, warnings: list[str]) -> dict[str, Any
 
     device = "cuda" if settings.device.startswith("cuda") else "cpu"
     wanted = ["fp32"] + [p for p in ("bf16", "fp16") if any(t.precision == p for t in plan.targets)]
+    if device == "cpu" and "fp16" in wanted and not {"avx512_fp16", "amx_fp16"} & cpuinfo()[1]:
+        wanted.remove("fp16")  # emulated: no peak to speak of (the fp16 rows show no percent)
+        warnings.append(
+            "no fp16 peak: this CPU has no native fp16 matmul (AVX512-FP16/AMX-FP16); fp16 rows show no percent"
+        )
     try:
         return measure_peaks(0.5, device=device, precisions=tuple(wanted))
     except ImportError:  # bf16/fp16 peaks need torch
@@ -213,8 +223,6 @@ def _peaks(plan: Plan, settings: Settings, warnings: list[str]) -> dict[str, Any
 
 def time_preprocessing(kind: str, settings: Settings) -> dict[str, Any]:
     """Milliseconds per item of ``preprocess(kind, items)`` on fresh raw items (median of a few rounds)."""
-    import time
-
     from bindrt.bench.raw_inputs import FreshWords, raw_items
     from bindrt.preprocess import preprocess
 

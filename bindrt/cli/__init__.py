@@ -28,6 +28,9 @@ COMMAND_MODULES = (
     "bindrt.cli.build",
     "bindrt.cli.serve",
     "bindrt.cli.triton_repo",
+    "bindrt.cli.index",
+    "bindrt.cli.search",
+    "bindrt.cli.classify",
     "bindrt.training.cli",
 )
 

@@ -66,6 +66,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=server.DEFAULT_EXIT_TIMEOUT_S,
         help="on stop, wait this long for accepted requests",
     )
+    p.add_argument("--index", help="also serve a 'search' model over this index (bindrt index) of the same bundle")
     p.add_argument("--ready-file", help="write the URLs as JSON to this file once every model is loaded")
     p.add_argument("--verbose", action="store_true", help="Triton's log on stdout, PyTriton's on stderr")
     p.set_defaults(func=run)
@@ -103,4 +104,5 @@ def run(args: argparse.Namespace) -> int:
         ready_file=args.ready_file,
         on_ready=ready,
         verbose=args.verbose,
+        index=args.index,
     )

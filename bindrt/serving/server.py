@@ -380,6 +380,7 @@ def serve(
     on_ready: "Callable[[dict[str, Any]], None] | None" = None,
     verbose: bool = False,
     stop_event: "threading.Event | None" = None,
+    index: "str | os.PathLike[str] | None" = None,
     **backend_options: Any,
 ) -> int:
     """Serve ``bundle`` until SIGTERM/SIGINT (or ``stop_event``); returns 0 after a graceful stop.
@@ -389,7 +390,8 @@ def serve(
     is loaded; ``on_ready`` gets the same dict. ``verbose``: Triton's log on stdout and PyTriton's
     log records (otherwise Triton's log is kept only for error messages). ``backend_options`` go to
     ``bindrt.load``. Idle HTTP keep-alive connections hold a stop up to ``exit_timeout_s`` (Triton
-    waits for them); close clients when done.
+    waits for them); close clients when done. ``index``: also serve a ``search`` model over that
+    index (:mod:`bindrt.serving.search`), which must hold this bundle's embedding space.
     """
     for name, value, minimum in (
         ("max_batch", max_batch, 1),
@@ -424,6 +426,7 @@ def serve(
     )
     kinds = [k for k in INPUT_KINDS if k in embedder.input_kinds]
     specs = protocol.models_for(kinds, int(embedder.config.out_embed_dim))
+    search_index = _open_index(index, bundle) if index is not None else None
     config = TritonConfig(
         http_address=host,
         grpc_address=host,
@@ -455,6 +458,8 @@ def serve(
                     config=ModelConfig(max_batch_size=max_batch, batcher=None),  # one request per call: see above
                     strict=False,
                 )
+            if search_index is not None:
+                _bind_search(triton, search_index, max_batch, Tensor, ModelConfig)
             try:
                 triton.run()
             except Exception as exc:  # noqa: BLE001 -- PyTriton's own errors, timeouts, a dead tritonserver
@@ -465,7 +470,7 @@ def serve(
             "http": _url("http", host, http_port),
             "grpc": _url("grpc", host, grpc_port),
             "metrics": _url("http", host, metrics_port) + "/metrics",
-            "models": [s.name for s in specs],
+            "models": [s.name for s in specs] + (["search"] if search_index is not None else []),
             "pid": os.getpid(),
         }
         if ready_file is not None:
@@ -483,6 +488,33 @@ def serve(
             coalescer.close()
         _restore_signal_handlers(handlers)
         embedder.close()
+        if search_index is not None:
+            search_index.close()
+
+
+def _open_index(path: "str | os.PathLike[str]", bundle: "str | os.PathLike[str]") -> Any:
+    """The index to search, refused unless it holds ``bundle``'s embedding space."""
+    from bindrt.bundle import Bundle
+    from bindrt.index import Index
+    from bindrt.index.store import IndexStore, embedding_space
+
+    return Index(IndexStore.open(path, space=embedding_space(Bundle.open(bundle))))
+
+
+def _bind_search(triton: Any, index: Any, max_batch: int, Tensor: Any, ModelConfig: Any) -> None:
+    from bindrt.serving.search import OUTPUTS, SEARCH_MODEL, SearchHandler
+
+    triton.bind(
+        model_name=SEARCH_MODEL,
+        infer_func=SearchHandler(index),
+        inputs=[
+            Tensor(name="embedding", dtype=np.float32, shape=(int(index.space["dim"]),)),
+            Tensor(name="k", dtype=np.int32, shape=(1,), optional=True),
+        ],
+        outputs=[Tensor(name=name, dtype=dtype, shape=(-1,)) for name, dtype in OUTPUTS],
+        config=ModelConfig(max_batch_size=max_batch, batcher=None),
+        strict=False,
+    )
 
 
 def _quiet(triton: Any, verbose: bool) -> None:
