@@ -20,16 +20,7 @@ fi
 out=${1:-$("$PY" -m benchmarks.common dir kernels --gpu --fresh)} || exit 1
 mkdir -p "$out"
 unset TRITON_INTERPRET
-status=0
-step() {  # step NAME TIMEOUT_S CMD...
-  local name=$1 limit=$2; shift 2
-  echo "== $name (limit ${limit}s)"
-  local t0=$SECONDS
-  timeout "$limit" "$@"; local rc=$?
-  echo "== $name: rc=$rc in $((SECONDS - t0))s" | tee -a "$out/steps.txt"
-  [ $rc -ne 0 ] && [ $status -eq 0 ] && status=$rc
-  return 0
-}
+. benchmarks/steps.sh  # step NAME TIMEOUT_S CMD...
 "$PY" -m benchmarks.common record > "$out/machine.json"   # the machine record every benchmark carries
 { nvidia-smi; "$PY" -c "import torch, triton; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'triton', triton.__version__)"; date -u; } > "$out/env.txt" 2>&1
 step tests 120 "$PY" -m pytest tests/kernels tests/runtime/test_triton_backend.py -q -p no:cacheprovider -o addopts="" \

@@ -170,7 +170,8 @@ class Bundle:
         tensors = _read_safetensors(self.weights_file(modality, verify=verify), where)
         tensors = _check_layout(tensors, self.config, modality, where)
         _check_finite(tensors, self.config, modality, where)
-        return tensors
+        # weights stored at fp16/bf16 (the shipped tiny model) are widened: backends choose their own precision
+        return {k: v.float() if v.is_floating_point() else v for k, v in tensors.items()}
 
     # -- writing -----------------------------------------------------------------
     def add_file(self, relpath: str, write: Callable[[Path], None]) -> None:

@@ -113,6 +113,16 @@ def example_prototypes(
     return np.stack(protos)
 
 
+def blend(text: np.ndarray, examples: np.ndarray | None, text_weight: float = 0.5) -> np.ndarray:
+    """Few-shot prototypes: ``text_weight * text + (1 - text_weight) * examples``, renormalised (text alone if None)."""
+    return text if examples is None else _unit(text_weight * text + (1 - text_weight) * examples)
+
+
+def class_means(embeddings: np.ndarray, labels: np.ndarray, classes: int) -> np.ndarray:
+    """(classes, dim) unit means of unit ``embeddings`` per integer label: example prototypes from arrays."""
+    return _unit(np.stack([_unit(embeddings[labels == c]).mean(0) for c in range(classes)]))
+
+
 def classify(
     model: Any,
     files: "list[str | os.PathLike[str]]",
@@ -141,7 +151,7 @@ def classify(
             raise InputError(f"{p} is not a file; expected media files to classify")
     protos = text_prototypes(model, labels, list(templates))
     if examples is not None:
-        protos = _unit(text_weight * protos + (1 - text_weight) * example_prototypes(model, examples, labels, modality))
+        protos = blend(protos, example_prototypes(model, examples, labels, modality), text_weight)
     emb, kinds = embed_files(model, paths, modality)
     scores = emb @ protos.T
     logits = LOGIT_SCALE * scores

@@ -21,16 +21,7 @@ out=${1:-$("$PY" -m benchmarks.common dir bench --gpu --fresh)} || exit 1
 mkdir -p "$out"
 unset TRITON_INTERPRET
 work=${WORKDIR:-/tmp/bindrt-gpu-suite}
-status=0
-step() {  # step NAME TIMEOUT_S CMD...
-  local name=$1 limit=$2; shift 2
-  echo "== $name (limit ${limit}s)"
-  local t0=$SECONDS
-  timeout "$limit" "$@"; local rc=$?
-  echo "== $name: rc=$rc in $((SECONDS - t0))s" | tee -a "$out/steps.txt"
-  [ $rc -ne 0 ] && [ $status -eq 0 ] && status=$rc
-  return 0
-}
+. benchmarks/steps.sh  # step NAME TIMEOUT_S CMD...
 step bundle 120 "$PY" -c "
 from pathlib import Path
 from benchmarks.bench.cpu_suite import build_bundle

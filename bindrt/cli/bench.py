@@ -20,9 +20,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--backends",
         nargs="+",
-        default=["torch"],
+        default=[ALL],
         help=f"NAME or NAME:PRECISION ... (first = baseline); names: {', '.join(BENCH_BACKENDS)}, "
-        f"{ALL} (every one), {AUTO} (what backend='auto' picks)",
+        f"{ALL} (every one: the default), {AUTO} (what backend='auto' picks)",
     )
     p.add_argument(
         "--precision", nargs="+", default=["fp32"], help="precisions for bare backend names (fp32 fp16 bf16 int8)"

@@ -32,6 +32,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--weights", help="comma-separated weights of the query terms, in order (default 1 each)")
     p.add_argument("--modality", help="return only items of this input kind")
     p.add_argument("-k", type=int, default=10, help="results (default 10)")
+    p.add_argument(
+        "--centre", action="store_true", help="subtract each term's modality mean (the index's) before combining terms"
+    )
     p.add_argument("--exact", action="store_true", help="exact search even where the index has FAISS")
     p.add_argument("--bundle", help="the bundle to embed queries with (default: the one that built the index)")
     p.add_argument("--backend", default="torch")
@@ -78,6 +81,7 @@ def run(args: argparse.Namespace) -> int:
             k=args.k,
             modality=args.modality,
             exact=True if args.exact else None,
+            centre=args.centre,
         )
     if args.json:
         print(json.dumps([h.to_dict() for h in hits], indent=1))

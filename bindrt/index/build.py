@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -240,9 +240,26 @@ def _stage(
         pending.clear()
 
 
-#: (bundle path, {kind: items}, report, emit, backend=..., ...) -> (item, unit embedding) pairs; bad items go to
-#: ``report.errors`` (path, why) instead.
-EmbedItems = Callable[..., Iterable[tuple[Item, np.ndarray]]]
+class EmbedItems(Protocol):
+    """The embedding step: (item, unit embedding) pairs of ``todo``; bad items go to ``report.errors`` instead.
+
+    :func:`embed_in_process` is the single-process one, :mod:`bindrt.index.ray_engine` the Ray one.
+    """
+
+    def __call__(
+        self,
+        bundle: Path,
+        todo: dict[str, list[Item]],
+        report: IndexReport,
+        emit: Callable[[str, Any], None],
+        *,
+        backend: str,
+        device: str,
+        precision: str,
+        batch: int,
+        workers: int | None,
+        options: dict[str, Any],
+    ) -> Iterable[tuple[Item, np.ndarray]]: ...
 
 
 def _todo(

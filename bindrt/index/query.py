@@ -50,9 +50,27 @@ def normalise(v: np.ndarray) -> np.ndarray:
     return v / np.maximum(n, 1e-12)
 
 
-def combine(vectors: list[np.ndarray], weights: list[float], minus: list[np.ndarray]) -> np.ndarray:
-    """The paper's arithmetic: sum of weighted unit vectors minus unit vectors, renormalised."""
-    total = sum(w * normalise(v) for v, w in zip(vectors, weights)) - sum((normalise(m) for m in minus), 0.0)
+def combine(
+    vectors: list[np.ndarray],
+    weights: list[float],
+    minus: list[np.ndarray],
+    offsets: "list[np.ndarray | None] | None" = None,
+    minus_offsets: "list[np.ndarray | None] | None" = None,
+) -> np.ndarray:
+    """The paper's arithmetic: sum of weighted unit vectors minus unit vectors, renormalised.
+
+    ``offsets`` (one per vector, or None) centre each term first: every modality's embeddings
+    sit around a mean of their own (the modality gap), so an image term and a text term also
+    add two constant offsets that pull the sum toward neither's content. Subtracting each
+    modality's mean embedding (the index's, :attr:`Index.means`) before normalising removes
+    them; on the shipped tiny model an image plus a colour word finds the item with both
+    attributes in 60% of queries centred against 31% plain (``tests/test_shipped_model.py``).
+    """
+    offsets = offsets or [None] * len(vectors)
+    minus_offsets = minus_offsets or [None] * len(minus)
+    centred = [v if o is None else v - o for v, o in zip(vectors, offsets)]
+    removed = [m if o is None else m - o for m, o in zip(minus, minus_offsets)]
+    total = sum(w * normalise(v) for v, w in zip(centred, weights)) - sum((normalise(m) for m in removed), 0.0)
     norm = float(np.linalg.norm(total))
     if norm < 1e-6:
         raise ConfigError("the query terms cancel out (their weighted sum is zero); change the terms or --weights")
@@ -104,6 +122,11 @@ class Index:
     def __exit__(self, *exc: Any) -> None:
         self.close()
 
+    def mean(self, kind: str) -> np.ndarray | None:
+        """The mean unit embedding of the index's items of ``kind`` (None when it holds none)."""
+        found = (self.store.state.get("means") or {}).get(KIND_ALIASES.get(kind, kind))
+        return None if found is None else np.asarray(found, np.float32)
+
     # -- query embedding ----------------------------------------------------------
     def model(self, bundle: "str | os.PathLike[str] | None" = None, backend: str = "torch", **options: Any) -> Any:
         """The encoders that embed queries: the index's own bundle (or ``bundle``, checked to be the same space)."""
@@ -152,13 +175,16 @@ class Index:
         modality: str | None = None,
         exact: bool | None = None,
         vector: np.ndarray | None = None,
+        centre: bool = False,
         **raw: Any,
     ) -> list[Hit]:
         """The ``k`` nearest items. Terms as ``Term`` objects, or keywords (``text="a dog"``, ``vision=path``).
 
         ``modality`` keeps only items of that input kind; ``exact`` forces numpy (True) or
         FAISS (False; default: FAISS when the index has one); ``vector`` searches a ready
-        query vector (unit norm) instead of embedding terms.
+        query vector (unit norm) instead of embedding terms. ``centre`` subtracts each term's
+        modality mean (the index's, where it holds items of that kind) before combining: see
+        :func:`combine`.
         """
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
             raise ConfigError(f"-k {k!r}: expected a number of results >= 1")
@@ -175,7 +201,9 @@ class Index:
             model = self.model()
             positives = self.embed_terms(terms, model)
             negatives = self.embed_terms(list(minus or []), model)
-            vector = combine(positives, [t.weight for t in terms], negatives)
+            offsets = [self.mean(t.kind) if centre else None for t in terms]
+            minus_offsets = [self.mean(t.kind) if centre else None for t in minus or []]
+            vector = combine(positives, [t.weight for t in terms], negatives, offsets, minus_offsets)
         return self.nearest(np.asarray(vector, np.float32), k, modality, exact)
 
     def nearest(self, vector: np.ndarray, k: int, modality: str | None = None, exact: bool | None = None) -> list[Hit]:

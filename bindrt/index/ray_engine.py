@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from bindrt.errors import ConfigError
-from bindrt.index.build import IndexReport, build_index, preprocess_item
+from bindrt.index.build import EmbedItems, IndexReport, build_index, preprocess_item
 from bindrt.index.store import Item
 from bindrt.layouts import INPUT_KINDS
 
@@ -89,7 +89,7 @@ class _Encoder:
         return {"key": batch["key"], "error": batch["error"], "embedding": out}
 
 
-def _ray_embedder(ray: Any, actors: int | None) -> Callable[..., Iterable[tuple[Item, np.ndarray]]]:
+def _ray_embedder(ray: Any, actors: int | None) -> EmbedItems:
     def embed(
         bundle: Path,
         todo: dict[str, list[Item]],

@@ -255,10 +255,15 @@ class IndexStore:
         tmp = final.with_name(final.name + ".tmp")
         dim = self.space["dim"]
         written = 0
+        kinds = np.array([it.kind for it in items])
+        sums: dict[str, np.ndarray] = {}
         if items:
             out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(len(items), dim))
             for chunk in rows:
                 out[written : written + len(chunk)] = chunk
+                here = kinds[written : written + len(chunk)]
+                for kind in np.unique(here):
+                    sums[kind] = sums.get(kind, 0.0) + chunk[here == kind].astype(np.float64).sum(0)
                 written += len(chunk)
             out.flush()
             del out
@@ -270,7 +275,16 @@ class IndexStore:
         ann_record = None
         if ann is not None and items:
             ann_record = ann.save(self.ann_path(generation))
-        state = {**self.state, "generation": generation, "count": len(items), "ann": ann_record, "updated": now_iso()}
+        counts = dict(zip(*np.unique(kinds, return_counts=True))) if items else {}
+        means = {str(k): (v / counts[k]).astype(np.float32).round(6).tolist() for k, v in sums.items()}
+        state = {
+            **self.state,
+            "generation": generation,
+            "count": len(items),
+            "ann": ann_record,
+            "means": means,  # per input kind: the mean unit embedding (the modality's offset; see query.combine)
+            "updated": now_iso(),
+        }
         with self.db:
             self.db.execute("BEGIN")
             self.db.execute("DELETE FROM items")
@@ -296,7 +310,8 @@ class IndexStore:
     def describe(self) -> dict[str, Any]:
         kinds = dict(self.db.execute("SELECT kind, COUNT(*) FROM items GROUP BY kind").fetchall())
         errors = self.db.execute("SELECT COUNT(*) FROM files WHERE error IS NOT NULL").fetchone()[0]
-        return {**self.state, "items_by_kind": kinds, "files_with_errors": errors, "path": str(self.path)}
+        state = {k: v for k, v in self.state.items() if k != "means"}  # 1,024 numbers per kind: not a summary
+        return {**state, "items_by_kind": kinds, "files_with_errors": errors, "path": str(self.path)}
 
     def close(self) -> None:
         self.db.close()
