@@ -18,7 +18,7 @@ import os
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -57,7 +57,7 @@ class IndexReport:
     ann: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items()}
+        return asdict(self)
 
 
 class BadDataError(InputError):
@@ -208,7 +208,7 @@ def _plan(
             continue
         record = FileRecord(str(path), kind, digest, st.st_size, st.st_mtime_ns, 0)
         if old is not None and old.error is None and old.kind == kind and old.sha256 == digest:  # touched, same bytes
-            plan.keep.append(record.__class__(**{**record.__dict__, "items": old.items}))
+            plan.keep.append(replace(record, items=old.items))
             continue
         plan.embed.append((path, kind, record))
     return plan
@@ -357,12 +357,10 @@ def _assemble(
     for path, _, record in plan.embed:
         key = str(path)
         if key in failed:
-            entries.append((key, [], [], FileRecord(**{**record.__dict__, "error": failed[key]})))
+            entries.append((key, [], [], replace(record, error=failed[key])))
             continue
         got = sorted(by_path.get(key, []), key=lambda pair: pair[0].line or 0)
-        entries.append(
-            (key, [it for it, _ in got], [v for _, v in got], FileRecord(**{**record.__dict__, "items": len(got)}))
-        )
+        entries.append((key, [it for it, _ in got], [v for _, v in got], replace(record, items=len(got))))
     listed = {e[0] for e in entries}
     for path, why in report.errors:
         if path not in listed:  # could not even be read: recorded so the next run retries it
