@@ -59,6 +59,11 @@ class IndexReport:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def fail(self, path: str, why: str) -> None:
+        """Record that ``path`` could not be embedded (once per file, however many of its items failed)."""
+        if all(p != path for p, _ in self.errors):
+            self.errors.append((path, why))
+
 
 class BadDataError(InputError):
     """Files that could not be embedded, with ``on_bad_data="stop"``: every one is named."""
@@ -142,11 +147,9 @@ def build_index(
         todo, fresh = _todo(store, plan, report)
         emit("total", sum(map(len, todo.values())))
         step = embed_items or embed_in_process
-        load = dict(
-            backend=backend, device=device, precision=precision, batch=batch, workers=workers, options=backend_options
-        )
+        settings = EmbedSettings(backend, device, precision, batch, workers, backend_options)
         pending: list[tuple[Item, np.ndarray]] = []
-        for pair in step(opened.path, todo, report, emit, **load):
+        for pair in step(opened.path, todo, report, emit, settings):
             pending.append(pair)
             if len(pending) >= batch:  # staged batch by batch: a killed run loses at most one batch
                 _stage(store, pending, fresh)
@@ -240,6 +243,25 @@ def _stage(
         pending.clear()
 
 
+@dataclass(frozen=True)
+class EmbedSettings:
+    """How the embedding step loads and runs the encoders, whichever engine runs it."""
+
+    backend: str = "torch"
+    device: str = "cpu"
+    precision: str = "fp32"
+    batch: int = 32
+    workers: int | None = None  # preprocessing threads (in process) or actors (Ray)
+    options: dict[str, Any] = field(default_factory=dict)  # backend options for bindrt.load
+
+    def load(self, bundle: "str | os.PathLike[str]", modalities: list[str], **override: Any) -> Any:
+        """``bindrt.load`` with these settings (``override``: backend options that win, e.g. a thread count)."""
+        import bindrt
+
+        return bindrt.load(bundle, self.backend, device=self.device, precision=self.precision, modalities=modalities,
+                           batch_size=self.batch, **{**self.options, **override})  # fmt: skip
+
+
 class EmbedItems(Protocol):
     """The embedding step: (item, unit embedding) pairs of ``todo``; bad items go to ``report.errors`` instead.
 
@@ -252,13 +274,7 @@ class EmbedItems(Protocol):
         todo: dict[str, list[Item]],
         report: IndexReport,
         emit: Callable[[str, Any], None],
-        *,
-        backend: str,
-        device: str,
-        precision: str,
-        batch: int,
-        workers: int | None,
-        options: dict[str, Any],
+        settings: EmbedSettings,
     ) -> Iterable[tuple[Item, np.ndarray]]: ...
 
 
@@ -290,27 +306,17 @@ def embed_in_process(
     todo: dict[str, list[Item]],
     report: IndexReport,
     emit: Callable[[str, Any], None],
-    *,
-    backend: str,
-    device: str,
-    precision: str,
-    batch: int,
-    workers: int | None,
-    options: dict[str, Any],
+    settings: EmbedSettings,
 ) -> Iterable[tuple[Item, np.ndarray]]:
     """Preprocess on a thread pool, encode batch by batch in this process."""
-    import bindrt
     from bindrt.preprocess import preprocess
 
     if not todo:
         return
-    modalities = sorted({INPUT_KINDS[k] for k in todo})
-    failed: set[str] = set()
+    batch = settings.batch
     with (
-        bindrt.load(
-            bundle, backend, device=device, precision=precision, modalities=modalities, batch_size=batch, **options
-        ) as model,
-        ThreadPoolExecutor(max_workers=workers or min(8, os.cpu_count() or 1)) as pool,
+        settings.load(bundle, sorted({INPUT_KINDS[k] for k in todo})) as model,
+        ThreadPoolExecutor(max_workers=settings.workers or min(8, os.cpu_count() or 1)) as pool,
     ):
         for kind, items in todo.items():
             for i in range(0, len(items), batch):
@@ -318,9 +324,8 @@ def embed_in_process(
                 arrays = list(pool.map(lambda it: preprocess_item(preprocess, it), chunk))
                 good = [(it, a) for it, a in zip(chunk, arrays) if not isinstance(a, str)]
                 for it, a in zip(chunk, arrays):
-                    if isinstance(a, str) and it.path not in failed:
-                        failed.add(it.path)
-                        report.errors.append((it.path, a))
+                    if isinstance(a, str):
+                        report.fail(it.path, a)
                 if good:
                     emb = model.encode(kind, np.stack([a for _, a in good]), normalize=True)
                     yield from zip((it for it, _ in good), emb)

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from bindrt.errors import ConfigError
-from bindrt.index.build import EmbedItems, IndexReport, build_index, preprocess_item
+from bindrt.index.build import EmbedItems, EmbedSettings, IndexReport, build_index, preprocess_item
 from bindrt.index.store import Item
 from bindrt.layouts import INPUT_KINDS
 
@@ -62,23 +62,17 @@ def build_index_ray(
 class _Encoder:
     """A Ray actor holding one loaded bindrt backend; called on batches of preprocessed rows."""
 
-    def __init__(
-        self, bundle: str, kind: str, backend: str, device: str, precision: str, options: dict[str, Any], gpus: float
-    ) -> None:
-        import bindrt
-
-        options = dict(options)
-        if not gpus:
-            if backend in ("torch", "triton"):
+    def __init__(self, bundle: str, kind: str, settings: EmbedSettings, gpus: float) -> None:
+        override: dict[str, Any] = {}
+        if not gpus:  # one CPU slot per actor: one thread each, or the actors fight over the cores
+            if settings.backend in ("torch", "triton"):
                 import torch
 
                 torch.set_num_threads(1)
-            elif backend in _THREADS:
-                options.setdefault(_THREADS[backend], 1)
+            elif settings.backend in _THREADS:
+                override[_THREADS[settings.backend]] = settings.options.get(_THREADS[settings.backend], 1)
         self.kind = kind
-        self.model = bindrt.load(
-            bundle, backend, device=device, precision=precision, modalities=[INPUT_KINDS[kind]], **options
-        )
+        self.model = settings.load(bundle, [INPUT_KINDS[kind]], **override)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Embeds the rows that preprocessed; the others pass through with their error and a zero row."""
@@ -95,19 +89,14 @@ def _ray_embedder(ray: Any, actors: int | None) -> EmbedItems:
         todo: dict[str, list[Item]],
         report: IndexReport,
         emit: Callable[[str, Any], None],
-        *,
-        backend: str,
-        device: str,
-        precision: str,
-        batch: int,
-        workers: int | None,
-        options: dict[str, Any],
+        settings: EmbedSettings,
     ) -> Iterable[tuple[Item, np.ndarray]]:
         from bindrt.preprocess import preprocess
 
-        gpus = 1.0 if device.startswith("cuda") else 0.0
+        gpus = 1.0 if settings.device.startswith("cuda") else 0.0
         slots = int(ray.cluster_resources().get("GPU" if gpus else "CPU", 1))
-        pool = max(1, actors or workers or slots)
+        pool = max(1, actors or settings.workers or slots)
+        batch = settings.batch
         for kind, items in todo.items():
             rows = [
                 {"key": i, "kind": kind, "value": it.text if kind == "text" else it.path} for i, it in enumerate(items)
@@ -125,21 +114,18 @@ def _ray_embedder(ray: Any, actors: int | None) -> EmbedItems:
             prepared = ray.data.from_items(rows, override_num_blocks=max(1, min(len(rows), 4 * pool))).map(prep)
             embedded = prepared.map_batches(
                 _Encoder,
-                fn_constructor_args=(str(bundle), kind, backend, device, precision, options, gpus),
+                fn_constructor_args=(str(bundle), kind, settings, gpus),
                 batch_size=batch,
                 concurrency=pool,
                 num_gpus=gpus or None,
                 num_cpus=None if gpus else 1,
                 batch_format="numpy",
             )
-            failed: set[str] = set()
             for shard in embedded.iter_batches(batch_size=batch, batch_format="numpy"):
                 for key, error, vector in zip(shard["key"], shard["error"], shard["embedding"]):
                     item = items[int(key)]
                     if error:
-                        if item.path not in failed:
-                            failed.add(item.path)
-                            report.errors.append((item.path, str(error)))
+                        report.fail(item.path, str(error))
                     else:
                         yield item, np.asarray(vector, np.float32)
                 emit("advance", len(shard["key"]))
